@@ -1,0 +1,51 @@
+"""The project's exception tree (every class subclasses Exception).
+
+Error *classification* of failed attempts lives in `analysis`; these exceptions are for
+failures of codeflow itself and of its inputs.
+"""
+
+from __future__ import annotations
+
+
+class CodeFlowError(Exception):
+    """Base class; `exit_status` is what the CLI returns for it."""
+
+    exit_status = 1
+
+
+class UsageError(CodeFlowError):
+    """Bad input from the user: an option, a request, a config value."""
+
+    exit_status = 2
+
+
+class ConfigError(UsageError):
+    """A configuration key or value is invalid; the message names the key and allowed values."""
+
+
+class ProviderError(CodeFlowError):
+    """The model could not be asked (no key, key rejected, server unreachable, bad reply)."""
+
+    exit_status = 3
+
+
+class AuthenticationError(ProviderError):
+    pass
+
+
+class ProviderUnavailable(ProviderError):
+    pass
+
+
+class CacheMiss(ProviderError):
+    """Replay mode and no recorded response for the request."""
+
+
+class BackendError(CodeFlowError):
+    """An execution backend could not start or broke beyond recovery."""
+
+    exit_status = 4
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot work on this machine; the message says why and how to fix it."""

@@ -1,0 +1,327 @@
+"""Plain records shared by every layer.
+
+Records are frozen dataclasses so that a run, once recorded, cannot be changed behind the
+back of the report, the notebook write-back or the cache. Outputs are nbformat v4 output
+dicts, so anything that can show a notebook can show a codeflow result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Output = dict[str, Any]
+"""One nbformat v4 output (stream, execute_result, display_data or error)."""
+
+ErrorCategory = Literal["syntax", "runtime", "logical", "environment", "import", "security"]
+CATEGORIES: tuple[str, ...] = ("syntax", "runtime", "logical", "environment", "import", "security")
+
+Language = Literal["python", "bash"]
+LANGUAGES: tuple[str, ...] = ("python", "bash")
+
+Focus = Literal["fix_errors", "optimize", "robustness"]
+FOCUSES: tuple[str, ...] = ("fix_errors", "optimize", "robustness")
+
+Severity = Literal["critical", "high", "medium", "low"]
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
+"""Ordered from least to most harmful; index comparison ranks severities."""
+
+RECORD_MIME = "application/vnd.codeflow.run+json"
+"""The mime type a run record travels under in notebook outputs."""
+
+ExecStatus = Literal["ok", "error", "timeout", "died"]
+
+
+def severity_rank(severity: str) -> int:
+    """Rank of a severity (`none` and unknown words rank below `low`)."""
+    try:
+        return SEVERITIES.index(severity)
+    except ValueError:
+        return -1
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One scanner finding about a piece of code."""
+
+    rule: str
+    severity: str
+    category: str
+    line: int | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "category": self.category,
+            "line": self.line,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        return cls(
+            rule=str(data["rule"]),
+            severity=str(data["severity"]),
+            category=str(data["category"]),
+            line=data.get("line"),
+            message=str(data["message"]),
+        )
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What a backend reports for one execution.
+
+    `status` separates a raised exception (`error`) from the failures the backend itself
+    observed (`timeout`, `died`): those never produce an error message on iopub, so only the
+    backend knows about them.
+    """
+
+    outputs: tuple[Output, ...] = ()
+    status: ExecStatus = "ok"
+    ename: str = ""
+    evalue: str = ""
+    traceback: tuple[str, ...] = ()
+    duration_s: float = 0.0
+    dropped_chars: int = 0
+    restarted: bool = False
+    state_kept: bool = True
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class AttemptError:
+    """A classified failure of one attempt."""
+
+    category: str
+    ename: str
+    evalue: str
+    traceback: str = ""
+    line: int | None = None
+    source_line: str | None = None
+    root_cause: str = ""
+    findings: tuple[Finding, ...] = ()
+
+    def summary(self) -> str:
+        return f"{self.ename}: {self.evalue}" if self.evalue else self.ename
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "category": self.category,
+            "ename": self.ename,
+            "evalue": self.evalue,
+            "traceback": self.traceback,
+            "line": self.line,
+            "source_line": self.source_line,
+            "root_cause": self.root_cause,
+        }
+        if self.findings:
+            data["findings"] = [f.to_dict() for f in self.findings]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttemptError:
+        return cls(
+            category=str(data["category"]),
+            ename=str(data.get("ename", "")),
+            evalue=str(data.get("evalue", "")),
+            traceback=str(data.get("traceback", "")),
+            line=data.get("line"),
+            source_line=data.get("source_line"),
+            root_cause=str(data.get("root_cause", "")),
+            findings=tuple(Finding.from_dict(f) for f in data.get("findings", ())),
+        )
+
+
+AttemptKind = Literal["generate", "fix", "improve", "install"]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One generated (or repaired) piece of code and what running it did."""
+
+    number: int
+    code: str
+    success: bool
+    language: str = "python"
+    kind: str = "generate"
+    outputs: tuple[Output, ...] = ()
+    error: AttemptError | None = None
+    explanation: str = ""
+    generation_s: float = 0.0
+    execution_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached: bool = False
+    cache_key: str | None = None
+    score: float | None = None
+    findings: tuple[Finding, ...] = ()
+    kept: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "kind": self.kind,
+            "language": self.language,
+            "code": self.code,
+            "success": self.success,
+            "outputs": [dict(o) for o in self.outputs],
+            "error": self.error.to_dict() if self.error else None,
+            "explanation": self.explanation,
+            "generation_s": round(self.generation_s, 4),
+            "execution_s": round(self.execution_s, 4),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached": self.cached,
+            "cache_key": self.cache_key,
+            "score": self.score,
+            "findings": [f.to_dict() for f in self.findings],
+            "kept": self.kept,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attempt:
+        err = data.get("error")
+        return cls(
+            number=int(data["number"]),
+            code=str(data.get("code", "")),
+            success=bool(data.get("success")),
+            language=str(data.get("language", "python")),
+            kind=str(data.get("kind", "generate")),
+            outputs=tuple(data.get("outputs", ())),
+            error=AttemptError.from_dict(err) if err else None,
+            explanation=str(data.get("explanation", "")),
+            generation_s=float(data.get("generation_s", 0.0)),
+            execution_s=float(data.get("execution_s", 0.0)),
+            input_tokens=int(data.get("input_tokens", 0)),
+            output_tokens=int(data.get("output_tokens", 0)),
+            cached=bool(data.get("cached", False)),
+            cache_key=data.get("cache_key"),
+            score=data.get("score"),
+            findings=tuple(Finding.from_dict(f) for f in data.get("findings", ())),
+            kept=bool(data.get("kept", True)),
+        )
+
+
+@dataclass(frozen=True)
+class Metrics:
+    generation_s: float = 0.0
+    execution_s: float = 0.0
+    improvement_s: float = 0.0
+    total_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    llm_calls: int = 0
+    cache_hits: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "generation_s": round(self.generation_s, 4),
+            "execution_s": round(self.execution_s, 4),
+            "improvement_s": round(self.improvement_s, 4),
+            "total_s": round(self.total_s, 4),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "llm_calls": self.llm_calls,
+            "cache_hits": self.cache_hits,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Metrics:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+StopReason = Literal[
+    "success",
+    "max_attempts",
+    "repeated_code",
+    "repeated_error",
+    "token_budget",
+    "no_improve",
+    "cancelled",
+]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The outcome of one request: the JSON contract other tools read."""
+
+    request: str
+    language: str
+    model: str
+    success: bool
+    final_code: str
+    outputs: tuple[Output, ...]
+    attempts: tuple[Attempt, ...]
+    metrics: Metrics
+    run_id: str = ""
+    stop_reason: str = "success"
+    backend: str = ""
+    check: str | None = None
+    focus: str = "fix_errors"
+
+    @property
+    def cache_keys(self) -> tuple[str, ...]:
+        return tuple(a.cache_key for a in self.attempts if a.cache_key)
+
+    @property
+    def last_error(self) -> AttemptError | None:
+        for attempt in reversed(self.attempts):
+            if attempt.error is not None:
+                return attempt.error
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request": self.request,
+            "language": self.language,
+            "model": self.model,
+            "success": self.success,
+            "final_code": self.final_code,
+            "outputs": [dict(o) for o in self.outputs],
+            "attempts": [a.to_dict() for a in self.attempts],
+            "metrics": self.metrics.to_dict(),
+            "run_id": self.run_id,
+            "stop_reason": self.stop_reason,
+            "backend": self.backend,
+            "check": self.check,
+            "focus": self.focus,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        return cls(
+            request=str(data["request"]),
+            language=str(data.get("language", "python")),
+            model=str(data.get("model", "")),
+            success=bool(data["success"]),
+            final_code=str(data.get("final_code", "")),
+            outputs=tuple(data.get("outputs", ())),
+            attempts=tuple(Attempt.from_dict(a) for a in data.get("attempts", ())),
+            metrics=Metrics.from_dict(data.get("metrics", {})),
+            run_id=str(data.get("run_id", "")),
+            stop_reason=str(data.get("stop_reason", "")),
+            backend=str(data.get("backend", "")),
+            check=data.get("check"),
+            focus=str(data.get("focus", "fix_errors")),
+        )
+
+
+@dataclass(frozen=True)
+class FlowEvent:
+    """Progress the flow reports while it works (for live displays, never for results).
+
+    Kinds: `start`, `generating` (data: phase), `delta` (data: text), `code` (data: code),
+    `scan` (data: findings), `executing`, `output` (data: output), `attempt` (data: the
+    attempt dict), `install` (data: package), `finished` (data: the record dict).
+    """
+
+    kind: str
+    attempt: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
