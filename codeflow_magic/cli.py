@@ -66,7 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(args_list)
+        args, extra = parser.parse_known_args(args_list)
+        # `key=value` overrides may stand anywhere after the options; argparse only takes
+        # trailing positionals, so collect the ones it left over.
+        unknown = [a for a in extra if a.startswith("-") or "=" not in a]
+        if unknown or (extra and not hasattr(args, "overrides")):
+            parser.error("unrecognized arguments: " + " ".join(unknown or extra))
+        if extra:
+            args.overrides = list(args.overrides or []) + extra
     except UsageErrorExit as exc:
         print(f"{exc}\n(see `codeflow --help`)", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,236 @@
+"""Error analysis: turn what a backend reported into a classified `AttemptError`. Pure.
+
+The class drives the repair strategy (see `prompts.STRATEGY`), so the rules err on the side of
+the cause a person would name: a missing command is the environment, not a bug in the script.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .models import AttemptError, ExecutionResult, Finding
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+
+SYNTAX_ENAMES = frozenset({"SyntaxError", "IndentationError", "TabError"})
+IMPORT_ENAMES = frozenset({"ModuleNotFoundError", "ImportError"})
+ENVIRONMENT_ENAMES = frozenset(
+    {
+        "MemoryError",
+        "PermissionError",
+        "FileNotFoundError",
+        "NotADirectoryError",
+        "IsADirectoryError",
+        "TimeoutError",
+        "KernelDied",
+        "ConnectionRefusedError",
+        "BlockingIOError",
+        "ChildProcessError",
+        "BrokenPipeError",
+    }
+)
+LOGICAL_ENAMES = frozenset({"CheckFailed", "QualityGate"})
+ENV_OSERROR_HINTS = (
+    "no space left",
+    "disk quota",
+    "too many open files",
+    "resource temporarily unavailable",
+    "cannot allocate memory",
+    "read-only file system",
+    "network is unreachable",
+    "operation not permitted",
+)
+
+TRACEBACK_CHARS = 3000
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def trim_middle(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    return f"{text[:head]}\n... [{len(text) - limit} characters trimmed] ...\n{text[-tail:]}"
+
+
+_CELL_LINE = re.compile(r"(?:Cell In\s*\[\d*\],|<ipython-input-[^>]*>|\"<[^\"]*>\"),\s*line (\d+)")
+_FILE_LINE = re.compile(r'File "([^"]+)", line (\d+)')
+_BASH_LINE = re.compile(r"(?:bash|sh): line (\d+):")
+
+
+def failing_line(ename: str, evalue: str, traceback: str, language: str) -> int | None:
+    """The line of the generated code where it failed, when the traceback says so."""
+    if language == "bash":
+        m = _BASH_LINE.findall(evalue + "\n" + traceback)
+        return int(m[-1]) if m else None
+    cell = _CELL_LINE.findall(traceback)
+    if cell:
+        return int(cell[-1])
+    if ename in SYNTAX_ENAMES:
+        m = re.search(r"line (\d+)", evalue + "\n" + traceback)
+        if m:
+            return int(m.group(1))
+        files = _FILE_LINE.findall(traceback)
+        if files:
+            return int(files[-1][1])
+    return None
+
+
+def _bash_category(evalue: str) -> str:
+    low = evalue.lower()
+    if "syntax error" in low or "unexpected end of file" in low or "unexpected token" in low:
+        return "syntax"
+    if "command not found" in low or "exit status 127" in low:
+        return "environment"
+    if "no such file or directory" in low or "permission denied" in low:
+        return "environment"
+    if "exit status 126" in low or "no space left" in low:
+        return "environment"
+    return "runtime"
+
+
+def categorize(ename: str, evalue: str) -> str:
+    if ename in SYNTAX_ENAMES:
+        return "syntax"
+    if ename in IMPORT_ENAMES:
+        return "import"
+    if ename in LOGICAL_ENAMES or ename == "AssertionError" and evalue.startswith("check"):
+        return "logical"
+    if ename == "BashError":
+        return _bash_category(evalue)
+    if ename in ENVIRONMENT_ENAMES:
+        return "environment"
+    if ename in ("OSError", "IOError", "RuntimeError", "CalledProcessError"):
+        low = evalue.lower()
+        if any(h in low for h in ENV_OSERROR_HINTS):
+            return "environment"
+    if ename == "RecursionError":
+        return "runtime"
+    if ename == "KeyboardInterrupt":
+        return "environment"
+    return "runtime"
+
+
+def missing_module(evalue: str) -> str | None:
+    m = re.search(r"No module named ['\"]([\w.]+)['\"]", evalue)
+    if m:
+        return m.group(1)
+    m = re.search(r"cannot import name ['\"](\w+)['\"] from ['\"]([\w.]+)['\"]", evalue)
+    if m:
+        return None
+    return None
+
+
+def root_cause(category: str, ename: str, evalue: str, source_line: str | None) -> str:
+    where = f" in `{source_line.strip()}`" if source_line and source_line.strip() else ""
+    if ename == "NameError":
+        m = re.search(r"name '(\w+)' is not defined", evalue)
+        if m:
+            return f"`{m.group(1)}` is used{where} but never defined"
+    if category == "import":
+        mod = missing_module(evalue)
+        if mod:
+            return f"module `{mod}` is not installed in the kernel"
+        return f"an import failed{where}: {evalue}"
+    if category == "syntax":
+        return f"the code does not parse{where}: {evalue}" if evalue else "the code does not parse"
+    if ename == "TimeoutError":
+        return f"the run took too long and was stopped ({evalue})"
+    if ename == "KernelDied":
+        return f"the kernel process died ({evalue})"
+    if ename == "MemoryError":
+        return "the code ran out of memory"
+    if ename == "BashError":
+        if "command not found" in evalue:
+            m = re.search(r"(\S+): command not found", evalue)
+            cmd = m.group(1) if m else "a command"
+            return f"`{cmd}` is not an installed command (mistyped?)"
+        return f"the shell script failed: {evalue}"
+    if ename == "CheckFailed":
+        return f"the acceptance check failed: {evalue}"
+    if ename == "QualityGate":
+        return f"the result was judged not to answer the request: {evalue}"
+    if ename in ("FileNotFoundError",):
+        return f"a file or directory does not exist{where}: {evalue}"
+    if ename == "PermissionError":
+        return f"permission denied{where}: {evalue}"
+    return f"{ename}{where}: {evalue}" if evalue else f"{ename}{where}"
+
+
+def classify(result: ExecutionResult, code: str, language: str = "python") -> AttemptError:
+    """Classify a failed execution. Call only when `result.ok` is false."""
+    tb = strip_ansi("\n".join(result.traceback))
+    if result.status == "timeout":
+        ename, evalue = result.ename or "TimeoutError", result.evalue or "execution timed out"
+        category = "environment"
+    elif result.status == "died":
+        ename = result.ename or "KernelDied"
+        evalue = result.evalue or "the kernel died"
+        if result.detail and result.detail not in evalue:
+            evalue = f"{evalue} ({result.detail})"
+        category = "environment"
+    else:
+        ename, evalue = result.ename or "Error", strip_ansi(result.evalue)
+        category = categorize(ename, evalue)
+    line = failing_line(ename, evalue, tb, language)
+    source_line: str | None = None
+    if line is not None:
+        lines = code.split("\n")
+        if 1 <= line <= len(lines):
+            source_line = lines[line - 1]
+    return AttemptError(
+        category=category,
+        ename=ename,
+        evalue=evalue,
+        traceback=trim_middle(tb, TRACEBACK_CHARS),
+        line=line,
+        source_line=source_line,
+        root_cause=root_cause(category, ename, evalue, source_line),
+    )
+
+
+def no_code_error(reply: str) -> AttemptError:
+    snippet = reply.strip().replace("\n", " ")[:160]
+    return AttemptError(
+        category="syntax",
+        ename="NoCodeBlock",
+        evalue="the model's reply contained no code block",
+        root_cause=f"the reply was prose only: {snippet!r}" if snippet else "the reply was empty",
+    )
+
+
+def security_error(findings: Sequence[Finding], policy: str) -> AttemptError:
+    worst = findings[0]
+    return AttemptError(
+        category="security",
+        ename="SecurityBlocked",
+        evalue=f"{len(findings)} finding(s) stopped by the `{policy}` policy; "
+        f"first: [{worst.severity}/{worst.category}] {worst.message}",
+        line=worst.line,
+        root_cause=f"the code would {worst.message}" if worst.message else "unsafe code",
+        findings=tuple(findings),
+    )
+
+
+def check_failed(evalue: str, traceback: str = "") -> AttemptError:
+    return AttemptError(
+        category="logical",
+        ename="CheckFailed",
+        evalue=evalue,
+        traceback=trim_middle(strip_ansi(traceback), TRACEBACK_CHARS),
+        root_cause=f"the acceptance check failed: {evalue}",
+    )
+
+
+def quality_failed(score: float, threshold: float, reason: str) -> AttemptError:
+    evalue = f"score {score:g}/10 below {threshold:g}: {reason}"
+    return AttemptError(
+        category="logical",
+        ename="QualityGate",
+        evalue=evalue,
+        root_cause=f"the result was judged not to answer the request ({reason})",
+    )

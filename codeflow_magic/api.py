@@ -1,0 +1,252 @@
+"""The Python API: `CodeFlow(...).run(request)` and its async twin `arun`.
+
+It wires settings to the ports (provider with cache, executor, scanner, redaction) and hands
+them to the pure `Flow`. The sync API runs a private event loop on a thread so that it works
+both from plain scripts and from inside an already running loop (a Jupyter kernel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .config import Settings, load_settings
+from .executors import make_executor
+from .executors.base import Executor
+from .flow import EventCallback, Flow, FlowOptions, InstallConfirm
+from .models import Finding, Output, RunRecord
+from .providers.base import Provider
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """One private event loop on a daemon thread, for the sync API."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="codeflow-loop", daemon=True)
+        self.thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.submit(coro).result()
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+def _security_hooks() -> tuple[Any, Any, Any]:
+    try:
+        from .security import blocking_findings, format_findings, scan_code
+    except ImportError:
+        return None, None, None
+    return scan_code, blocking_findings, format_findings
+
+
+def _redactor(settings: Settings) -> Any:
+    try:
+        from .secrets import Redactor
+    except ImportError:
+        return None
+    redactor = Redactor.from_env(extra_names=list(settings.execution.secret_env))
+    return redactor.redact_output
+
+
+def options_from_settings(settings: Settings, **overrides: Any) -> FlowOptions:
+    """FlowOptions from settings; explicit per-call values (not None) win."""
+    gen, exe, imp = settings.generation, settings.execution, settings.improvement
+    values: dict[str, Any] = {
+        "language": gen.language,
+        "focus": imp.focus,
+        "verify": imp.verify,
+        "quality_threshold": imp.quality_threshold,
+        "max_attempts": imp.max_attempts,
+        "improve": imp.enabled,
+        "timeout": exe.timeout,
+        "token_budget": imp.token_budget,
+        "scan_policy": exe.scan,
+        "install_missing": exe.install_missing,
+        "prompt_output_chars": exe.prompt_output_chars,
+        "state_chars": gen.state_chars,
+        "max_tokens": gen.max_tokens,
+        "temperature": gen.temperature,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if not values.get("improve", True):
+        values["max_attempts"] = 1
+    return FlowOptions(**values)
+
+
+class CodeFlow:
+    """A long-lived codeflow session: one provider, one executor, many requests.
+
+    Ports are built lazily on first use so that constructing a CodeFlow is free; `start()`
+    pre-warms the kernel.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        work_dir: Path | None = None,
+        backend: str | None = None,
+        shell: Any = None,
+        cache_dir: Path | None = None,
+        cache_mode: str | None = None,
+        provider: Provider | None = None,
+        executor: Executor | None = None,
+        confirm_install: InstallConfirm | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.work_dir = Path(work_dir or self.settings.execution.work_dir or Path.cwd()).resolve()
+        self.backend = backend or self.settings.execution.backend
+        self.shell = shell
+        self.cache_dir = cache_dir
+        self.cache_mode = cache_mode
+        self._provider = provider
+        self._executor = executor
+        self._confirm_install = confirm_install
+        self._flow: Flow | None = None
+        self._loop: _LoopThread | None = None
+        self.history: list[RunRecord] = []
+
+    # -- ports -------------------------------------------------------------------------------
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            from .providers import make_provider
+
+            self._provider = make_provider(
+                self.settings,
+                work_dir=self.work_dir,
+                cache_dir=self.cache_dir,
+                cache_mode=self.cache_mode,
+            )
+        return self._provider
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = make_executor(
+                self.settings, work_dir=self.work_dir, backend=self.backend, shell=self.shell
+            )
+        return self._executor
+
+    @property
+    def flow(self) -> Flow:
+        if self._flow is None:
+            scanner, blocking, fmt = _security_hooks()
+            self._flow = Flow(
+                self.provider,
+                self.executor,
+                scanner=scanner,
+                blocking=blocking,
+                findings_text=fmt,
+                redact=_redactor(self.settings),
+                confirm_install=self._confirm_install,
+            )
+        return self._flow
+
+    # -- async API ---------------------------------------------------------------------------
+
+    async def astart(self) -> None:
+        await self.executor.start()
+
+    async def arun(
+        self,
+        request: str,
+        *,
+        language: str | None = None,
+        check: str | None = None,
+        focus: str | None = None,
+        verify: bool | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        improve: bool | None = None,
+        scan: str | None = None,
+        on_event: EventCallback | None = None,
+        run_id: str | None = None,
+    ) -> RunRecord:
+        from .errors import UsageError
+
+        if not request or not request.strip():
+            raise UsageError("the request is empty: say in plain words what the code should do")
+        options = options_from_settings(
+            self.settings,
+            language=language,
+            check=check,
+            focus=focus,
+            verify=verify,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            improve=improve,
+            scan_policy=scan,
+        )
+        record = await self.flow.run(
+            request.strip(),
+            options,
+            on_event=on_event,
+            run_id=run_id,
+            model=self.settings.model,
+            backend=self.backend,
+        )
+        self.history.append(record)
+        return record
+
+    async def aclose(self) -> None:
+        if self._executor is not None:
+            await self._executor.shutdown()
+        if self._provider is not None:
+            await self._provider.aclose()
+
+    async def __aenter__(self) -> CodeFlow:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- sync API ----------------------------------------------------------------------------
+
+    def _loop_thread(self) -> _LoopThread:
+        if self._loop is None:
+            self._loop = _LoopThread()
+        return self._loop
+
+    def start(self) -> Future[None]:
+        """Start the executor in the background; returns a future (no need to wait)."""
+        return self._loop_thread().submit(self.astart())
+
+    def run(self, request: str, **kwargs: Any) -> RunRecord:
+        return self._loop_thread().run(self.arun(request, **kwargs))
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.run(self.aclose())
+            self._loop.stop()
+            self._loop = None
+
+    def __enter__(self) -> CodeFlow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def redact_outputs(outputs: Sequence[Output], settings: Settings) -> list[Output]:
+    redact = _redactor(settings)
+    return [redact(o) for o in outputs] if redact else list(outputs)
+
+
+__all__ = ["CodeFlow", "Finding", "FlowOptions", "RunRecord", "options_from_settings"]

@@ -1,0 +1,266 @@
+"""`codeflow batch`: many requests over a pool of kernels, one JSON record per line.
+
+Kernels start together while the first generations are in flight; each request takes a free
+kernel from the pool, and the kernel's namespace is reset before it is handed to the next one
+so that requests stay independent. One provider (one SDK client) serves every request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .errors import ProviderError, UsageError
+from .executors import make_executor
+from .executors.base import Executor
+from .models import RunRecord
+
+RESET_CODE = "get_ipython().run_line_magic('reset', '-f')\n"
+ITEM_KEYS = {"request", "language", "check", "max_attempts", "focus", "timeout", "verify", "id"}
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    index: int
+    request: str
+    options: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+
+def parse_batch(text: str, source: str = "batch file") -> list[BatchItem]:
+    """Plain lines are requests; lines starting with `{` are JSON objects with options."""
+    items: list[BatchItem] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{source}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict) or not str(obj.get("request", "")).strip():
+                raise UsageError(f"{source}:{lineno}: a JSON line needs a non-empty \"request\"")
+            unknown = set(obj) - ITEM_KEYS
+            if unknown:
+                raise UsageError(
+                    f"{source}:{lineno}: unknown key(s) {', '.join(sorted(unknown))}; allowed: "
+                    + ", ".join(sorted(ITEM_KEYS))
+                )
+            opts = {k: obj[k] for k in ITEM_KEYS - {"request", "id"} if k in obj}
+            _validate_item(opts, f"{source}:{lineno}")
+            items.append(BatchItem(len(items), str(obj["request"]), opts, obj.get("id")))
+        else:
+            items.append(BatchItem(len(items), line))
+    if not items:
+        raise UsageError(f"{source}: no requests found")
+    return items
+
+
+def _validate_item(opts: dict[str, Any], where: str) -> None:
+    if "language" in opts and opts["language"] not in ("python", "bash", "auto"):
+        raise UsageError(f"{where}: language must be python, bash or auto")
+    if "max_attempts" in opts and (
+        not isinstance(opts["max_attempts"], int) or opts["max_attempts"] < 1
+    ):
+        raise UsageError(f"{where}: max_attempts must be a whole number of at least 1")
+    if "timeout" in opts and (
+        not isinstance(opts["timeout"], int | float) or opts["timeout"] <= 0
+    ):
+        raise UsageError(f"{where}: timeout must be a positive number")
+    if "focus" in opts and opts["focus"] not in ("fix_errors", "optimize", "robustness"):
+        raise UsageError(f"{where}: focus must be fix_errors, optimize or robustness")
+
+
+class KernelPool:
+    """A fixed set of started executors handed out one request at a time."""
+
+    def __init__(self, executors: Sequence[Executor]) -> None:
+        self.executors = list(executors)
+        self._free: asyncio.Queue[Executor] = asyncio.Queue()
+        for ex in self.executors:
+            self._free.put_nowait(ex)
+
+    @classmethod
+    def create(cls, settings: Settings, size: int, *, work_dir: Path) -> KernelPool:
+        return cls([make_executor(settings, work_dir=work_dir) for _ in range(size)])
+
+    async def start(self) -> None:
+        await asyncio.gather(*(ex.start() for ex in self.executors))
+
+    async def acquire(self) -> Executor:
+        return await self._free.get()
+
+    async def release(self, executor: Executor) -> None:
+        try:
+            await executor.execute(RESET_CODE, language="python", timeout=30)
+        finally:
+            self._free.put_nowait(executor)
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(ex.shutdown() for ex in self.executors), return_exceptions=True)
+
+
+ResultCallback = Callable[[BatchItem, RunRecord | None, str | None], None]
+
+
+async def arun_batch(
+    items: Sequence[BatchItem],
+    settings: Settings,
+    *,
+    parallel: int = 4,
+    work_dir: Path | None = None,
+    cache_mode: str | None = None,
+    on_result: ResultCallback | None = None,
+    pool: KernelPool | None = None,
+) -> list[RunRecord | None]:
+    """Run every item; a provider failure for one item is reported, not fatal to the others."""
+    from .api import _redactor, _security_hooks, options_from_settings
+    from .flow import Flow
+    from .providers import make_provider
+
+    wd = (work_dir or Path.cwd()).resolve()
+    provider = make_provider(settings, work_dir=wd, cache_mode=cache_mode)
+    own_pool = pool is None
+    pool = pool or KernelPool.create(settings, max(1, min(parallel, len(items))), work_dir=wd)
+    scanner, blocking, fmt = _security_hooks()
+    redact = _redactor(settings)
+    results: list[RunRecord | None] = [None] * len(items)
+    warm = asyncio.ensure_future(pool.start())
+
+    async def one(item: BatchItem) -> None:
+        executor = await pool.acquire()
+        try:
+            flow = Flow(
+                provider, executor, scanner=scanner, blocking=blocking, findings_text=fmt,
+                redact=redact,
+            )
+            options = options_from_settings(settings, **item.options)
+            record = await flow.run(
+                item.request, options, model=settings.model, backend=settings.execution.backend
+            )
+            results[item.index] = record
+            if on_result:
+                on_result(item, record, None)
+        except ProviderError as exc:
+            if on_result:
+                on_result(item, None, str(exc))
+        finally:
+            await pool.release(executor)
+
+    try:
+        await asyncio.gather(*(one(item) for item in items))
+        await warm
+    finally:
+        if own_pool:
+            await pool.shutdown()
+        await provider.aclose()
+    return results
+
+
+def run_batch(
+    requests: Sequence[str | BatchItem], settings: Settings, *, parallel: int = 4, **kwargs: Any
+) -> list[RunRecord | None]:
+    """Sync twin of `arun_batch` for scripts."""
+    items = [
+        r if isinstance(r, BatchItem) else BatchItem(i, r) for i, r in enumerate(requests)
+    ]
+    return asyncio.run(arun_batch(items, settings, parallel=parallel, **kwargs))
+
+
+class _OrderedPrinter:
+    """Prints records in input order as soon as every earlier one is done."""
+
+    def __init__(self, items: Sequence[BatchItem], fmt: str, bar: Any) -> None:
+        self.pending: dict[int, str] = {}
+        self.next = 0
+        self.fmt = fmt
+        self.bar = bar
+        self.failed = 0
+        self.provider_errors = 0
+        self.total = len(items)
+
+    def __call__(self, item: BatchItem, record: RunRecord | None, error: str | None) -> None:
+        from .formats import render
+
+        if record is None:
+            self.provider_errors += 1
+            data: dict[str, Any] = {"index": item.index, "request": item.request, "success": False,
+                                    "error": error}
+            text = json.dumps(data) + "\n" if self.fmt == "json" else f"[{item.index}] error: {error}\n"
+        else:
+            if not record.success:
+                self.failed += 1
+            if self.fmt == "json":
+                data = {"index": item.index, **({"id": item.id} if item.id else {}), **record.to_dict()}
+                text = json.dumps(data, ensure_ascii=False) + "\n"
+            else:
+                text = f"## [{item.index}] {item.request}\n\n" + render(record, self.fmt) + "\n"
+        self.pending[item.index] = text
+        while self.next in self.pending:
+            sys.stdout.write(self.pending.pop(self.next))
+            self.next += 1
+        sys.stdout.flush()
+        if self.bar is not None:
+            self.bar.update(1)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .commands import cache_mode_from_args, settings_from_args
+
+    path: Path = args.file
+    if str(path) == "-":
+        text = sys.stdin.read()
+    else:
+        if not path.is_file():
+            raise UsageError(f"batch file not found: {path}")
+        text = path.read_text(encoding="utf-8")
+    items = parse_batch(text, str(path))
+    settings = settings_from_args(args)
+    fmt = args.format or "json"
+    bar = None if args.quiet else tqdm(total=len(items), file=sys.stderr, desc="codeflow batch",
+                                       unit="req", leave=True)
+    printer = _OrderedPrinter(items, fmt, bar)
+    try:
+        asyncio.run(
+            arun_batch(
+                items,
+                settings,
+                parallel=args.parallel,
+                work_dir=Path(settings.execution.work_dir or Path.cwd()),
+                cache_mode=cache_mode_from_args(args),
+                on_result=printer,
+            )
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if printer.provider_errors:
+        return 3
+    return 1 if printer.failed else 0
+
+
+def register(sub: Any) -> None:
+    from .commands import add_flow_options, positive_int
+
+    p = sub.add_parser(
+        "batch",
+        help="run many requests over a pool of kernels",
+        description="Requests one per line (or JSON lines with per-request options: language, "
+        "check, max_attempts, focus, timeout, verify, id). Prints one JSON record per line.",
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="requests file ('-': stdin)")
+    p.add_argument("--parallel", type=positive_int, default=4, help="kernels in the pool (default 4)")
+    p.add_argument("--format", choices=["json", "markdown", "plain"], help="output format (default json)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_flow_options(p)
+    p.set_defaults(func=cmd_batch)

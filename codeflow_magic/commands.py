@@ -1,0 +1,244 @@
+"""`codeflow ask` and `codeflow batch`: thin adapters from argv to `CodeFlow`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import Settings, load_settings
+from .errors import UsageError
+from .models import CATEGORIES, FOCUSES, FlowEvent
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_flow_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by `ask` and `batch` (and mirrored by the magic)."""
+    p.add_argument("--model", help="anthropic:<model>, openai:<model> or a bare Anthropic model name")
+    p.add_argument("--language", choices=["python", "bash", "auto"], help="language of the code")
+    p.add_argument("--max-attempts", type=positive_int, help="attempts including the first (default 3)")
+    p.add_argument("--timeout", type=positive_float, help="seconds per execution before interrupt")
+    p.add_argument("--check", metavar="CODE", help="Python run after the code; must pass")
+    p.add_argument("--focus", choices=list(FOCUSES), help="fix_errors (default), optimize, robustness")
+    p.add_argument("--verify", action="store_true", default=None, help="let the model score the result")
+    p.add_argument(
+        "--backend",
+        choices=["kernel", "sandbox", "docker", "gateway"],
+        help="where the code runs (default kernel)",
+    )
+    p.add_argument("--scan", choices=["block", "strict", "warn", "off"], help="security scan policy")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write recorded responses")
+    p.add_argument("--cache-mode", choices=["rw", "replay", "off"], help="recorded-response cache mode")
+    p.add_argument("--no-improve", action="store_true", help="one attempt, no fixes")
+    p.add_argument("--install-missing", choices=["off", "ask", "auto"], help="install missing packages")
+    p.add_argument("--memory-limit", help="memory limit for sandbox/docker, e.g. 512m, 2g")
+    p.add_argument("--cpu-limit", type=positive_float, help="CPU cores for sandbox/docker")
+    p.add_argument("--gateway-url", help="Jupyter Kernel Gateway URL (--backend gateway)")
+    p.add_argument("--gateway-token", help="token for the gateway")
+    p.add_argument("--kernel", dest="kernel_name", help="Jupyter kernel name (default python3)")
+    p.add_argument("--work-dir", type=Path, help="working directory of the kernel")
+    p.add_argument("--config", type=Path, help="a codeflow.yaml to use")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted overrides, e.g. improvement.max_attempts=5",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    extra: dict[str, Any] = {
+        "generation.model": args.model,
+        "generation.language": args.language,
+        "improvement.max_attempts": args.max_attempts,
+        "execution.timeout": args.timeout,
+        "improvement.focus": args.focus,
+        "improvement.verify": args.verify,
+        "execution.backend": args.backend,
+        "execution.scan": args.scan,
+        "execution.install_missing": args.install_missing,
+        "execution.memory_limit": args.memory_limit,
+        "execution.cpu_limit": args.cpu_limit,
+        "execution.gateway_url": args.gateway_url,
+        "execution.gateway_token": args.gateway_token,
+        "execution.kernel_name": args.kernel_name,
+        "execution.work_dir": str(args.work_dir.resolve()) if args.work_dir else None,
+    }
+    if args.no_improve:
+        extra["improvement.enabled"] = False
+    if args.config is not None and not args.config.is_file():
+        raise UsageError(f"config file not found: {args.config}")
+    work_dir = args.work_dir.resolve() if args.work_dir else Path.cwd()
+    if args.work_dir and not work_dir.is_dir():
+        raise UsageError(f"--work-dir is not a directory: {args.work_dir}")
+    overrides = [o for o in args.overrides]
+    for item in overrides:
+        if "=" not in item:
+            raise UsageError(
+                f"unexpected argument {item!r}: quote the request, and give settings as key=value"
+            )
+    return load_settings(overrides, config_file=args.config, work_dir=work_dir, extra=extra)
+
+
+def cache_mode_from_args(args: argparse.Namespace) -> str | None:
+    if args.no_cache:
+        return "off"
+    mode: str | None = args.cache_mode
+    return mode
+
+
+class Progress:
+    """A one-line progress display on stderr (a line per step when stderr is not a terminal)."""
+
+    def __init__(self, stream: TextIO, max_attempts: int, enabled: bool = True) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.max_attempts = max_attempts
+        self.enabled = enabled
+        self.started = time.perf_counter()
+        self.last_error = ""
+        self.chars = 0
+
+    def _show(self, text: str, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.started
+        line = f"codeflow: {text} [{elapsed:.1f}s]"
+        if self.tty:
+            self.stream.write("\r\x1b[K" + line[: 200] + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def __call__(self, event: FlowEvent) -> None:
+        k = event.kind
+        if k == "generating":
+            self.chars = 0
+            phase = event.data.get("phase", "generate")
+            verb = {"generate": "generating", "fix": "asking for a fix", "improve": "improving"}.get(
+                str(phase), str(phase)
+            )
+            self._show(f"attempt {event.attempt}/{self.max_attempts}: {verb}{self._err()}")
+        elif k == "delta" and self.tty:
+            self.chars += len(str(event.data.get("text", "")))
+            self._show(f"attempt {event.attempt}/{self.max_attempts}: receiving ({self.chars} chars)")
+        elif k == "executing":
+            self._show(f"attempt {event.attempt}/{self.max_attempts}: running")
+        elif k == "install":
+            self._show(f"installing {event.data.get('package')}")
+        elif k == "attempt":
+            data = event.data.get("attempt", {})
+            error = data.get("error") if isinstance(data, dict) else None
+            if error:
+                self.last_error = str(error.get("category", ""))
+                self._show(
+                    f"attempt {event.attempt}/{self.max_attempts}: {error.get('category')} error: "
+                    f"{error.get('ename')}"
+                )
+            else:
+                self._show(f"attempt {event.attempt}/{self.max_attempts}: succeeded")
+        elif k == "finished":
+            record = event.data.get("record", {})
+            ok = isinstance(record, dict) and record.get("success")
+            self._show("done: success" if ok else "done: failed", final=True)
+
+    def _err(self) -> str:
+        return f" (last error: {self.last_error})" if self.last_error else ""
+
+
+def _read_request(text: str) -> str:
+    if text == "-":
+        text = sys.stdin.read()
+    if not text.strip():
+        raise UsageError("the request is empty: say in plain words what the code should do")
+    return text
+
+
+def _confirm_install(package: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    sys.stderr.write(f"codeflow: install missing package {package!r} into the kernel? [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+async def _ask(args: argparse.Namespace, settings: Settings, request: str) -> int:
+    from .api import CodeFlow
+    from .formats import render
+
+    fmt = args.format or settings.response.format
+    progress = Progress(sys.stderr, settings.improvement.max_attempts if settings.improvement.enabled else 1,
+                        enabled=not args.quiet)
+    cf = CodeFlow(
+        settings,
+        cache_mode=cache_mode_from_args(args),
+        confirm_install=_confirm_install,
+    )
+    try:
+        record = await cf.arun(request, check=args.check, on_event=progress)
+    finally:
+        await cf.aclose()
+    sys.stdout.write(
+        render(
+            record,
+            fmt,
+            history=settings.response.include_improvement_history,
+            metrics=settings.response.show_performance_metrics,
+        )
+    )
+    sys.stdout.flush()
+    return EXIT_OK if record.success else EXIT_FAILED
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    request = _read_request(args.request)
+    settings = settings_from_args(args)
+    return asyncio.run(_ask(args, settings, request))
+
+
+def register_ask(sub: Any) -> None:
+    p = sub.add_parser(
+        "ask",
+        help="turn one request into working code",
+        description="Generate code for REQUEST, run it, fix it until it works. "
+        "Exit 0: success; 1: every attempt failed; 2: usage error; 3: model/provider failure; "
+        "4: backend failure.",
+    )
+    p.add_argument("request", metavar="REQUEST", help="what the code should do, in plain words ('-': stdin)")
+    add_flow_options(p)
+    p.add_argument("--format", choices=["markdown", "json", "plain"], help="output format")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_ask)
+
+
+def register_batch(sub: Any) -> None:
+    from .batch import register
+
+    register(sub)
+
+
+__all__ = ["CATEGORIES", "add_flow_options", "register_ask", "register_batch", "settings_from_args"]

@@ -1,0 +1,532 @@
+"""The local kernel backend: a persistent ipykernel driven through jupyter_client.
+
+One kernel per executor, started once and reused: executions pay no setup. What the kernel
+cannot report itself — a run that takes too long, a process that died — is watched for here:
+a timeout interrupts first (state kept) and restarts only if the interrupt is ignored; death is
+noticed by polling the manager, because a dead kernel simply stops sending messages.
+
+Sandboxed backends reuse this class with their own `KernelSpecManager` whose kernelspec names
+a kernel provisioner; nothing here assumes the kernel is a local child process beyond what
+`AsyncKernelManager` offers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import tempfile
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from queue import Empty
+from typing import TYPE_CHECKING, Any
+
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.manager import AsyncKernelManager
+
+from ..errors import BackendError, BackendUnavailable, UsageError
+from ..models import LANGUAGES, ExecutionResult, Output
+from .base import OutputCallback
+from .outputs import OutputCollector
+from .snippets import bash_snippet, describe_state_snippet, pip_install_snippet
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["KernelExecutor"]
+
+DeathReason = Callable[[], Awaitable[str]]
+
+_ALIVE_POLL_S = 0.3
+_IOPUB_WAIT_S = 0.25
+_IDLE_AFTER_REPLY_S = 2.0
+_START_TIMEOUT_S = 60.0
+
+_SECRET_NAME = re.compile(
+    r"API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY"
+    r"|COOKIE|_KEY$|^ANTHROPIC_|^OPENAI_|^AWS_(ACCESS|SECRET|SESSION|SECURITY)"
+)
+
+# A plain requirement: a project name, optional extras, optional single version clause.
+_REQUIREMENT = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+    r"(?:\[[A-Za-z0-9](?:[A-Za-z0-9._,-]*[A-Za-z0-9])?\])?"
+    r"(?:(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!-]+)?$"
+)
+
+
+def _scrub_env(environ: Mapping[str, str], extra_names: Iterable[str] = ()) -> dict[str, str]:
+    """A copy of `environ` without variables whose names look like credentials.
+
+    Generated code runs in the kernel: it must not be able to read the user's model API key or
+    cloud credentials, whatever it prints or sends. Names are matched, values never inspected.
+    """
+    extra = {name.upper() for name in extra_names}
+    return {
+        name: value
+        for name, value in environ.items()
+        if name.upper() not in extra and not _SECRET_NAME.search(name.upper())
+    }
+
+
+def _short_tmp() -> str:
+    """A base directory short enough for unix socket paths (107 bytes at most)."""
+    return "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+class KernelExecutor:
+    """Runs code on one persistent Jupyter kernel (the `kernel` backend)."""
+
+    def __init__(
+        self,
+        *,
+        work_dir: Path,
+        kernel_name: str = "python3",
+        name: str = "kernel",
+        timeout: float = 60.0,
+        interrupt_grace: float = 3.0,
+        max_output_chars: int = 200_000,
+        env: dict[str, str] | None = None,
+        kernel_spec_manager: KernelSpecManager | None = None,
+        supports_install: bool = True,
+        secret_env: Sequence[str] = (),
+        death_reason: DeathReason | None = None,
+        startup_timeout: float = _START_TIMEOUT_S,
+    ) -> None:
+        self.work_dir = Path(work_dir).resolve()
+        self.kernel_name = kernel_name
+        self.name = name
+        self.timeout = float(timeout)
+        self.interrupt_grace = float(interrupt_grace)
+        self.max_output_chars = int(max_output_chars)
+        self.extra_env = dict(env or {})
+        self.kernel_spec_manager = kernel_spec_manager
+        self.supports_install = supports_install
+        self.secret_env = tuple(secret_env)
+        self.death_reason = death_reason
+        self.startup_timeout = float(startup_timeout)
+        self._km: AsyncKernelManager | None = None
+        self._kc: AsyncKernelClient | None = None
+        self._run_dir: Path | None = None
+        self._cleanup: weakref.finalize | None = None  # type: ignore[type-arg]
+        self._start_lock = asyncio.Lock()
+        self._exec_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, work_dir: Path, **kwargs: Any) -> KernelExecutor:
+        ex = settings.execution
+        return cls(
+            work_dir=work_dir,
+            kernel_name=ex.kernel_name,
+            timeout=ex.timeout,
+            interrupt_grace=ex.interrupt_grace,
+            max_output_chars=ex.max_output_chars,
+            secret_env=tuple(ex.secret_env),
+            **kwargs,
+        )
+
+    async def __aenter__(self) -> KernelExecutor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._kc is not None
+
+    @property
+    def kernel_manager(self) -> AsyncKernelManager | None:
+        """The manager of the running kernel (for backends that need its connection info)."""
+        return self._km
+
+    async def start(self) -> None:
+        """Start the kernel once; concurrent callers share the one start."""
+        if self._kc is not None:
+            return
+        async with self._start_lock:
+            if self._kc is not None:
+                return
+            await self._launch()
+
+    def kernel_env(self) -> dict[str, str]:
+        """The kernel's environment: ours without secrets, plus private Jupyter dirs."""
+        assert self._run_dir is not None
+        env = _scrub_env(os.environ, self.secret_env)
+        env.pop("MPLBACKEND", None)  # ipykernel then picks the inline backend: figures as PNG
+        env.update(self.extra_env)
+        env["IPYTHONDIR"] = str(self._run_dir / "ipython")
+        env["JUPYTER_RUNTIME_DIR"] = str(self._run_dir / "runtime")
+        return env
+
+    async def _launch(self) -> None:
+        if not self.work_dir.is_dir():
+            raise BackendError(f"work directory {self.work_dir} does not exist")
+        run_dir = Path(tempfile.mkdtemp(prefix="cf-", dir=_short_tmp()))
+        (run_dir / "ipython").mkdir()
+        (run_dir / "runtime").mkdir()
+        self._run_dir = run_dir
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(run_dir), True)
+        kwargs: dict[str, Any] = {
+            "kernel_name": self.kernel_name,
+            "transport": "ipc",
+            "connection_file": str(run_dir / "kernel.json"),
+        }
+        if self.kernel_spec_manager is not None:
+            kwargs["kernel_spec_manager"] = self.kernel_spec_manager
+        km = AsyncKernelManager(**kwargs)
+        km.shutdown_wait_time = 3.0
+        try:
+            argv = list(km.kernel_spec.argv) if km.kernel_spec else []
+        except NoSuchKernel:
+            self._remove_run_dir()
+            raise BackendUnavailable(
+                f"no Jupyter kernel named {self.kernel_name!r}; install one "
+                "(python -m ipykernel install --user) or set execution.kernel_name"
+            ) from None
+        extra = ["--HistoryManager.enabled=False"] if any("ipykernel" in a for a in argv) else []
+        try:
+            await km.start_kernel(
+                extra_arguments=extra, env=self.kernel_env(), cwd=str(self.work_dir)
+            )
+        except Exception as exc:
+            self._remove_run_dir()
+            raise BackendError(f"the {self.name} kernel could not start: {exc}") from exc
+        self._km = km
+        try:
+            self._kc = await self._connect(km)
+        except BackendError:
+            await self._stop_kernel()
+            raise
+
+    async def _connect(self, km: AsyncKernelManager) -> AsyncKernelClient:
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=self.startup_timeout)
+        except RuntimeError as exc:
+            kc.stop_channels()
+            raise BackendError(f"the {self.name} kernel did not become ready: {exc}") from exc
+        return kc  # type: ignore[no-any-return]
+
+    async def restart(self) -> None:
+        """Restart the kernel with empty state (waits for a running execution to end)."""
+        async with self._exec_lock:
+            await self._restart()
+
+    async def _restart(self) -> None:
+        km = self._km
+        if km is None:
+            await self.start()
+            return
+        if self._kc is not None:
+            self._kc.stop_channels()
+            self._kc = None
+        try:
+            await km.restart_kernel(now=True)
+        except Exception as exc:
+            raise BackendError(f"the {self.name} kernel could not be restarted: {exc}") from exc
+        self._kc = await self._connect(km)
+
+    async def interrupt(self) -> None:
+        """Interrupt the running execution (a KeyboardInterrupt in the kernel)."""
+        if self._km is not None:
+            await self._km.interrupt_kernel()
+
+    async def shutdown(self) -> None:
+        """Stop the kernel and remove every temporary directory (idempotent)."""
+        async with self._start_lock:
+            await self._stop_kernel()
+
+    async def _stop_kernel(self) -> None:
+        kc, km = self._kc, self._km
+        self._kc = self._km = None
+        if kc is not None:
+            kc.stop_channels()
+        if km is not None:
+            try:
+                await km.shutdown_kernel(now=False)
+            except Exception:
+                try:
+                    await km.shutdown_kernel(now=True)
+                except Exception:
+                    pass  # nothing more can be done; the run dir goes anyway
+        self._remove_run_dir()
+
+    def _remove_run_dir(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup()
+            self._cleanup = None
+        self._run_dir = None
+
+    # -- execution -----------------------------------------------------------------------
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        language: str = "python",
+        timeout: float | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> ExecutionResult:
+        """Run code (Python, or Bash through a Python snippet); failures are in the result."""
+        if language not in LANGUAGES:
+            raise UsageError(
+                f"unknown language {language!r}; choose one of " + ", ".join(LANGUAGES)
+            )
+        source = bash_snippet(code) if language == "bash" else code
+        return await self._execute(
+            source,
+            timeout=timeout,
+            on_output=on_output,
+            store_history=language == "python",
+        )
+
+    async def describe_state(self, max_chars: int = 2000) -> str:
+        """A bounded summary of user variables, from a snippet that leaves no trace."""
+        if max_chars <= 0:
+            return ""
+        result = await self._execute(
+            describe_state_snippet(max_chars),
+            timeout=max(self.timeout, 10.0),
+            silent=True,
+            store_history=False,
+        )
+        if not result.ok:
+            return ""
+        text = "".join(
+            str(o.get("text", ""))
+            for o in result.outputs
+            if o.get("output_type") == "stream" and o.get("name") == "stdout"
+        )
+        return text[:max_chars]
+
+    async def install(self, package: str, timeout: float | None = None) -> ExecutionResult:
+        """`pip install <package>` with the kernel's own interpreter."""
+        package = package.strip()
+        if not _REQUIREMENT.match(package):
+            raise UsageError(
+                f"{package!r} is not a plain package requirement (expected a name such as "
+                "'requests', 'pandas[excel]' or 'numpy>=1.26')"
+            )
+        if not self.supports_install:
+            raise UsageError(f"the {self.name} backend does not allow installing packages")
+        return await self._execute(
+            pip_install_snippet(package),
+            timeout=timeout if timeout is not None else max(self.timeout, 300.0),
+            store_history=False,
+        )
+
+    async def _execute(
+        self,
+        code: str,
+        *,
+        timeout: float | None,
+        on_output: OutputCallback | None = None,
+        silent: bool = False,
+        store_history: bool = True,
+    ) -> ExecutionResult:
+        await self.start()
+        limit = self.timeout if timeout is None else float(timeout)
+        if limit <= 0:
+            raise UsageError(f"timeout must be positive, got {limit:g}")
+        async with self._exec_lock:
+            if self._kc is None:  # shut down or failed restart meanwhile
+                await self.start()
+            return await self._run(code, limit, on_output, silent, store_history)
+
+    async def _run(
+        self,
+        code: str,
+        limit: float,
+        on_output: OutputCallback | None,
+        silent: bool,
+        store_history: bool,
+    ) -> ExecutionResult:
+        kc, km = self._kc, self._km
+        assert kc is not None and km is not None
+        collector = OutputCollector(self.max_output_chars, on_output)
+        began = time.monotonic()
+        msg_id: str = kc.execute(
+            code,
+            silent=silent,
+            store_history=store_history,
+            allow_stdin=False,
+            stop_on_error=False,
+        )
+        reply: dict[str, Any] | None = None
+        idle = False
+        replied_at = 0.0
+        deadline = began + limit
+        interrupted = False
+        next_alive = began + _ALIVE_POLL_S
+        try:
+            while reply is None or not idle:
+                now = time.monotonic()
+                if reply is not None and now - replied_at > _IDLE_AFTER_REPLY_S:
+                    break  # the idle status was lost; the reply is what counts
+                if now >= deadline:
+                    if interrupted:
+                        await self._restart()
+                        return self._timeout_result(collector, reply, began, limit, False)
+                    interrupted = True
+                    await km.interrupt_kernel()
+                    deadline = now + self.interrupt_grace
+                    continue
+                if now >= next_alive:
+                    next_alive = now + _ALIVE_POLL_S
+                    if not await km.is_alive():
+                        return await self._died_result(collector, began)
+                if reply is None:
+                    reply = await self._poll_reply(kc, msg_id)
+                    if reply is not None:
+                        replied_at = time.monotonic()
+                if idle:
+                    await asyncio.sleep(0.02)
+                    continue
+                wait = max(0.0, min(_IOPUB_WAIT_S, deadline - now, next_alive - now))
+                try:
+                    msg = await kc.get_iopub_msg(timeout=wait)
+                except Empty:
+                    continue
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue  # left over from an earlier, interrupted request
+                if msg["msg_type"] == "status":
+                    idle = msg["content"].get("execution_state") == "idle"
+                    continue
+                collector.feed(msg)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._interrupt_quietly())
+            raise
+        if interrupted:
+            return self._timeout_result(collector, reply, began, limit, True)
+        return self._finished_result(collector, reply, began)
+
+    async def _interrupt_quietly(self) -> None:
+        try:
+            await self.interrupt()
+        except Exception:
+            pass  # cancelling must not fail because the kernel is gone
+
+    @staticmethod
+    async def _poll_reply(kc: AsyncKernelClient, msg_id: str) -> dict[str, Any] | None:
+        while True:
+            try:
+                msg = await kc.shell_channel.get_msg(timeout=0)
+            except Empty:
+                return None
+            if (
+                msg.get("parent_header", {}).get("msg_id") == msg_id
+                and msg["msg_type"] == "execute_reply"
+            ):
+                content: dict[str, Any] = msg["content"]
+                return content
+
+    def _finished_result(
+        self, collector: OutputCollector, reply: dict[str, Any] | None, began: float
+    ) -> ExecutionResult:
+        outputs = collector.outputs()
+        duration = time.monotonic() - began
+        content = reply or {}
+        status = content.get("status")
+        if status == "ok" or (status is None and not _first_error(outputs)):
+            return ExecutionResult(
+                outputs=outputs, duration_s=duration, dropped_chars=collector.dropped_chars
+            )
+        err = _first_error(outputs) or {}
+        ename = str(content.get("ename") or err.get("ename") or "Error")
+        if status == "aborted":
+            ename = "Aborted"
+        return ExecutionResult(
+            outputs=outputs,
+            status="error",
+            ename=ename,
+            evalue=str(content.get("evalue") or err.get("evalue") or ""),
+            traceback=tuple(
+                str(t) for t in (content.get("traceback") or err.get("traceback") or ())
+            ),
+            duration_s=duration,
+            dropped_chars=collector.dropped_chars,
+        )
+
+    def _timeout_result(
+        self,
+        collector: OutputCollector,
+        reply: dict[str, Any] | None,
+        began: float,
+        limit: float,
+        state_kept: bool,
+    ) -> ExecutionResult:
+        outputs = tuple(
+            o
+            for o in collector.outputs()
+            if not (o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt")
+        )
+        what = "interrupted, state kept" if state_kept else "kernel restarted, state lost"
+        traceback = tuple(str(t) for t in ((reply or {}).get("traceback") or ()))
+        return ExecutionResult(
+            outputs=outputs,
+            status="timeout",
+            ename="TimeoutError",
+            evalue=f"execution exceeded {_seconds(limit)}; {what}",
+            traceback=traceback if state_kept else (),
+            duration_s=time.monotonic() - began,
+            dropped_chars=collector.dropped_chars,
+            restarted=not state_kept,
+            state_kept=state_kept,
+            detail=(
+                "the run was interrupted after the time limit"
+                if state_kept
+                else f"the run ignored the interrupt for {_seconds(self.interrupt_grace)}"
+            ),
+        )
+
+    async def _died_result(self, collector: OutputCollector, began: float) -> ExecutionResult:
+        km = self._km
+        exit_code: int | None = None
+        if km is not None and km.provisioner is not None:
+            try:
+                exit_code = await km.provisioner.poll()
+            except Exception:
+                exit_code = None
+        reason = ""
+        if self.death_reason is not None:
+            try:
+                reason = (await self.death_reason()).strip()
+            except Exception as exc:
+                reason = f"cause unknown ({exc})"
+        await self._restart()
+        code_part = f" (exit code {exit_code})" if exit_code is not None else ""
+        reason_part = f": {reason}" if reason else ""
+        return ExecutionResult(
+            outputs=collector.outputs(),
+            status="died",
+            ename="KernelDied",
+            evalue=(
+                f"the kernel died{code_part}{reason_part}; "
+                "it was restarted with empty state (variables and imports are gone)"
+            ),
+            duration_s=time.monotonic() - began,
+            dropped_chars=collector.dropped_chars,
+            restarted=True,
+            state_kept=False,
+            detail=reason or (f"exit code {exit_code}" if exit_code is not None else ""),
+        )
+
+
+def _first_error(outputs: Sequence[Output]) -> Output | None:
+    for out in outputs:
+        if out.get("output_type") == "error":
+            return out
+    return None

@@ -1,0 +1,196 @@
+"""Resource limits shared by the sandbox and docker backends.
+
+Sizes are written the way docker and the config file write them (`512m`, `2g`); the sandbox
+enforces them through a memory/pids/cpu cgroup (v1 or v2, whatever the machine mounts) plus
+rlimits, so a runaway cell hits a clean `MemoryError` first and the OOM killer only as a
+backstop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+
+CGROUP_ROOT = Path(os.environ.get("CODEFLOW_CGROUP_ROOT", "/sys/fs/cgroup"))
+CGROUP_PREFIX = "codeflow-"
+AS_HEADROOM = 256 * 1024**2
+"""Virtual memory above the memory limit: an idle kernel maps ~215 MB with MALLOC_ARENA_MAX=2."""
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str | int, *, what: str = "memory limit") -> int:
+    """`512m` -> 536870912. Raises ConfigError with the accepted forms on bad input."""
+    if isinstance(text, int):
+        value = text
+    else:
+        match = _SIZE.match(str(text))
+        if not match:
+            raise ConfigError(
+                f"{what} {text!r} is not a size; write a number with an optional unit "
+                "k, m, g or t (for example 512m or 2g)"
+            )
+        value = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if value < 32 * 1024**2:
+        raise ConfigError(f"{what} {text!r} is too small; the kernel needs at least 32m")
+    return value
+
+
+def format_size(value: int) -> str:
+    """The inverse of parse_size for messages: 536870912 -> `512m`."""
+    for unit in ("t", "g", "m", "k"):
+        size = _UNITS[unit]
+        if value >= size and value % size == 0:
+            return f"{value // size}{unit}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: int
+    cpus: float
+    pids: int
+
+    @property
+    def address_space(self) -> int:
+        return self.memory + AS_HEADROOM
+
+    @property
+    def memory_text(self) -> str:
+        return format_size(self.memory)
+
+
+def cgroup_version() -> int:
+    """2 on a unified hierarchy, 1 when per-controller hierarchies are mounted, 0 if none."""
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return 2
+    if (CGROUP_ROOT / "memory" / "memory.limit_in_bytes").exists():
+        return 1
+    return 0
+
+
+def cgroup_problem() -> str | None:
+    """Why this process cannot create resource-limited cgroups, or None when it can."""
+    version = cgroup_version()
+    if version == 0:
+        return f"no cgroup filesystem with a memory controller under {CGROUP_ROOT}"
+    dirs = (
+        [CGROUP_ROOT / c for c in ("memory", "pids", "cpu")] if version == 1 else [CGROUP_ROOT]
+    )
+    for folder in dirs:
+        if not folder.is_dir():
+            return f"cgroup controller {folder} is not mounted"
+        if not os.access(folder, os.W_OK):
+            return f"no write access to {folder} (run as root or delegate a cgroup)"
+    if version == 2:
+        controllers = (CGROUP_ROOT / "cgroup.subtree_control").read_text().split()
+        missing = {"memory", "pids", "cpu"} - set(controllers)
+        if missing:
+            return "cgroup v2 controllers not enabled for children: " + ", ".join(sorted(missing))
+    return None
+
+
+class CgroupSet:
+    """The cgroup directories of one kernel launch (v1: one per controller; v2: one)."""
+
+    def __init__(self, name: str, limits: Limits) -> None:
+        self.name = name
+        self.limits = limits
+        self.version = cgroup_version()
+        if self.version == 2:
+            self.dirs = [CGROUP_ROOT / name]
+        else:
+            self.dirs = [CGROUP_ROOT / c / name for c in ("memory", "pids", "cpu")]
+
+    def create(self) -> None:
+        for folder in self.dirs:
+            folder.mkdir(exist_ok=True)
+        mem, pids = self.limits.memory, self.limits.pids
+        period = 100_000
+        quota = max(1000, int(self.limits.cpus * period))
+        if self.version == 2:
+            (base,) = self.dirs
+            _write(base / "memory.max", str(mem))
+            with contextlib.suppress(OSError):
+                _write(base / "memory.swap.max", "0")
+            _write(base / "pids.max", str(pids))
+            _write(base / "cpu.max", f"{quota} {period}")
+        else:
+            memory, pid_dir, cpu = self.dirs
+            _write(memory / "memory.limit_in_bytes", str(mem))
+            swap = memory / "memory.memsw.limit_in_bytes"
+            if swap.exists():
+                with contextlib.suppress(OSError):
+                    _write(swap, str(mem))
+            _write(pid_dir / "pids.max", str(pids))
+            _write(cpu / "cpu.cfs_period_us", str(period))
+            _write(cpu / "cpu.cfs_quota_us", str(quota))
+
+    @property
+    def procs_files(self) -> list[Path]:
+        return [d / "cgroup.procs" for d in self.dirs]
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for path in self.procs_files:
+            with contextlib.suppress(OSError):
+                found.update(int(p) for p in path.read_text().split())
+        return found
+
+    def oom_kills(self) -> int:
+        """How many processes the OOM killer took in this cgroup (0 if unknown)."""
+        path = (
+            self.dirs[0] / ("memory.events" if self.version == 2 else "memory.oom_control")
+        )
+        try:
+            text = path.read_text()
+        except OSError:
+            return 0
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        """Kill whatever is left inside and remove the directories."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.pids()
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            removed = True
+            for folder in self.dirs:
+                if folder.is_dir():
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        removed = False
+            if removed or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+
+def leftover_cgroups() -> list[Path]:
+    """Every codeflow cgroup directory on this machine (tests count them before/after)."""
+    roots = [CGROUP_ROOT] if cgroup_version() == 2 else [
+        CGROUP_ROOT / c for c in ("memory", "pids", "cpu")
+    ]
+    found: list[Path] = []
+    for root in roots:
+        with contextlib.suppress(OSError):
+            found.extend(p for p in root.iterdir() if p.name.startswith(CGROUP_PREFIX))
+    return found
+
+
+def _write(path: Path, value: str) -> None:
+    path.write_text(value)

@@ -1,0 +1,618 @@
+"""The loop: generate -> scan -> execute -> analyse -> improve, until the code works.
+
+Pure orchestration: it talks to a `Provider` and an `Executor` through their protocols and
+knows nothing of IPython, the SDK, Docker or kernels. Front doors (CLI, magic, API) build the
+ports and pass them in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ast
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from . import analysis, prompts
+from .executors.base import Executor
+from .executors.outputs import output_text_for_prompt
+from .models import (
+    Attempt,
+    AttemptError,
+    ExecutionResult,
+    Finding,
+    FlowEvent,
+    Metrics,
+    Output,
+    RunRecord,
+)
+from .providers.base import LLMRequest, LLMResponse, Provider
+
+EventCallback = Callable[[FlowEvent], None]
+Scanner = Callable[[str, str], Sequence[Finding]]
+BlockingRule = Callable[[Sequence[Finding], str], Sequence[Finding]]
+OutputRedactor = Callable[[Output], Output]
+InstallConfirm = Callable[[str], bool]
+
+# Import names whose distribution is called differently.
+DIST_NAMES = {
+    "sklearn": "scikit-learn",
+    "cv2": "opencv-python",
+    "PIL": "pillow",
+    "yaml": "pyyaml",
+    "bs4": "beautifulsoup4",
+    "dateutil": "python-dateutil",
+    "skimage": "scikit-image",
+}
+
+_LIST_PACKAGES = (
+    "import importlib.metadata as _m, json as _j\n"
+    "print(_j.dumps(sorted({(d.metadata['Name'] or '').lower() for d in _m.distributions()})))\n"
+    "del _m, _j\n"
+)
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """Everything one request may vary; front doors fill it from settings and options."""
+
+    language: str = "python"
+    check: str | None = None
+    focus: str = "fix_errors"
+    verify: bool = False
+    quality_threshold: float = 7.0
+    max_attempts: int = 3
+    improve: bool = True
+    timeout: float | None = None
+    token_budget: int = 0
+    scan_policy: str = "block"
+    install_missing: str = "off"
+    prompt_output_chars: int = 4000
+    state_chars: int = 2000
+    max_tokens: int = 4096
+    temperature: float | None = None
+    early_execute: bool = True
+
+
+def _norm(code: str) -> str:
+    return "\n".join(line.rstrip() for line in code.strip().split("\n") if line.strip())
+
+
+def _check_code(check: str) -> str:
+    """A bare expression must be truthy; statements (asserts) run as they are."""
+    try:
+        ast.parse(check, mode="eval")
+    except SyntaxError:
+        return check
+    message = f"check is false: {check.strip()}"
+    return f"assert ({check.strip()}), {message!r}\n"
+
+
+class _Run:
+    """The state of one request; lives only while `Flow.run` works on it."""
+
+    def __init__(self, flow: Flow, request: str, options: FlowOptions, on_event: EventCallback | None):
+        self.flow = flow
+        self.request = request
+        self.opts = options
+        self.on_event = on_event
+        self.attempts: list[Attempt] = []
+        self.tokens = 0
+        self.llm_calls = 0
+        self.cache_hits = 0
+        self.generation_s = 0.0
+        self.improvement_s = 0.0
+        self.execution_s = 0.0
+
+    def emit(self, kind: str, number: int = 0, **data: object) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(FlowEvent(kind=kind, attempt=number, data=dict(data)))
+        except Exception:  # a broken display must never break the run
+            pass
+
+
+class Flow:
+    """Runs requests against one provider and one executor (both long-lived)."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        executor: Executor,
+        *,
+        scanner: Scanner | None = None,
+        blocking: BlockingRule | None = None,
+        findings_text: Callable[[Sequence[Finding]], str] | None = None,
+        redact: OutputRedactor | None = None,
+        confirm_install: InstallConfirm | None = None,
+        fix_provider: Provider | None = None,
+    ) -> None:
+        self.provider = provider
+        self.fix_provider = fix_provider or provider
+        self.executor = executor
+        self.scanner = scanner
+        self.blocking = blocking
+        self.findings_text = findings_text or (
+            lambda fs: "\n".join(f"line {f.line}: [{f.severity}/{f.category}] {f.message}" for f in fs)
+        )
+        self.redact = redact
+        self.confirm_install = confirm_install
+        self._installed_cache: list[str] | None = None
+
+    # -- ports -------------------------------------------------------------------------------
+
+    async def _ask(
+        self,
+        run: _Run,
+        req: LLMRequest,
+        number: int,
+        language: str,
+        *,
+        allow_early: bool,
+    ) -> tuple[LLMResponse, prompts.Extraction | None, asyncio.Task[ExecutionResult] | None, float]:
+        """Ask the model; with `allow_early`, start executing at the closing fence."""
+        provider = self.provider if req.purpose == "generate" else self.fix_provider
+        run.emit("generating", number, phase=req.purpose)
+        chunks: list[str] = []
+        early: dict[str, object] = {}
+
+        def on_delta(text: str) -> None:
+            chunks.append(text)
+            run.emit("delta", number, text=text)
+            if not allow_early or "task" in early or ("`" not in text and "~" not in text):
+                return
+            ext = prompts.extract_code("".join(chunks), language, require_closed=True)
+            if ext is None or any(_norm(ext.code) == _norm(a.code) for a in run.attempts):
+                return
+            if self._blocking_findings(run, ext.code, ext.language):
+                return
+            early["code"] = ext.code
+            early["task"] = asyncio.ensure_future(self._execute(run, ext.code, ext.language, number))
+
+        started = time.perf_counter()
+        try:
+            response = await provider.complete(req, on_delta=on_delta)
+        except BaseException:
+            task = early.get("task")
+            if isinstance(task, asyncio.Task):
+                task.cancel()
+            raise
+        elapsed = time.perf_counter() - started
+        run.llm_calls += 1
+        run.cache_hits += int(response.cached)
+        run.tokens += response.input_tokens + response.output_tokens
+        ext = prompts.extract_code(response.text, language)
+        task = early.get("task")
+        if isinstance(task, asyncio.Task):
+            if ext is not None and ext.code == early.get("code"):
+                return response, ext, task, elapsed
+            # The finished reply disagrees with what started early (cannot happen with the
+            # first-block rule, but never report the wrong run): wait and discard it.
+            try:
+                await task
+            except Exception:
+                pass
+        return response, ext, None, elapsed
+
+    async def _execute(self, run: _Run, code: str, language: str, number: int) -> ExecutionResult:
+        await self.executor.start()  # idempotent; waits if the kernel is still starting
+        run.emit("executing", number, language=language)
+        result = await self.executor.execute(
+            code,
+            language=language,
+            timeout=run.opts.timeout,
+            on_output=lambda out: run.emit("output", number, output=self._redact_one(out)),
+        )
+        return self._redacted(result)
+
+    def _redact_one(self, output: Output) -> Output:
+        return self.redact(output) if self.redact else output
+
+    def _redacted(self, result: ExecutionResult) -> ExecutionResult:
+        if self.redact is None:
+            return result
+        outputs = tuple(self.redact(o) for o in result.outputs)
+        probe = self.redact(
+            {
+                "output_type": "error",
+                "ename": result.ename,
+                "evalue": result.evalue,
+                "traceback": list(result.traceback),
+            }
+        )
+        return replace(
+            result,
+            outputs=outputs,
+            evalue=str(probe.get("evalue", result.evalue)),
+            traceback=tuple(probe.get("traceback", result.traceback)),
+        )
+
+    def _findings(self, code: str, language: str) -> list[Finding]:
+        if self.scanner is None:
+            return []
+        return list(self.scanner(code, language))
+
+    def _blocking_findings(self, run: _Run, code: str, language: str) -> list[Finding]:
+        if run.opts.scan_policy == "off" or self.scanner is None or self.blocking is None:
+            return []
+        return list(self.blocking(self._findings(code, language), run.opts.scan_policy))
+
+    async def _state(self, run: _Run) -> str:
+        if run.opts.state_chars <= 0 or not getattr(self.executor, "started", True):
+            return ""  # a kernel that has not started yet has no user state to describe
+        try:
+            return await self.executor.describe_state(run.opts.state_chars)
+        except Exception:
+            return ""
+
+    async def _installed_packages(self) -> list[str]:
+        if self._installed_cache is None:
+            result = await self.executor.execute(_LIST_PACKAGES, language="python", timeout=30)
+            names: list[str] = []
+            for out in result.outputs:
+                if out.get("output_type") == "stream":
+                    import json
+
+                    try:
+                        names = json.loads(str(out.get("text", "")).strip().splitlines()[-1])
+                    except (ValueError, IndexError):
+                        names = []
+            self._installed_cache = names
+        return self._installed_cache
+
+    async def _alternatives(self, module: str) -> list[str]:
+        import difflib
+
+        installed = await self._installed_packages()
+        wanted = DIST_NAMES.get(module, module).lower()
+        close = difflib.get_close_matches(wanted, installed, n=5, cutoff=0.6)
+        prefix = [n for n in installed if n.startswith(wanted[:3])][:5]
+        seen: list[str] = []
+        for name in close + prefix:
+            if name not in seen:
+                seen.append(name)
+        return seen[:8]
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(
+        self,
+        request: str,
+        options: FlowOptions | None = None,
+        *,
+        on_event: EventCallback | None = None,
+        run_id: str | None = None,
+        model: str = "",
+        backend: str = "",
+    ) -> RunRecord:
+        opts = options or FlowOptions()
+        run = _Run(self, request, opts, on_event)
+        started = time.perf_counter()
+        run_id = run_id or uuid.uuid4().hex[:12]
+        run.emit("start", 0, request=request, max_attempts=opts.max_attempts, run_id=run_id)
+        start_task: asyncio.Task[None] | None = None
+        if not getattr(self.executor, "started", True):
+            # Hide the kernel start behind the first model call.
+            start_task = asyncio.ensure_future(self.executor.start())
+        stop_reason = "max_attempts"
+        language = opts.language
+        try:
+            stop_reason = await self._loop(run, start_task)
+        finally:
+            if start_task is not None and not start_task.done():
+                start_task.cancel()
+        final = self._final_attempt(run.attempts)
+        success = final is not None and final.success
+        if success:
+            stop_reason = "success"
+        if final is not None:
+            language = final.language
+        record = RunRecord(
+            request=request,
+            language=language,
+            model=model or getattr(self.provider, "model", ""),
+            success=success,
+            final_code=final.code if final else "",
+            outputs=final.outputs if final else (),
+            attempts=tuple(run.attempts),
+            metrics=Metrics(
+                generation_s=run.generation_s,
+                execution_s=run.execution_s,
+                improvement_s=run.improvement_s,
+                total_s=time.perf_counter() - started,
+                input_tokens=sum(a.input_tokens for a in run.attempts),
+                output_tokens=sum(a.output_tokens for a in run.attempts),
+                llm_calls=run.llm_calls,
+                cache_hits=run.cache_hits,
+            ),
+            run_id=run_id,
+            stop_reason=stop_reason,
+            backend=backend or getattr(self.executor, "name", ""),
+            check=opts.check,
+            focus=opts.focus,
+        )
+        run.emit("finished", 0, record=record.to_dict())
+        return record
+
+    @staticmethod
+    def _final_attempt(attempts: Sequence[Attempt]) -> Attempt | None:
+        for attempt in reversed(attempts):
+            if attempt.success and attempt.kept:
+                return attempt
+        return attempts[-1] if attempts else None
+
+    def _over_budget(self, run: _Run) -> bool:
+        return run.opts.token_budget > 0 and run.tokens >= run.opts.token_budget
+
+    async def _loop(self, run: _Run, start_task: asyncio.Task[None] | None) -> str:
+        opts = run.opts
+        language = opts.language
+        number = 0
+        extra_tokens = (0, 0)
+        while number < opts.max_attempts:
+            if self._over_budget(run):
+                return "token_budget"
+            number += 1
+            last = run.attempts[-1] if run.attempts else None
+            if start_task is not None and last is not None and not start_task.done():
+                await start_task
+            state = await self._state(run)
+            if last is None or last.error is None:
+                req = prompts.build_generate(
+                    run.request,
+                    language=language,
+                    state=state,
+                    check=opts.check,
+                    max_tokens=opts.max_tokens,
+                    temperature=opts.temperature,
+                )
+            else:
+                req = await self._fix_request(run, last, state, language)
+            # Early execution needs a started kernel; if it is still starting, `_execute`
+            # waits for it inside the task, which still overlaps with the rest of the reply.
+            response, ext, early_task, gen_s = await self._ask(
+                run, req, number, language, allow_early=opts.early_execute
+            )
+            if number == 1:
+                run.generation_s += gen_s
+            else:
+                run.improvement_s += gen_s
+            tokens = (response.input_tokens + extra_tokens[0], response.output_tokens + extra_tokens[1])
+            extra_tokens = (0, 0)
+            explanation = response.text if ext is None else ext.explanation
+            kind = "generate" if number == 1 else "fix"
+            base = Attempt(
+                number=number,
+                code="",
+                success=False,
+                language=language if language != "auto" else prompts.auto_language_hint(run.request),
+                kind=kind,
+                explanation=explanation,
+                generation_s=gen_s,
+                input_tokens=tokens[0],
+                output_tokens=tokens[1],
+                cached=response.cached,
+                cache_key=response.cache_key,
+            )
+            if ext is None:
+                attempt = replace(base, error=analysis.no_code_error(response.text))
+                self._record(run, attempt)
+                if not opts.improve:
+                    return "no_improve"
+                continue
+            if language == "auto":
+                language = ext.language
+            code = ext.code
+            base = replace(base, code=code, language=ext.language)
+            run.emit("code", number, code=code, language=ext.language)
+            if any(_norm(code) == _norm(a.code) for a in run.attempts):
+                if early_task is not None:
+                    await early_task
+                return "repeated_code"
+            findings = self._findings(code, ext.language) if opts.scan_policy != "off" else []
+            blocked = (
+                list(self.blocking(findings, opts.scan_policy)) if self.blocking and findings else []
+            )
+            if findings:
+                run.emit("scan", number, findings=[f.to_dict() for f in findings])
+            base = replace(base, findings=tuple(findings))
+            if blocked:
+                attempt = replace(base, error=analysis.security_error(blocked, opts.scan_policy))
+                self._record(run, attempt)
+                if not opts.improve:
+                    return "no_improve"
+                continue
+            if start_task is not None and not start_task.done():
+                await start_task
+            result = await early_task if early_task is not None else await self._execute(
+                run, code, ext.language, number
+            )
+            attempt, verify_tokens = await self._judge(run, base, result)
+            extra_tokens = verify_tokens
+            self._record(run, attempt)
+            if attempt.success:
+                await self._improve_once(run, attempt)
+                return "success"
+            if attempt.error and attempt.error.category == "import" and number < opts.max_attempts:
+                reran = await self._maybe_install(run, attempt, number + 1)
+                if reran is not None:
+                    number += 1
+                    self._record(run, reran)
+                    if reran.success:
+                        await self._improve_once(run, reran)
+                        return "success"
+                    if reran.error and attempt.error and reran.error.summary() == attempt.error.summary():
+                        return "repeated_error"
+            if not opts.improve:
+                return "no_improve"
+        return "max_attempts"
+
+    def _record(self, run: _Run, attempt: Attempt) -> None:
+        run.attempts.append(attempt)
+        run.emit("attempt", attempt.number, attempt=attempt.to_dict())
+
+    async def _fix_request(self, run: _Run, last: Attempt, state: str, language: str) -> LLMRequest:
+        err = last.error
+        assert err is not None
+        alternatives: list[str] = []
+        if err.category == "import":
+            module = analysis.missing_module(err.evalue)
+            if module:
+                try:
+                    alternatives = await self._alternatives(module.split(".")[0])
+                except Exception:
+                    alternatives = []
+        return prompts.build_fix(
+            run.request,
+            language=language,
+            failed=last,
+            earlier=run.attempts[:-1],
+            output_text=output_text_for_prompt(list(last.outputs), run.opts.prompt_output_chars),
+            state=state,
+            check=run.opts.check,
+            alternatives=alternatives,
+            findings_text=self.findings_text(err.findings) if err.findings else "",
+            max_tokens=run.opts.max_tokens,
+            temperature=run.opts.temperature,
+        )
+
+    async def _judge(
+        self, run: _Run, base: Attempt, result: ExecutionResult
+    ) -> tuple[Attempt, tuple[int, int]]:
+        """Classify the run, then apply the acceptance check and the quality gate."""
+        run.execution_s += result.duration_s
+        attempt = replace(base, outputs=result.outputs, execution_s=result.duration_s)
+        if not result.ok:
+            err = analysis.classify(result, base.code, base.language)
+            return replace(attempt, error=err), (0, 0)
+        if run.opts.check:
+            check = await self.executor.execute(
+                _check_code(run.opts.check), language="python", timeout=run.opts.timeout
+            )
+            check = self._redacted(check)
+            run.execution_s += check.duration_s
+            attempt = replace(attempt, execution_s=attempt.execution_s + check.duration_s)
+            if not check.ok:
+                if check.status in ("timeout", "died"):
+                    err = analysis.classify(check, run.opts.check, "python")
+                else:
+                    evalue = f"{check.ename}: {check.evalue}" if check.evalue else check.ename
+                    err = analysis.check_failed(evalue, "\n".join(check.traceback))
+                return replace(attempt, error=err), (0, 0)
+        if run.opts.verify:
+            text = output_text_for_prompt(list(result.outputs), run.opts.prompt_output_chars)
+            req = prompts.build_verify(run.request, code=base.code, output_text=text)
+            started = time.perf_counter()
+            response = await self.fix_provider.complete(req)
+            run.improvement_s += time.perf_counter() - started
+            run.llm_calls += 1
+            run.cache_hits += int(response.cached)
+            run.tokens += response.input_tokens + response.output_tokens
+            score, reason = prompts.parse_score(response.text)
+            attempt = replace(
+                attempt,
+                score=score,
+                input_tokens=attempt.input_tokens + response.input_tokens,
+                output_tokens=attempt.output_tokens + response.output_tokens,
+            )
+            if score is not None and score < run.opts.quality_threshold:
+                err = analysis.quality_failed(score, run.opts.quality_threshold, reason)
+                return replace(attempt, error=err), (0, 0)
+        return replace(attempt, success=True), (0, 0)
+
+    async def _maybe_install(self, run: _Run, attempt: Attempt, number: int) -> Attempt | None:
+        """For `install_missing`, install the missing package and re-run with no model call."""
+        mode = run.opts.install_missing
+        err = attempt.error
+        if mode == "off" or err is None or not getattr(self.executor, "supports_install", False):
+            return None
+        module = analysis.missing_module(err.evalue)
+        if not module:
+            return None
+        package = DIST_NAMES.get(module.split(".")[0], module.split(".")[0])
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", package):
+            return None
+        if mode == "ask" and (self.confirm_install is None or not self.confirm_install(package)):
+            return None
+        run.emit("install", number, package=package)
+        installed = await self.executor.install(package, timeout=max(run.opts.timeout or 0, 300))
+        run.execution_s += installed.duration_s
+        self._installed_cache = None
+        if not installed.ok:
+            return None
+        result = await self._execute(run, attempt.code, attempt.language, number)
+        base = replace(
+            attempt,
+            number=number,
+            kind="install",
+            error=None,
+            explanation=f"installed `{package}` and ran the same code again",
+            generation_s=0.0,
+            input_tokens=0,
+            output_tokens=0,
+            cached=False,
+            cache_key=None,
+            execution_s=installed.duration_s,
+        )
+        judged, _ = await self._judge(run, base, result)
+        return judged
+
+    async def _improve_once(self, run: _Run, good: Attempt) -> None:
+        """With focus optimize/robustness, try one improvement; keep it only if it is better."""
+        focus = run.opts.focus
+        if focus not in ("optimize", "robustness") or not run.opts.improve or self._over_budget(run):
+            return
+        number = good.number + 1
+        req = prompts.build_improve(
+            run.request,
+            language=good.language,
+            focus=focus,
+            code=good.code,
+            output_text=output_text_for_prompt(list(good.outputs), run.opts.prompt_output_chars),
+            execution_s=good.execution_s,
+            max_tokens=run.opts.max_tokens,
+            temperature=run.opts.temperature,
+        )
+        response, ext, early_task, gen_s = await self._ask(
+            run, req, number, good.language, allow_early=False
+        )
+        run.improvement_s += gen_s
+        base = Attempt(
+            number=number,
+            code=ext.code if ext else "",
+            success=False,
+            language=ext.language if ext else good.language,
+            kind="improve",
+            explanation=ext.explanation if ext else response.text,
+            generation_s=gen_s,
+            input_tokens=response.input_tokens,
+            output_tokens=response.output_tokens,
+            cached=response.cached,
+            cache_key=response.cache_key,
+        )
+        if ext is None:
+            self._record(run, replace(base, error=analysis.no_code_error(response.text), kept=False))
+            return
+        if _norm(ext.code) == _norm(good.code):
+            self._record(run, replace(base, success=True, kept=False, outputs=good.outputs))
+            return
+        blocked = self._blocking_findings(run, ext.code, ext.language)
+        if blocked:
+            err = analysis.security_error(blocked, run.opts.scan_policy)
+            self._record(run, replace(base, error=err, kept=False))
+            return
+        result = await self._execute(run, ext.code, ext.language, number)
+        judged, _ = await self._judge(run, base, result)
+        keep = judged.success
+        if keep and focus == "optimize":
+            keep = judged.execution_s < good.execution_s * 0.9 and (
+                good.execution_s - judged.execution_s
+            ) > 0.002
+        self._record(run, replace(judged, kept=keep))
+
+
+def summarize_error(error: AttemptError | None) -> str:
+    return "" if error is None else f"{error.category}: {error.summary()}"

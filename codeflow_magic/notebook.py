@@ -1,0 +1,260 @@
+"""Pure nbformat edits: find request cells, read their run records, write the final code back.
+
+Everything here works on an in-memory notebook (`nbformat.NotebookNode`), so the headless
+runner, the magic and the tests share one definition of what write-back means:
+
+* default ("below"): the final code becomes an ordinary code cell right below the request cell,
+  linked by `metadata.codeflow.generated_from = <request cell id>`; a re-run updates that cell
+  in place instead of adding another one.
+* "replace": the request cell itself becomes plain code. The magic line and the request are kept
+  as a `# ` comment header (and in `metadata.codeflow`), so the cell runs without codeflow and
+  the request can be restored by uncommenting the header.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from .models import RECORD_MIME
+
+MAGIC = "%%codeflow"
+META_KEY = "codeflow"
+REPLACED_HEADER = "# %%codeflow"
+"""A replaced request cell starts with this commented magic line."""
+
+WRITEBACK_MODES: tuple[str, ...] = ("below", "replace", "off")
+
+Cell = Any
+Notebook = Any
+
+
+def cell_source(cell: Mapping[str, Any]) -> str:
+    """The cell's source as one string (nbformat allows a list of lines on disk)."""
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def split_request(source: str) -> tuple[str, str] | None:
+    """`%%codeflow --opts\\nbody` -> ("--opts", "body"); None when it is no request cell."""
+    stripped = source.lstrip()
+    if not stripped.startswith(MAGIC):
+        return None
+    first, _, body = stripped.partition("\n")
+    rest = first[len(MAGIC) :]
+    if rest and not rest[0].isspace():
+        return None  # e.g. `%%codeflowx`: another magic
+    return rest.strip(), body
+
+
+def is_request_cell(cell: Mapping[str, Any]) -> bool:
+    return cell.get("cell_type") == "code" and split_request(cell_source(cell)) is not None
+
+
+def is_generated_cell(cell: Mapping[str, Any]) -> bool:
+    meta = cell.get("metadata", {}).get(META_KEY, {})
+    return isinstance(meta, Mapping) and bool(meta.get("generated_from"))
+
+
+def new_cell_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def ensure_cell_ids(nb: Notebook) -> None:
+    """Give every cell an id (nbformat 4.5), since write-back links cells by id."""
+    if nb.get("nbformat", 4) == 4 and nb.get("nbformat_minor", 0) < 5:
+        nb["nbformat_minor"] = 5
+    seen: set[str] = set()
+    for cell in nb["cells"]:
+        cid = cell.get("id")
+        if not cid or cid in seen:
+            cid = new_cell_id()
+            while cid in seen:
+                cid = new_cell_id()
+            cell["id"] = cid
+        seen.add(str(cid))
+
+
+def find_record(outputs: Any) -> dict[str, Any] | None:
+    """The last run record among a cell's outputs."""
+    found: dict[str, Any] | None = None
+    for out in outputs or ():
+        data = out.get("data") if isinstance(out, Mapping) else None
+        if isinstance(data, Mapping) and isinstance(data.get(RECORD_MIME), Mapping):
+            found = dict(data[RECORD_MIME])
+    return found
+
+
+def find_linked_cell(nb: Notebook, request_id: str) -> int | None:
+    """Index of the code cell generated from `request_id`, if any."""
+    for index, cell in enumerate(nb["cells"]):
+        meta = cell.get("metadata", {}).get(META_KEY, {})
+        if isinstance(meta, Mapping) and meta.get("generated_from") == request_id:
+            return index
+    return None
+
+
+def generated_source(record: Mapping[str, Any]) -> str:
+    """The code as a notebook cell runs it without codeflow (bash gets `%%bash`)."""
+    code = str(record.get("final_code", "")).rstrip("\n")
+    if record.get("language") == "bash" and not code.startswith("%%bash"):
+        return "%%bash\n" + code
+    return code
+
+
+def attempts_summary(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One short line of facts per attempt (no code, no timings: metadata must stay small)."""
+    rows: list[dict[str, Any]] = []
+    for attempt in record.get("attempts", ()):
+        err = attempt.get("error") or {}
+        rows.append(
+            {
+                "number": attempt.get("number"),
+                "kind": attempt.get("kind", "generate"),
+                "success": bool(attempt.get("success")),
+                "category": err.get("category"),
+                "ename": err.get("ename"),
+                "evalue": str(err.get("evalue", ""))[:300] if err else None,
+            }
+        )
+    return rows
+
+
+def request_metadata(
+    record: Mapping[str, Any],
+    *,
+    request: str | None = None,
+    linked_cell: str | None = None,
+    mode: str = "below",
+) -> dict[str, Any]:
+    """`metadata.codeflow` of a request cell: what was asked, what came of it, where it went."""
+    keys = [a.get("cache_key") for a in record.get("attempts", ()) if a.get("cache_key")]
+    return {
+        "request": request if request is not None else str(record.get("request", "")),
+        "language": record.get("language", "python"),
+        "model": record.get("model", ""),
+        "success": bool(record.get("success")),
+        "stop_reason": record.get("stop_reason", ""),
+        "attempts": attempts_summary(record),
+        "cache_keys": keys,
+        "run_id": record.get("run_id", ""),
+        "linked_cell": linked_cell,
+        "writeback": mode,
+    }
+
+
+def code_metadata(request_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """`metadata.codeflow` of a generated cell: the link back to its request."""
+    return {
+        "generated_from": request_id,
+        "run_id": record.get("run_id", ""),
+        "language": record.get("language", "python"),
+    }
+
+
+def replaced_source(record: Mapping[str, Any], magic_args: str, request: str) -> str:
+    """The body of a request cell after `--replace`: commented request header, then the code."""
+    args = " ".join(a for a in magic_args.split() if a != "--replace")
+    header = [f"{REPLACED_HEADER} {args}".rstrip()]
+    header.extend(("# " + line).rstrip() for line in request.rstrip("\n").splitlines())
+    return "\n".join([*header, generated_source(record)])
+
+
+def restore_request(source: str) -> str | None:
+    """Turn a replaced cell back into its `%%codeflow` request (None if it is not one)."""
+    lines = source.splitlines()
+    if not lines or not lines[0].startswith(REPLACED_HEADER):
+        return None
+    out = [lines[0][2:]]
+    for line in lines[1:]:
+        if not line.startswith("#"):
+            break
+        out.append(line[2:] if line.startswith("# ") else line[1:])
+    return "\n".join(out)
+
+
+def apply_writeback(
+    nb: Notebook,
+    index: int,
+    record: Mapping[str, Any],
+    *,
+    mode: str = "below",
+) -> str | None:
+    """Write the final code of the request cell at `index` back into `nb`.
+
+    Returns the id of the cell that now holds the code (None when nothing was written: write-back
+    off, a failed run, or no code). The request cell's metadata is updated in every case, so the
+    notebook always says what the last run did.
+    """
+    import nbformat
+
+    if mode not in WRITEBACK_MODES:
+        raise ValueError(f"unknown write-back mode {mode!r}")
+    ensure_cell_ids(nb)
+    cell = nb["cells"][index]
+    parts = split_request(cell_source(cell))
+    magic_args, request = parts if parts is not None else ("", str(record.get("request", "")))
+    request = request.strip("\n") or str(record.get("request", ""))
+    request_id = str(cell["id"])
+    cell.setdefault("metadata", {})
+    writes = mode != "off" and bool(record.get("success")) and bool(record.get("final_code"))
+
+    if not writes:
+        linked = find_linked_cell(nb, request_id)
+        linked_id = str(nb["cells"][linked]["id"]) if linked is not None else None
+        cell["metadata"][META_KEY] = request_metadata(
+            record, request=request, linked_cell=linked_id, mode=mode
+        )
+        return None
+
+    if mode == "replace":
+        cell["source"] = replaced_source(record, magic_args, request)
+        cell["metadata"][META_KEY] = request_metadata(
+            record, request=request, linked_cell=request_id, mode=mode
+        )
+        return request_id
+
+    source = generated_source(record)
+    linked = find_linked_cell(nb, request_id)
+    if linked is None:
+        new = nbformat.v4.new_code_cell(source=source)  # type: ignore[no-untyped-call]
+        new["id"] = new_cell_id()
+        existing = {str(c.get("id")) for c in nb["cells"]}
+        while new["id"] in existing:
+            new["id"] = new_cell_id()
+        new["metadata"][META_KEY] = code_metadata(request_id, record)
+        nb["cells"].insert(index + 1, new)
+        target = new
+    else:
+        target = nb["cells"][linked]
+        target["source"] = source
+        target["outputs"] = []
+        target["execution_count"] = None
+        target.setdefault("metadata", {})[META_KEY] = code_metadata(request_id, record)
+    cell["metadata"][META_KEY] = request_metadata(
+        record, request=request, linked_cell=str(target["id"]), mode=mode
+    )
+    return str(target["id"])
+
+
+def history(nb: Notebook) -> list[dict[str, Any]]:
+    """Every request cell with its record (or None when it has not run yet), in order."""
+    rows: list[dict[str, Any]] = []
+    for index, cell in enumerate(nb["cells"]):
+        if cell.get("cell_type") != "code":
+            continue
+        parts = split_request(cell_source(cell))
+        meta = cell.get("metadata", {}).get(META_KEY, {})
+        if parts is None and not (isinstance(meta, Mapping) and meta.get("writeback") == "replace"):
+            continue
+        request = parts[1].strip() if parts else str(meta.get("request", ""))
+        rows.append(
+            {
+                "index": index,
+                "cell_id": cell.get("id"),
+                "request": request,
+                "record": find_record(cell.get("outputs")),
+            }
+        )
+    return rows

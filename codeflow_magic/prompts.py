@@ -1,0 +1,383 @@
+"""Prompt building and code extraction. Pure: no I/O, no SDK, no kernel.
+
+Extraction takes the *first* fenced block in the wanted language. The streaming path executes
+the first block as soon as its closing fence arrives, so the final extraction must agree with
+it; the system prompt asks for exactly one block anyway.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .models import Attempt
+from .providers.base import LLMRequest, Message
+
+PYTHON_TAGS = frozenset({"python", "python3", "py", "py3", "ipython", "ipython3", "pycon"})
+BASH_TAGS = frozenset({"bash", "sh", "shell", "zsh", "console", "shell-session", "sh-session"})
+OTHER_TAGS_NOT_CODE = frozenset({"text", "output", "plaintext", "txt", "log", "json", "csv"})
+
+_FENCE_OPEN = re.compile(r"^[ \t]{0,3}(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
+
+SYSTEM_PROMPT = """\
+You write code that runs in a persistent Jupyter kernel for a data scientist. Variables, \
+imports and files from earlier runs are still there; the kernel state summary lists them.
+
+Rules:
+- Reply with exactly one fenced code block tagged with its language (```python or ```bash), \
+then at most a few short lines of explanation.
+- The code runs as is, top to bottom, in the current working directory. Print or display \
+what the user should see; for plots call plt.show().
+- Do not ask questions, do not use input(), do not install packages unless told to.
+- Never read or print API keys, tokens or credentials, and never touch files outside the \
+working directory.
+- When fixing, start the explanation with a line `Root cause: ...` and a line `Fix: ...`.
+"""
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    code: str
+    tag: str
+    closed: bool
+    start: int
+    end: int
+
+
+def normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def iter_blocks(text: str) -> list[CodeBlock]:
+    """Every fenced block (``` or ~~~, any length, any info string); an unclosed final block
+    counts with `closed=False`."""
+    text = normalize_newlines(text)
+    lines = text.split("\n")
+    blocks: list[CodeBlock] = []
+    i = 0
+    while i < len(lines):
+        m = _FENCE_OPEN.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        fence = m.group("fence")
+        info = m.group("info").strip()
+        tag = info.split()[0].lower().lstrip("{.").rstrip("}") if info else ""
+        body: list[str] = []
+        j = i + 1
+        closed = False
+        while j < len(lines):
+            stripped = lines[j].strip()
+            if stripped.startswith(fence[0] * len(fence)) and set(stripped) <= {fence[0]}:
+                closed = True
+                break
+            body.append(lines[j])
+            j += 1
+        blocks.append(CodeBlock("\n".join(body), tag, closed, i, j))
+        i = j + 1
+    return blocks
+
+
+def tag_language(tag: str) -> str | None:
+    if tag in PYTHON_TAGS:
+        return "python"
+    if tag in BASH_TAGS:
+        return "bash"
+    return None
+
+
+def _strip_prompts(code: str, language: str) -> str:
+    """Remove shell prompts (`$ cmd`) from console-style bash blocks."""
+    if language != "bash":
+        return code
+    lines = code.split("\n")
+    if lines and all(line.startswith("$ ") or not line.strip() for line in lines if line.strip()):
+        return "\n".join(line[2:] if line.startswith("$ ") else line for line in lines)
+    return code
+
+
+def guess_language(code: str) -> str:
+    """Python when it parses as Python, Bash when it starts like a shell script."""
+    first = code.lstrip().split("\n", 1)[0]
+    if first.startswith("#!") and ("sh" in first and "python" not in first):
+        return "bash"
+    try:
+        ast.parse(code)
+        return "python"
+    except SyntaxError:
+        pass
+    shellish = re.compile(r"^\s*(ls|cd|echo|cat|grep|find|mkdir|rm|cp|mv|wc|head|tail|awk|sed|"
+                          r"for |if \[|export |curl|pip |git |du |df |sort|uniq|printf)\b")
+    if any(shellish.match(line) for line in code.split("\n")):
+        return "bash"
+    return "python"
+
+
+@dataclass(frozen=True)
+class Extraction:
+    code: str
+    language: str
+    explanation: str
+
+
+def extract_code(text: str, language: str, *, require_closed: bool = False) -> Extraction | None:
+    """The first block in `language` (`auto`: the first code block of either language).
+
+    Untagged blocks count for any language. Returns None when the reply holds no code block,
+    so the flow records a clear error attempt instead of running prose.
+    """
+    text = normalize_newlines(text)
+    blocks = [b for b in iter_blocks(text) if b.code.strip() and (b.closed or not require_closed)]
+    chosen: CodeBlock | None = None
+    chosen_lang = language
+    for block in blocks:
+        block_lang = tag_language(block.tag)
+        if block.tag in OTHER_TAGS_NOT_CODE:
+            continue
+        if language == "auto":
+            if block_lang is not None or not block.tag:
+                chosen = block
+                chosen_lang = block_lang or guess_language(block.code)
+                break
+            continue
+        if block_lang == language or not block.tag:
+            chosen = block
+            break
+    if chosen is None and language != "auto":
+        # A block tagged with the other language (a bash answer to a python request, say):
+        # better to run it as what it is than to fail.
+        for block in blocks:
+            other = tag_language(block.tag)
+            if other is not None:
+                chosen, chosen_lang = block, other
+                break
+    if chosen is None:
+        return None
+    lines = text.split("\n")
+    explanation = "\n".join(lines[: chosen.start] + lines[chosen.end + 1 :]).strip()
+    code = _strip_prompts(chosen.code.strip("\n"), chosen_lang)
+    return Extraction(code=code.rstrip() + "\n", language=chosen_lang, explanation=explanation)
+
+
+def parse_explanation(explanation: str) -> tuple[str, str]:
+    """(root cause, fix) from a `Root cause: ... / Fix: ...` explanation, when present."""
+    root = re.search(r"(?im)^\W*root cause\W*:\s*(.+)$", explanation)
+    fix = re.search(r"(?im)^\W*fix\W*:\s*(.+)$", explanation)
+    return (root.group(1).strip() if root else "", fix.group(1).strip() if fix else "")
+
+
+REQUEST_HINTS_BASH = re.compile(
+    r"\b(bash|shell|command line|terminal|ls\b|grep|du -|df -|shell script|\$\s)", re.I
+)
+
+
+def auto_language_hint(request: str) -> str:
+    """What `--language auto` suggests before the model answers."""
+    return "bash" if REQUEST_HINTS_BASH.search(request) else "python"
+
+
+def _language_line(language: str, request: str) -> str:
+    if language == "auto":
+        hint = auto_language_hint(request)
+        return (
+            "Language: choose Python or Bash, whichever fits the request best "
+            f"(it reads like {hint}); tag the code block with the language you chose."
+        )
+    if language == "bash":
+        return "Language: Bash (tag the block ```bash). It runs with bash in the working directory."
+    return "Language: Python 3 (tag the block ```python)."
+
+
+def _state_block(state: str) -> str:
+    if not state.strip():
+        return "Kernel state: empty (no user variables yet)."
+    return "Kernel state (user variables now defined):\n" + state.strip()
+
+
+def build_generate(
+    request: str,
+    *,
+    language: str,
+    state: str = "",
+    check: str | None = None,
+    max_tokens: int = 4096,
+    temperature: float | None = None,
+) -> LLMRequest:
+    parts = [f"Request:\n{request.strip()}", _language_line(language, request), _state_block(state)]
+    if check:
+        parts.append(
+            "Acceptance check (Python, run in the same kernel right after your code; it must "
+            f"pass):\n```python\n{check.strip()}\n```"
+        )
+    return LLMRequest(
+        system=SYSTEM_PROMPT,
+        messages=(Message("user", "\n\n".join(parts)),),
+        max_tokens=max_tokens,
+        temperature=temperature,
+        purpose="generate",
+    )
+
+
+def _history_block(earlier: Sequence[Attempt], limit: int = 4, code_chars: int = 1500) -> str:
+    if not earlier:
+        return ""
+    lines = ["Earlier attempts (oldest first):"]
+    for attempt in list(earlier)[-limit:]:
+        err = attempt.error
+        what = f"{err.category}: {err.summary()}" if err else "succeeded"
+        code = attempt.code if len(attempt.code) <= code_chars else attempt.code[:code_chars] + "\n# ..."
+        lines.append(f"- attempt {attempt.number} ({what}):\n```\n{code.rstrip()}\n```")
+    return "\n".join(lines)
+
+
+STRATEGY = {
+    "syntax": "The code does not parse. Fix the syntax; keep the logic.",
+    "import": (
+        "A module is missing from the kernel. Do not try to install it; rewrite the code with "
+        "what is installed (alternatives below), or with the standard library."
+    ),
+    "environment": (
+        "The environment stopped the code (time limit, memory, missing file or command, "
+        "permissions). Change the approach: smaller work, bounded loops, files that exist, "
+        "commands that exist."
+    ),
+    "logical": (
+        "The code ran but the result is wrong: the acceptance check failed or the result was "
+        "judged not to answer the request. Fix the logic."
+    ),
+    "runtime": "The code raised an exception while running. Fix its cause.",
+    "security": (
+        "The security scanner stopped the code before it ran. Rewrite it so that it does the "
+        "request without the flagged operations (no destructive, exfiltrating or "
+        "escaping code). Do not obfuscate: obfuscation is flagged too."
+    ),
+}
+
+
+def build_fix(
+    request: str,
+    *,
+    language: str,
+    failed: Attempt,
+    earlier: Sequence[Attempt],
+    output_text: str,
+    state: str = "",
+    check: str | None = None,
+    alternatives: Sequence[str] = (),
+    findings_text: str = "",
+    max_tokens: int = 4096,
+    temperature: float | None = None,
+) -> LLMRequest:
+    err = failed.error
+    assert err is not None
+    parts = [f"Request:\n{request.strip()}", _language_line(language, request)]
+    history = _history_block(earlier)
+    if history:
+        parts.append(history)
+    parts.append(f"The latest attempt ({failed.number}) failed:\n```\n{failed.code.rstrip()}\n```")
+    detail = [f"Error class: {err.category}", f"Error: {err.summary()}"]
+    if err.line:
+        detail.append(f"Failing line {err.line}: {err.source_line or ''}".rstrip())
+    if err.root_cause:
+        detail.append(f"Likely cause: {err.root_cause}")
+    parts.append("\n".join(detail))
+    if findings_text:
+        parts.append("Scanner findings:\n" + findings_text)
+    if err.traceback:
+        parts.append("Traceback (trimmed):\n```\n" + err.traceback.strip() + "\n```")
+    if output_text.strip():
+        parts.append("Output before the error (trimmed):\n```\n" + output_text.strip() + "\n```")
+    parts.append("Strategy: " + STRATEGY.get(err.category, STRATEGY["runtime"]))
+    if alternatives:
+        parts.append("Installed packages that may serve instead: " + ", ".join(alternatives))
+    if check:
+        parts.append(f"Acceptance check that must pass:\n```python\n{check.strip()}\n```")
+    parts.append(_state_block(state))
+    parts.append(
+        "Reply with the complete fixed code in one fenced block, then `Root cause: ...` and "
+        "`Fix: ...` lines."
+    )
+    return LLMRequest(
+        system=SYSTEM_PROMPT,
+        messages=(Message("user", "\n\n".join(parts)),),
+        max_tokens=max_tokens,
+        temperature=temperature,
+        purpose="fix",
+    )
+
+
+FOCUS_TEXT = {
+    "optimize": "Make it faster and lighter on memory while giving the same results.",
+    "robustness": (
+        "Make it robust: validate inputs, handle missing files and bad values with clear "
+        "messages, keep the same results on good input."
+    ),
+}
+
+
+def build_improve(
+    request: str,
+    *,
+    language: str,
+    focus: str,
+    code: str,
+    output_text: str,
+    execution_s: float,
+    max_tokens: int = 4096,
+    temperature: float | None = None,
+) -> LLMRequest:
+    parts = [
+        f"Request:\n{request.strip()}",
+        _language_line(language, request),
+        f"This code works (it ran in {execution_s:.3f}s):\n```\n{code.rstrip()}\n```",
+    ]
+    if output_text.strip():
+        parts.append("Its output (trimmed):\n```\n" + output_text.strip() + "\n```")
+    parts.append("Improve it. " + FOCUS_TEXT.get(focus, ""))
+    parts.append(
+        "Reply with the complete improved code in one fenced block, then one line `Fix: ...` "
+        "saying what changed."
+    )
+    return LLMRequest(
+        system=SYSTEM_PROMPT,
+        messages=(Message("user", "\n\n".join(parts)),),
+        max_tokens=max_tokens,
+        temperature=temperature,
+        purpose="improve",
+    )
+
+
+VERIFY_SYSTEM = """\
+You judge whether code and its output answer a request. Reply with one line \
+`Score: N/10` (10: fully answers it, 0: unrelated or wrong) and one line `Reason: ...`.
+"""
+
+
+def build_verify(
+    request: str, *, code: str, output_text: str, max_tokens: int = 300
+) -> LLMRequest:
+    content = (
+        f"Request:\n{request.strip()}\n\nCode:\n```\n{code.rstrip()}\n```\n\n"
+        f"Output (trimmed):\n```\n{output_text.strip() or '(no output)'}\n```"
+    )
+    return LLMRequest(
+        system=VERIFY_SYSTEM,
+        messages=(Message("user", content),),
+        max_tokens=max_tokens,
+        temperature=0.0,
+        purpose="verify",
+    )
+
+
+def parse_score(text: str) -> tuple[float | None, str]:
+    """(score 0-10, reason) from a verify reply; None when no score can be read."""
+    m = re.search(r"(?i)score\W*([0-9]+(?:\.[0-9]+)?)\s*(?:/\s*10)?", text)
+    if not m:
+        m = re.search(r"\b([0-9]+(?:\.[0-9]+)?)\s*/\s*10\b", text)
+    reason_m = re.search(r"(?im)^\W*reason\W*:\s*(.+)$", text)
+    reason = reason_m.group(1).strip() if reason_m else text.strip()[:200]
+    if not m:
+        return None, reason
+    return max(0.0, min(10.0, float(m.group(1)))), reason
