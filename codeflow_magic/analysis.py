@@ -57,7 +57,7 @@ def trim_middle(text: str, limit: int) -> str:
     return f"{text[:head]}\n... [{len(text) - limit} characters trimmed] ...\n{text[-tail:]}"
 
 
-_CELL_LINE = re.compile(r"(?:Cell In\s*\[\d*\],|<ipython-input-[^>]*>|\"<[^\"]*>\"),\s*line (\d+)")
+_CELL_LINE = re.compile(r"(?:Cell In\s*\[\d*\]|<ipython-input-[^>]*>|\"<[^\"]*>\"),\s*line (\d+)")
 _FILE_LINE = re.compile(r'File "([^"]+)", line (\d+)')
 _BASH_LINE = re.compile(r"(?:bash|sh): line (\d+):")
 

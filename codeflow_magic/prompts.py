@@ -103,15 +103,16 @@ def guess_language(code: str) -> str:
     first = code.lstrip().split("\n", 1)[0]
     if first.startswith("#!") and ("sh" in first and "python" not in first):
         return "bash"
+    shellish = re.compile(r"^\s*(ls|cd|echo|cat|grep|find|mkdir|rm|cp|mv|wc|head|tail|awk|sed|"
+                          r"for \w+ in|if \[|export|curl|pip|git|du|df|sort|uniq|printf)( |$)")
+    pythonic = re.compile(r"^\s*(import |from \w+ import|def |class |print\(|\w+\s*=[^=])")
+    lines = [line for line in code.split("\n") if line.strip()]
+    if any(shellish.match(line) for line in lines) and not any(pythonic.match(line) for line in lines):
+        return "bash"
     try:
         ast.parse(code)
-        return "python"
     except SyntaxError:
-        pass
-    shellish = re.compile(r"^\s*(ls|cd|echo|cat|grep|find|mkdir|rm|cp|mv|wc|head|tail|awk|sed|"
-                          r"for |if \[|export |curl|pip |git |du |df |sort|uniq|printf)\b")
-    if any(shellish.match(line) for line in code.split("\n")):
-        return "bash"
+        return "bash" if any(shellish.match(line) for line in lines) else "python"
     return "python"
 
 

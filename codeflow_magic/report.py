@@ -115,32 +115,46 @@ def _attempt_html(attempt: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def record_html(record: RunRecord | Mapping[str, Any]) -> str:
+def record_html_status(record: RunRecord | Mapping[str, Any]) -> tuple[str, str]:
+    """The status line as (text, html)."""
+    rec = _record(record)
+    colour = "#1a7f37" if rec.success else "#cf222e"
+    text = status_line(rec)
+    return text, (
+        f'<div style="font-family:sans-serif;font-size:13px;color:{colour};font-weight:600">'
+        f"{_esc(text)}</div>"
+    )
+
+
+def record_html(record: RunRecord | Mapping[str, Any], *, with_status: bool = True) -> str:
     """Status line plus the collapsible attempt history (closed by default)."""
     rec = _record(record)
     data = rec.to_dict()
-    colour = "#1a7f37" if rec.success else "#cf222e"
     m = rec.metrics
     phases = (
         f"generation {seconds(m.generation_s)} · execution {seconds(m.execution_s)}"
         f" · improvement {seconds(m.improvement_s)} · {m.llm_calls} model calls"
     )
     attempts = "".join(_attempt_html(a) for a in data["attempts"])
+    errors = [a.error.ename for a in rec.attempts if a.error is not None]
+    named = f"; errors: {', '.join(errors)}" if errors else ""
+    status = record_html_status(rec)[1] if with_status else ""
     return (
         '<div class="codeflow-record" style="font-family:sans-serif;font-size:13px">'
-        f'<div style="color:{colour};font-weight:600">{_esc(status_line(rec))}</div>'
-        '<details style="margin-top:4px"><summary style="cursor:pointer">'
-        f"History: {len(rec.attempts)} attempt(s), model {_esc(rec.model)}</summary>"
+        f"{status}"
+        '<details style="margin-top:4px"><summary style="cursor:pointer;color:#57606a">'
+        f"History: {len(rec.attempts)} attempt(s){_esc(named)} · model {_esc(rec.model)}"
+        "</summary>"
         f'<div style="padding-left:12px"><div>Request: {_esc(rec.request)}</div>'
         f'<div style="color:#57606a;font-size:11px">{_esc(phases)}</div>'
         f"{attempts}</div></details></div>"
     )
 
 
-def record_text(record: RunRecord | Mapping[str, Any]) -> str:
+def record_text(record: RunRecord | Mapping[str, Any], *, with_status: bool = True) -> str:
     """Plain-text fallback: status line and one line per attempt."""
     rec = _record(record)
-    lines = [status_line(rec)]
+    lines = [status_line(rec)] if with_status else [f"codeflow history ({rec.model}):"]
     for attempt in rec.attempts:
         if attempt.success:
             lines.append(f"  attempt {attempt.number} ({attempt.kind}): ok")
@@ -151,13 +165,15 @@ def record_text(record: RunRecord | Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def record_bundle(record: RunRecord | Mapping[str, Any]) -> dict[str, Any]:
+def record_bundle(
+    record: RunRecord | Mapping[str, Any], *, with_status: bool = True
+) -> dict[str, Any]:
     """The one display_data bundle carrying a run: machine record + html + text."""
     rec = _record(record)
     return {
         RECORD_MIME: rec.to_dict(),
-        "text/html": record_html(rec),
-        "text/plain": record_text(rec),
+        "text/html": record_html(rec, with_status=with_status),
+        "text/plain": record_text(rec, with_status=with_status),
     }
 
 

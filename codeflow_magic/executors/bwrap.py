@@ -88,6 +88,26 @@ def can_access(path: str, uid: int, test: str = "-r") -> bool:
     return proc.returncode == 0
 
 
+def grant_work_dir(work_dir: str, uid: int, who: str, *, check: bool = True) -> None:
+    """Make `work_dir` writable for the unprivileged `uid` (an ACL entry, never chmod o+w)."""
+    if check and can_access(work_dir, uid, "-w") and can_access(work_dir, uid, "-x"):
+        return
+    setfacl = tool("setfacl")
+    if os.geteuid() == 0 and setfacl:
+        subprocess.run(
+            [setfacl, "-m", f"u:{uid}:rwx,d:u:{uid}:rwx", work_dir],
+            capture_output=True,
+            check=False,
+        )
+        if not check or can_access(work_dir, uid, "-w"):
+            return
+    raise BackendUnavailable(
+        f"the work dir {work_dir} is not writable by the {who} uid {uid} "
+        "(or a parent directory is not searchable); use a work dir under /tmp or /home, "
+        "or install acl (`apt-get install acl`) so access can be granted"
+    )
+
+
 def sandbox_problem(uid: int = NOBODY) -> tuple[str, str] | None:
     """(why the sandbox cannot work here, the command that fixes it), or None when it can."""
     if not sys.platform.startswith("linux"):
@@ -145,25 +165,6 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
         if not self.sandbox_id:
             self.sandbox_id = uuid.uuid4().hex[:12]
         return self.sandbox_id
-
-    def _prepare_work_dir(self, work_dir: str) -> None:
-        uid = self.uid
-        if can_access(work_dir, uid, "-w") and can_access(work_dir, uid, "-x"):
-            return
-        setfacl = tool("setfacl")
-        if os.geteuid() == 0 and setfacl:
-            subprocess.run(
-                [setfacl, "-m", f"u:{uid}:rwx,d:u:{uid}:rwx", work_dir],
-                capture_output=True,
-                check=False,
-            )
-            if can_access(work_dir, uid, "-w"):
-                return
-        raise BackendUnavailable(
-            f"the work dir {work_dir} is not writable by the sandbox uid {uid} "
-            "(or a parent directory is not searchable); use a work dir under /tmp or /home, "
-            "or install acl (`apt-get install acl`) so access can be granted"
-        )
 
     def _bwrap_argv(self, work_dir: str, run_dir: str) -> list[str]:
         bwrap = tool("bwrap")
@@ -250,7 +251,7 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
         work_dir = os.path.realpath(self.work_dir or kwargs.get("cwd") or os.getcwd())
         if not os.path.isdir(work_dir):
             raise BackendUnavailable(f"work dir {work_dir} does not exist")
-        self._prepare_work_dir(work_dir)
+        grant_work_dir(work_dir, self.uid, "sandbox")
         if self._run_dir is None or not os.path.isdir(self._run_dir):
             # Short path: unix socket paths are limited to 107 bytes.
             self._run_dir = tempfile.mkdtemp(prefix="cfbw-", dir="/tmp")

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import io
 import queue
+import re
 import sys
 import threading
 import time
@@ -38,6 +39,18 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 T = TypeVar("T")
+
+_CELL_NUMBER = re.compile(r"(In\s*\[)\d+(\])|(ipython-input-)\d+(-)")
+
+
+def _stable_traceback(stb: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Drop execution counts from a traceback (`Cell In[7]` -> `Cell In[]`).
+
+    The count depends on how many cells ran before, which differs between a headless run and
+    a full re-run of the same notebook; the traceback goes into fix prompts, and recorded
+    answers only replay when the prompt is identical.
+    """
+    return tuple(_CELL_NUMBER.sub(lambda m: (m.group(1) or m.group(3)) + (m.group(2) or m.group(4)), line) for line in stb)
 Job = tuple[Callable[[], Any], "concurrent.futures.Future[Any]"]
 
 
@@ -392,7 +405,7 @@ class InlineExecutor:
             status="error",
             ename=str(last.get("ename") or type(exc).__name__),
             evalue=str(last.get("evalue") if last else exc),
-            traceback=tuple(last.get("traceback", ())),
+            traceback=_stable_traceback(last.get("traceback", ())),
             duration_s=duration,
             dropped_chars=dropped,
         )

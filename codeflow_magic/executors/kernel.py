@@ -147,6 +147,11 @@ class KernelExecutor:
         return self._kc is not None
 
     @property
+    def run_dir(self) -> Path | None:
+        """The private directory of connection file, sockets, IPYTHONDIR and runtime dir."""
+        return self._run_dir
+
+    @property
     def kernel_manager(self) -> AsyncKernelManager | None:
         """The manager of the running kernel (for backends that need its connection info)."""
         return self._km

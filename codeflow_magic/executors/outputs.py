@@ -223,7 +223,8 @@ class OutputCollector:
         if msg_type == "stream":
             self._add_stream(str(content.get("name", "stdout")), str(content.get("text", "")))
             return
-        out: Output = dict(output_from_msg({"header": {"msg_type": msg_type}, "content": content}))
+        node = output_from_msg({"header": {"msg_type": msg_type}, "content": content})  # type: ignore[no-untyped-call]
+        out: Output = dict(node)
         display_id = (content.get("transient") or {}).get("display_id")
         if display_id and msg_type == "display_data":
             self._display_ids.setdefault(str(display_id), []).append(out)

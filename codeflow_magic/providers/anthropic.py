@@ -8,7 +8,9 @@ SDK exceptions are mapped to ours at this boundary so the flow never sees an SDK
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, ProviderError, ProviderUnavailable
@@ -46,6 +48,14 @@ def is_transport_error(exc: BaseException) -> bool:
     return module.startswith(("httpx", "httpcore", "h11"))
 
 
+@lru_cache(maxsize=1)
+def _sdk_takes_temperature() -> bool:
+    """Newer SDKs dropped `temperature` from the Messages API; send it only where it exists."""
+    from anthropic.resources.messages import AsyncMessages
+
+    return "temperature" in inspect.signature(AsyncMessages.stream).parameters
+
+
 class AnthropicProvider:
     """The `anthropic:<model>` provider."""
 
@@ -62,9 +72,9 @@ class AnthropicProvider:
     ) -> None:
         self.model = model
         self._api_key = api_key
-        self._base_url = base_url
-        self._timeout = timeout
-        self._max_retries = max_retries
+        self.base_url = base_url
+        self.timeout = timeout
+        self.max_retries = max_retries
         self._pool_keys: set[tuple[Any, ...]] = set()
 
     def _pool_key(self) -> tuple[Any, ...]:
@@ -72,10 +82,10 @@ class AnthropicProvider:
         return (
             "anthropic",
             _fingerprint(self._api_key),
-            self._base_url,
+            self.base_url,
             env,
-            self._timeout,
-            self._max_retries,
+            self.timeout,
+            self.max_retries,
         )
 
     def client(self) -> AsyncAnthropic:
@@ -88,11 +98,11 @@ class AnthropicProvider:
     def _new_client(self) -> AsyncAnthropic:
         import anthropic
 
-        kwargs: dict[str, Any] = {"timeout": self._timeout, "max_retries": self._max_retries}
+        kwargs: dict[str, Any] = {"timeout": self.timeout, "max_retries": self.max_retries}
         if self._api_key is not None:
             kwargs["api_key"] = self._api_key
-        if self._base_url is not None:
-            kwargs["base_url"] = self._base_url
+        if self.base_url is not None:
+            kwargs["base_url"] = self.base_url
         try:
             client = anthropic.AsyncAnthropic(**kwargs)
         except anthropic.AnthropicError as exc:  # e.g. an unreadable credentials profile
@@ -114,7 +124,7 @@ class AnthropicProvider:
         }
         if request.system:
             params["system"] = request.system
-        if request.temperature is not None:
+        if request.temperature is not None and _sdk_takes_temperature():
             params["temperature"] = request.temperature
         url = str(client.base_url).rstrip("/")
         try:
@@ -130,7 +140,7 @@ class AnthropicProvider:
             ) from None
         except anthropic.APITimeoutError:
             raise ProviderUnavailable(
-                f"cannot reach the model server at {url}: no answer within {self._timeout:g} s"
+                f"cannot reach the model server at {url}: no answer within {self.timeout:g} s"
             ) from None
         except anthropic.APIConnectionError as exc:
             cause = exc.__cause__ or exc

@@ -50,14 +50,14 @@ class OpenAICompatProvider:
         max_retries: int = 3,
     ) -> None:
         self.model = model
-        self._base_url = base_url
+        self.base_url = base_url
         self._api_key = api_key
-        self._timeout = timeout
-        self._max_retries = max_retries
+        self.timeout = timeout
+        self.max_retries = max_retries
         self._pool_keys: set[tuple[Any, ...]] = set()
 
     def _resolved(self) -> tuple[str | None, str | None]:
-        base_url = self._base_url or os.environ.get("OPENAI_BASE_URL") or None
+        base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = self._api_key or os.environ.get("OPENAI_API_KEY") or None
         if api_key is None and base_url is not None:
             api_key = PLACEHOLDER_KEY
@@ -68,15 +68,15 @@ class OpenAICompatProvider:
         base_url, api_key = self._resolved()
         if api_key is None:
             raise AuthenticationError(NO_KEY)
-        key = ("openai", _fingerprint(api_key), base_url, self._timeout, self._max_retries)
+        key = ("openai", _fingerprint(api_key), base_url, self.timeout, self.max_retries)
 
         def factory() -> AsyncOpenAI:
             openai = _import_openai()
             client: AsyncOpenAI = openai.AsyncOpenAI(
                 api_key=api_key,
                 base_url=base_url,
-                timeout=self._timeout,
-                max_retries=self._max_retries,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
             )
             return client
 
@@ -130,7 +130,7 @@ class OpenAICompatProvider:
             ) from None
         except openai.APITimeoutError:
             raise ProviderUnavailable(
-                f"cannot reach the model server at {url}: no answer within {self._timeout:g} s"
+                f"cannot reach the model server at {url}: no answer within {self.timeout:g} s"
             ) from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc

@@ -1,0 +1,625 @@
+# IPython's display and magic_arguments helpers carry no type hints.
+# mypy: disable-error-code="no-untyped-call,untyped-decorator"
+"""`%%codeflow` and `%codeflow`: a thin adapter from a notebook cell to the flow.
+
+The cell body is the request. The flow runs on a private event loop in a worker thread (the
+kernel's own loop is busy running this very cell), while the main thread pumps jobs: running
+generated code in the shell (inline backend) and refreshing one live progress display. When
+the flow is done the final attempt's outputs are re-emitted as a plain cell would show them,
+followed by a status line and the run record; the final code is written back below the cell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from IPython.core.error import UsageError as IPythonUsageError
+from IPython.core.magic import Magics, magics_class
+from IPython.core.magic import cell_magic as _cell_magic
+from IPython.core.magic import line_magic as _line_magic
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .errors import CodeFlowError
+from .models import FlowEvent, RunRecord
+
+F = TypeVar("F", bound=Callable[..., Any])
+cell_magic = cast(Callable[[str], Callable[[F], F]], _cell_magic)
+line_magic = cast(Callable[[str], Callable[[F], F]], _line_magic)
+
+OVERRIDES_ENV = "CODEFLOW_OVERRIDES"
+"""JSON list of `section.name=value` strings applied to every request (set by `codeflow run`)."""
+
+PROGRESS_INTERVAL = 0.2
+TAIL_CHARS = 600
+
+
+def _frontend() -> Any:
+    """The JupyterLab link module, or None when it is not part of this install."""
+    try:
+        from . import frontend
+    except ImportError:
+        return None
+    return frontend
+
+
+def _notebook_dir() -> Path | None:
+    """The notebook's folder when the server told the kernel (jupyter_server sets this)."""
+    name = os.environ.get("JPY_SESSION_NAME", "")
+    if name.endswith(".ipynb"):
+        path = Path(name)
+        if path.is_file():
+            return path.resolve().parent
+    return None
+
+
+class Progress:
+    """The live progress display: one display id, updated in place at most ~5 times a second.
+
+    `on_event` may be called from any thread; it only records state. `tick` runs on the main
+    thread (from the pump) and renders when something changed.
+    """
+
+    def __init__(
+        self, request: str, max_attempts: int, link: Any = None, cell_id: str = ""
+    ) -> None:
+        self.request = request.strip().splitlines()[0][:80] if request.strip() else ""
+        self.max_attempts = max_attempts
+        self.started = time.monotonic()
+        self.attempt = 0
+        self.phase = "starting"
+        self.last_error = ""
+        self.tail = ""
+        self._lock = threading.Lock()
+        self._dirty = True
+        self._last_render = 0.0
+        self._handle: Any = None
+        self._link = link
+        self._cell_id = cell_id
+        self._events: deque[dict[str, Any]] = deque(maxlen=500)
+        self.updates = 0
+
+    def on_event(self, event: FlowEvent) -> None:
+        with self._lock:
+            kind, data = event.kind, event.data
+            if event.attempt:
+                self.attempt = event.attempt
+            if kind == "start":
+                self.max_attempts = int(data.get("max_attempts", self.max_attempts))
+            elif kind == "generating":
+                self.phase = "asking the model" + (
+                    " for a fix" if data.get("phase") == "fix" else ""
+                )
+                self.tail = ""
+            elif kind == "delta":
+                self.tail = (self.tail + str(data.get("text", "")))[-TAIL_CHARS:]
+            elif kind == "code":
+                self.tail = str(data.get("code", ""))[-TAIL_CHARS:]
+            elif kind == "scan":
+                self.phase = "checking the code"
+            elif kind == "executing":
+                self.phase = "running the code"
+            elif kind == "install":
+                self.phase = f"installing {data.get('package')}"
+            elif kind == "attempt":
+                err = (data.get("attempt") or {}).get("error") or {}
+                if err:
+                    self.last_error = f"{err.get('category')} error: {err.get('ename')}"
+            if self._link is not None and kind not in ("finished", "output"):
+                if kind == "delta" and self._events and self._events[-1]["kind"] == "delta":
+                    self._events[-1]["data"]["text"] += str(data.get("text", ""))
+                else:
+                    self._events.append(
+                        {"kind": kind, "attempt": event.attempt, "data": dict(data)}
+                    )
+            self._dirty = True
+
+    def text(self) -> str:
+        elapsed = time.monotonic() - self.started
+        head = f"⏳ codeflow: {self.phase}"
+        if self.attempt:
+            head += f" · attempt {self.attempt} of {self.max_attempts}"
+        head += f" · {elapsed:.1f} s"
+        if self.last_error:
+            head += f" · last: {self.last_error}"
+        tail = "\n".join(self.tail.splitlines()[-8:])
+        return head + ("\n" + tail if tail else "")
+
+    def bundle(self) -> dict[str, str]:
+        import html
+
+        text = self.text()
+        head, _, tail = text.partition("\n")
+        body = f'<div style="font-family:sans-serif;font-size:13px;color:#57606a">{html.escape(head)}</div>'
+        if tail:
+            body += (
+                '<pre style="font-size:11px;color:#57606a;max-height:10em;overflow:hidden;'
+                f'margin:2px 0">{html.escape(tail)}</pre>'
+            )
+        return {"text/plain": text, "text/html": body}
+
+    def tick(self, force: bool = False) -> None:
+        """Render if due; main thread only."""
+        now = time.monotonic()
+        if not force and now - self._last_render < PROGRESS_INTERVAL:
+            return
+        with self._lock:
+            events = list(self._events)
+            self._events.clear()
+            dirty = self._dirty or now - self._last_render >= 1.0  # keep the clock moving
+            self._dirty = False
+            bundle = self.bundle() if dirty else None
+        if self._link is not None:
+            for ev in events:
+                try:
+                    self._link.send_event(self._cell_id, ev)
+                except Exception:
+                    break
+        if bundle is None:
+            return
+        from IPython.display import display
+
+        self._last_render = now
+        self.updates += 1
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+
+    @property
+    def display_id(self) -> str | None:
+        return getattr(self._handle, "display_id", None)
+
+
+@magics_class
+class CodeflowMagics(Magics):
+    """`%%codeflow` (a request) and `%codeflow status|config|history`."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        from .config import SECTIONS
+
+        self.sections: dict[str, Any] = {}
+        for name, cls in SECTIONS.items():
+            section = cls(parent=shell)
+            self.sections[name] = section
+            if shell is not None:
+                shell.configurables.append(section)
+        self.history: list[RunRecord] = []
+        self._flows: dict[str, Any] = {}
+        self._link: Any = None
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def _configured(self) -> dict[str, Any]:
+        """Values changed through `ipython_config.py` or `%config` (non-defaults only)."""
+        flat: dict[str, Any] = {}
+        for name, section in self.sections.items():
+            for trait_name, trait in section.traits(config=True).items():
+                value = getattr(section, trait_name)
+                if value != trait.default():
+                    flat[f"{name}.{trait_name}"] = value
+        return flat
+
+    def _frontend_overrides(self, cell_id: str | None) -> tuple[dict[str, Any], str | None]:
+        link = self.link
+        if link is None or not getattr(link, "connected", False):
+            return {}, None
+        values: dict[str, Any] = {}
+        for source in (getattr(link, "settings", None) or {}, self._pop_options(link, cell_id)):
+            if source.get("model"):
+                values["generation.model"] = source["model"]
+            if source.get("maxAttempts"):
+                values["improvement.max_attempts"] = source["maxAttempts"]
+            if source.get("backend"):
+                values["execution.backend"] = source["backend"]
+        writeback = (getattr(link, "settings", None) or {}).get("writeback")
+        return values, (str(writeback) if writeback else None)
+
+    @staticmethod
+    def _pop_options(link: Any, cell_id: str | None) -> dict[str, Any]:
+        if not cell_id:
+            return {}
+        try:
+            options = link.pop_options(cell_id)
+        except Exception:
+            return {}
+        return dict(options) if isinstance(options, Mapping) else {}
+
+    def settings_for(
+        self, args: Any, cell_id: str | None = None
+    ) -> tuple[Any, dict[str, Any], str | None]:
+        """Effective settings: file < ipython config/%config < CODEFLOW_OVERRIDES < panel < line."""
+        from .config import build_config, make_settings, parse_overrides
+
+        flat: dict[str, Any] = dict(self._configured())
+        env = os.environ.get(OVERRIDES_ENV, "").strip()
+        if env:
+            try:
+                items = json.loads(env)
+            except ValueError:
+                raise CodeFlowError(f"{OVERRIDES_ENV} is not a JSON list of key=value") from None
+            flat.update(parse_overrides([str(i) for i in items]))
+        panel, writeback = self._frontend_overrides(cell_id)
+        flat.update(panel)
+        if args is not None:
+            flat.update(parse_overrides(args.overrides))
+            explicit = {
+                "generation.model": args.model,
+                "generation.language": args.language,
+                "improvement.max_attempts": args.max_attempts,
+                "execution.timeout": args.timeout,
+                "execution.backend": args.backend,
+                "execution.scan": args.scan,
+                "improvement.focus": args.focus,
+            }
+            flat.update({k: v for k, v in explicit.items() if v is not None})
+            if args.no_improve:
+                flat["improvement.enabled"] = False
+        cfg = build_config(work_dir=Path.cwd(), overrides=flat)
+        return make_settings(cfg), flat, writeback
+
+    def _backend(self, settings: Any, flat: Mapping[str, Any]) -> str:
+        """inline unless someone chose a backend (a notebook wants its own variables)."""
+        if "execution.backend" in flat:
+            return str(settings.execution.backend)
+        from .config import find_config_file, load_yaml
+
+        path = find_config_file(Path.cwd())
+        if path is not None and "execution.backend" in load_yaml(path):
+            return str(settings.execution.backend)
+        return "inline"
+
+    def cache_dir(self, settings: Any) -> Path | None:
+        if settings.cache.dir:
+            return None  # the provider resolves the configured folder
+        folder = _notebook_dir()
+        return folder / ".codeflow" / "cache" if folder else None
+
+    @property
+    def link(self) -> Any:
+        if self._link is None:
+            module = _frontend()
+            if module is not None:
+                try:
+                    self._link = module.FrontendLink.for_shell(self.shell)
+                except Exception:
+                    self._link = None
+        return self._link
+
+    def _flow(self, settings: Any, backend: str, cache_mode: str | None) -> Any:
+        """One CodeFlow per backend/model/cache/execution setup: a kernel backend persists."""
+        from .api import CodeFlow
+
+        cache_dir = self.cache_dir(settings)
+        key = json.dumps(
+            [
+                str(Path.cwd()),
+                backend,
+                settings.model,
+                str(cache_dir),
+                cache_mode,
+                settings.as_dict()["cache"],
+                settings.as_dict()["execution"],
+                settings.generation.base_url,
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        flow = self._flows.get(key)
+        if flow is None:
+            flow = CodeFlow(
+                settings,
+                work_dir=Path.cwd(),
+                backend=backend,
+                shell=self.shell,
+                cache_dir=cache_dir,
+                cache_mode=cache_mode,
+            )
+            self._flows[key] = flow
+        flow.settings = settings
+        return flow
+
+    # -- %%codeflow --------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("--model", help="anthropic:<model>, openai:<model> or a bare Anthropic model name")
+    @argument("--language", choices=["python", "bash", "auto"], help="language of the code")
+    @argument("--max-attempts", type=int, help="attempts including the first")
+    @argument("--timeout", type=float, help="seconds per execution before it is interrupted")
+    @argument("--check", metavar="CODE", help="Python run after the code; must pass")
+    @argument("--focus", choices=["fix_errors", "optimize", "robustness"], help="what fixes aim at")
+    @argument("--verify", action="store_true", default=None, help="let the model score the result")
+    @argument(
+        "--backend", choices=["inline", "kernel"], help="where the code runs (default inline)"
+    )
+    @argument("--scan", choices=["block", "strict", "warn", "off"], help="security scan policy")
+    @argument("--no-cache", action="store_true", help="neither read nor write recorded responses")
+    @argument("--no-improve", action="store_true", help="one attempt, no fixes")
+    @argument("--replace", action="store_true", help="put the final code into this cell")
+    @argument("--no-writeback", action="store_true", help="do not write the final code back")
+    @argument("overrides", nargs="*", help="settings as section.name=value")
+    @cell_magic("codeflow")
+    def codeflow_cell(self, line: str, cell: str) -> None:
+        """Turn the plain-words request in the cell body into working code, run and fix it.
+
+        The final attempt's outputs appear as in a plain cell, then a status line and the run
+        history (collapsed). The final code is written into a linked code cell below (updated in
+        place on re-run); with --replace this cell becomes the code, the request kept as a
+        comment header. Example::
+
+            %%codeflow --max-attempts 4 --check "len(df) > 0"
+            load sales.csv into df and plot monthly revenue
+        """
+        try:
+            args = parse_argstring(self.codeflow_cell, line)
+            if args.max_attempts is not None and args.max_attempts < 1:
+                raise CodeFlowError("--max-attempts must be at least 1")
+            if args.timeout is not None and args.timeout <= 0:
+                raise CodeFlowError("--timeout must be greater than 0")
+            request = cell.strip()
+            if not request:
+                raise CodeFlowError(
+                    "the request is empty: write in plain words what the code should do"
+                )
+            cell_id = self._cell_id()
+            settings, flat, panel_writeback = self.settings_for(args, cell_id)
+            backend = self._backend(settings, flat)
+            flow = self._flow(settings, backend, "off" if args.no_cache else None)
+            _ = flow.provider  # bad model names and cache modes surface here, as one line
+        except CodeFlowError as exc:
+            raise IPythonUsageError(str(exc)) from None
+        mode = "replace" if args.replace else "below"
+        if args.no_writeback or panel_writeback in ("off", "false", "none"):
+            mode = "off"
+        record = self._run(flow, request, args, settings, cell_id)
+        if record is None:
+            return
+        self.history.append(record)
+        self._show(record)
+        self._write_back(record, request, line, mode, cell_id)
+
+    def _cell_id(self) -> str | None:
+        module = _frontend()
+        if module is not None:
+            try:
+                found = module.current_cell_id(self.shell)
+            except Exception:
+                found = None
+            if found:
+                return str(found)
+        header = getattr(self.shell, "parent_header", None) or {}
+        cell_id = (header.get("metadata") or {}).get("cellId")
+        return str(cell_id) if cell_id else None
+
+    def _run(
+        self, flow: Any, request: str, args: Any, settings: Any, cell_id: str | None
+    ) -> RunRecord | None:
+        from .executors.inline import InlineExecutor, MainThreadPump
+
+        pump = MainThreadPump()
+        try:
+            executor = flow.executor
+        except CodeFlowError as exc:
+            raise IPythonUsageError(str(exc)) from None
+        if isinstance(executor, InlineExecutor):
+            executor.pump = pump
+        link = (
+            self.link if self.link is not None and getattr(self.link, "connected", False) else None
+        )
+        progress = Progress(request, settings.improvement.max_attempts, link, cell_id or "")
+        loop = flow._loop_thread()
+        future = loop.submit(
+            flow.arun(
+                request,
+                check=args.check,
+                verify=args.verify,
+                on_event=progress.on_event,
+            )
+        )
+        self.last_progress = progress
+        try:
+            try:
+                pump.run_until(future, idle=progress.tick)
+            except KeyboardInterrupt:
+                future.cancel()
+                pump.run_until(future)
+                self._clear()
+                print("codeflow: interrupted")
+                return None
+            try:
+                record: RunRecord = future.result()
+            except CodeFlowError as exc:
+                self._clear()
+                raise IPythonUsageError(str(exc)) from None
+        finally:
+            if isinstance(executor, InlineExecutor):
+                executor.pump = None
+        progress.tick(force=True)  # flush the last events to the panel
+        if link is not None:
+            try:
+                link.send_record(cell_id or "", record.to_dict())
+            except Exception:
+                pass
+        self._clear()
+        return record
+
+    @staticmethod
+    def _clear() -> None:
+        from IPython.display import clear_output
+
+        clear_output(wait=True)
+
+    def _show(self, record: RunRecord) -> None:
+        """Final outputs as a plain cell shows them, then the status line, then the record."""
+        import sys
+
+        from IPython.core.display_functions import publish_display_data
+
+        from .report import record_bundle, record_html_status
+
+        for out in record.outputs:
+            kind = out.get("output_type")
+            if kind == "stream":
+                stream = sys.stderr if out.get("name") == "stderr" else sys.stdout
+                stream.write("".join(out.get("text", "")))
+                stream.flush()
+            elif kind in ("display_data", "execute_result"):
+                publish_display_data(data=dict(out.get("data", {})), metadata=out.get("metadata"))
+            elif kind == "error":
+                text = (
+                    "\n".join(out.get("traceback", ()))
+                    or f"{out.get('ename')}: {out.get('evalue')}"
+                )
+                sys.stderr.write(text + "\n")
+        status_text, status_html = record_html_status(record)
+        publish_display_data(
+            data={"text/plain": status_text, "text/html": status_html},
+            metadata={"codeflow_status": True},
+        )
+        publish_display_data(data=record_bundle(record, with_status=False))
+
+    def _write_back(
+        self, record: RunRecord, request: str, line: str, mode: str, cell_id: str | None
+    ) -> None:
+        from .notebook import (
+            code_metadata,
+            generated_source,
+            replaced_source,
+            request_metadata,
+        )
+
+        if mode == "off" or not record.success or not record.final_code:
+            return
+        data = record.to_dict()
+        code = generated_source(data)
+        if mode == "replace":
+            code = replaced_source(data, line, request)
+        link = self.link
+        if link is not None and getattr(link, "connected", False) and cell_id:
+            try:
+                done = bool(
+                    link.write_back(
+                        cell_id,
+                        code,
+                        request_metadata(data, request=request, mode=mode),
+                        code_metadata(cell_id, data),
+                        mode,
+                    )
+                )
+            except Exception:
+                done = False
+            if done:
+                return
+        if self.shell is not None:
+            self.shell.set_next_input(code, replace=mode == "replace")
+
+    # -- %codeflow ---------------------------------------------------------------------------
+
+    @line_magic("codeflow")
+    def codeflow_line(self, line: str) -> None:
+        """`%codeflow status` (backend, model, cache, kernel), `%codeflow config` (effective
+        settings), `%codeflow history [N]` (the last runs in this session)."""
+        words = line.split()
+        command = words[0] if words else "status"
+        try:
+            if command == "status":
+                print(self._status())
+            elif command == "config":
+                settings, _, _ = self.settings_for(None)
+                print(json.dumps(settings.as_dict(), indent=2, sort_keys=True, default=str))
+            elif command == "history":
+                print(self._history(words[1:]))
+            else:
+                raise CodeFlowError(
+                    f"unknown subcommand {command!r}; use status, config or history [N]"
+                )
+        except CodeFlowError as exc:
+            raise IPythonUsageError(str(exc)) from None
+
+    def _status(self) -> str:
+        from .providers import resolve_cache_dir, resolve_cache_mode
+
+        settings, flat, _ = self.settings_for(None)
+        backend = self._backend(settings, flat)
+        cache_dir = self.cache_dir(settings) or resolve_cache_dir(
+            None, settings.cache.dir, Path.cwd()
+        )
+        mode = resolve_cache_mode(None, settings.cache.mode)
+        kernel = "this notebook's shell" if backend == "inline" else settings.execution.kernel_name
+        running = [f for f in self._flows.values() if getattr(f, "_executor", None) is not None]
+        link = self.link
+        connected = bool(link is not None and getattr(link, "connected", False))
+        return "\n".join(
+            [
+                f"backend:   {backend}",
+                f"model:     {settings.model}",
+                f"cache:     {cache_dir} ({mode})",
+                f"kernel:    {kernel}",
+                f"executors: {len(running)} started",
+                f"runs:      {len(self.history)} in this session",
+                f"frontend:  {'connected' if connected else 'not connected'}",
+            ]
+        )
+
+    def _history(self, words: list[str]) -> str:
+        try:
+            count = int(words[0]) if words else 10
+        except ValueError:
+            raise CodeFlowError(f"history takes a number of runs, not {words[0]!r}") from None
+        if count < 1:
+            raise CodeFlowError("history takes a number of runs of at least 1")
+        if not self.history:
+            return "no codeflow runs in this session yet"
+        from .report import status_line
+
+        lines = []
+        start = max(0, len(self.history) - count)
+        for index, record in enumerate(self.history[start:], start=start + 1):
+            first = record.request.splitlines()[0][:70] if record.request else ""
+            lines.append(f"{index}. {first}\n   {status_line(record)}")
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        for flow in self._flows.values():
+            try:
+                flow.close()
+            except Exception:
+                pass
+        self._flows.clear()
+
+
+_LOADED: dict[int, CodeflowMagics] = {}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics (cheap: the SDK and the flow load on first use)."""
+    if id(ipython) in _LOADED:
+        return
+    magics = CodeflowMagics(ipython)
+    ipython.register_magics(magics)
+    _LOADED[id(ipython)] = magics
+    module = _frontend()
+    if module is not None:
+        try:
+            module.FrontendLink.for_shell(ipython).open()
+        except Exception:
+            pass
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    magics = _LOADED.pop(id(ipython), None)
+    if magics is None:
+        return
+    magics.close()
+    for section in magics.sections.values():
+        if section in ipython.configurables:
+            ipython.configurables.remove(section)
+    for kind in ("cell", "line"):
+        ipython.magics_manager.magics[kind].pop("codeflow", None)

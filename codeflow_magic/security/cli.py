@@ -1,0 +1,106 @@
+"""`codeflow scan FILE...`: the pre-execution scanner as a command, for CI and pre-commit use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..models import SEVERITIES, Finding, severity_rank
+from .policy import highest_severity
+from .scanner import LANGUAGES, format_findings, scan_code
+
+EXTENSIONS: dict[str, str] = {".py": "python", ".sh": "bash", ".bash": "bash", ".ipy": "ipython"}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "scan",
+        help="scan code files for harmful operations before running them",
+        description=(
+            "Scan Python, IPython or Bash files for harmful operations (deleting files, reading "
+            "credentials, shell commands, obfuscated payloads...). Exit 1 when a finding reaches "
+            "--fail-on, 0 otherwise, 2 for usage errors."
+        ),
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="files to scan")
+    parser.add_argument(
+        "--language",
+        choices=LANGUAGES,
+        help="language of the files (default: from the extension .py, .ipy, .sh/.bash)",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text", dest="fmt")
+    parser.add_argument(
+        "--fail-on",
+        choices=tuple(reversed(SEVERITIES)),
+        default="high",
+        help="lowest severity that makes the command fail (default: high)",
+    )
+    parser.set_defaults(func=run_scan)
+
+
+def _language_for(path: Path, forced: str | None) -> str:
+    if forced:
+        return forced
+    lang = EXTENSIONS.get(path.suffix.lower())
+    if lang is None:
+        raise UsageError(
+            f"cannot tell the language of {path} from its extension; pass --language "
+            f"({'|'.join(LANGUAGES)})"
+        )
+    return lang
+
+
+def _read(path: Path) -> str:
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; pass files")
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    files = [Path(f) for f in args.files]
+    # Check every input before scanning any, so a typo never yields a partial report.
+    jobs = [(p, _language_for(p, args.language), _read(p)) for p in files]
+    results: list[dict[str, Any]] = []
+    failed = False
+    threshold = severity_rank(args.fail_on)
+    for path, lang, text in jobs:
+        findings = scan_code(text, lang)
+        if any(severity_rank(f.severity) >= threshold for f in findings):
+            failed = True
+        results.append(_result(path, lang, findings))
+    if args.fmt == "json":
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(_text_report(results))
+    return 1 if failed else 0
+
+
+def _result(path: Path, lang: str, findings: list[Finding]) -> dict[str, Any]:
+    return {
+        "path": str(path),
+        "language": lang,
+        "severity": highest_severity(findings),
+        "findings": [f.to_dict() for f in findings],
+    }
+
+
+def _text_report(results: list[dict[str, Any]]) -> str:
+    blocks = []
+    for r in results:
+        findings = [Finding.from_dict(f) for f in r["findings"]]
+        count = len(findings)
+        head = f"{r['path']} ({r['language']}): {r['severity']}"
+        head += f", {count} finding{'s' if count != 1 else ''}" if count else ", no findings"
+        body = format_findings(findings)
+        blocks.append(head + ("\n" + "\n".join("  " + ln for ln in body.splitlines()) if body else ""))
+    return "\n\n".join(blocks) + "\n"

@@ -1,0 +1,297 @@
+import {
+  CodeflowModel,
+  IPlainCell,
+  recordFromOutputs,
+  requestText,
+  snapshotCells
+} from '../model';
+import { IRunRecord, RECORD_MIME } from '../tokens';
+
+/** A record shaped like `RunRecord.to_dict()`: a NameError fixed on the second attempt. */
+function record(success = true): IRunRecord {
+  return {
+    request: 'print the value of undefined_name',
+    language: 'python',
+    model: 'claude-test',
+    success,
+    final_code: 'undefined_name = 42\nprint(undefined_name)\n',
+    outputs: [],
+    attempts: [
+      {
+        number: 1,
+        kind: 'generate',
+        code: 'print(undefined_name)\n',
+        success: false,
+        outputs: [],
+        error: {
+          category: 'runtime',
+          ename: 'NameError',
+          evalue: "name 'undefined_name' is not defined",
+          traceback: 'Traceback...\nNameError',
+          line: 1,
+          source_line: 'print(undefined_name)',
+          root_cause: ''
+        },
+        explanation: '',
+        generation_s: 0.5,
+        execution_s: 0.1,
+        input_tokens: 100,
+        output_tokens: 20
+      },
+      {
+        number: 2,
+        kind: 'fix',
+        code: 'undefined_name = 42\nprint(undefined_name)\n',
+        success,
+        outputs: [],
+        error: success
+          ? null
+          : { category: 'logical', ename: 'AssertionError', evalue: 'wrong value' },
+        explanation: 'The name was never defined.',
+        generation_s: 0.7,
+        execution_s: 0.1,
+        input_tokens: 200,
+        output_tokens: 30
+      }
+    ],
+    metrics: {
+      generation_s: 1.2,
+      execution_s: 0.2,
+      improvement_s: 0.7,
+      total_s: 1.5,
+      input_tokens: 300,
+      output_tokens: 50,
+      llm_calls: 2,
+      cache_hits: 0
+    },
+    run_id: 'run-1',
+    stop_reason: success ? 'success' : 'max_attempts',
+    backend: 'inline',
+    check: null,
+    focus: 'fix_errors'
+  };
+}
+
+function requestCell(id: string, extra: Partial<IPlainCell> = {}): IPlainCell {
+  return {
+    id,
+    cell_type: 'code',
+    source: '%%codeflow\nprint the value of undefined_name',
+    metadata: {},
+    outputs: [],
+    ...extra
+  };
+}
+
+describe('snapshotCells', () => {
+  it('finds request cells, their records and their linked code cells', () => {
+    const cells: IPlainCell[] = [
+      { id: 'load', cell_type: 'code', source: '%load_ext codeflow_magic', metadata: {} },
+      { id: 'md', cell_type: 'markdown', source: '%%codeflow\nnot code', metadata: {} },
+      requestCell('req', {
+        source: '  %%codeflow --max-attempts 3\nprint it',
+        outputs: [
+          { output_type: 'stream', name: 'stdout', text: '42\n' },
+          { output_type: 'display_data', data: { [RECORD_MIME]: record(), 'text/plain': 'x' } }
+        ]
+      }),
+      {
+        id: 'gen',
+        cell_type: 'code',
+        source: 'undefined_name = 42',
+        metadata: { codeflow: { generated_from: 'req', run_id: 'run-1' } }
+      },
+      requestCell('other')
+    ];
+    const snaps = snapshotCells(cells);
+    expect(snaps.map(s => s.id)).toEqual(['req', 'other']);
+    expect(snaps[0].linkedCellId).toBe('gen');
+    expect(snaps[0].record?.run_id).toBe('run-1');
+    expect(snaps[1].linkedCellId).toBeNull();
+    expect(snaps[1].record).toBeNull();
+  });
+
+  it('counts a replaced request (metadata only, no magic line) but not generated cells', () => {
+    const snaps = snapshotCells([
+      {
+        id: 'replaced',
+        cell_type: 'code',
+        source: 'x = 1',
+        metadata: { codeflow: { request: 'set x', success: true } }
+      },
+      {
+        id: 'gen',
+        cell_type: 'code',
+        source: 'x = 1',
+        metadata: { codeflow: { request: 'set x', generated_from: 'replaced' } }
+      }
+    ]);
+    expect(snaps.map(s => s.id)).toEqual(['replaced']);
+  });
+
+  it('reads a record stored as a JSON string and keeps the last one', () => {
+    const first = { ...record(), run_id: 'old' };
+    const found = recordFromOutputs([
+      { output_type: 'display_data', data: { [RECORD_MIME]: first } },
+      { output_type: 'display_data', data: { [RECORD_MIME]: JSON.stringify(record()) } },
+      { output_type: 'display_data', data: { [RECORD_MIME]: '{broken' } }
+    ]);
+    expect(found?.run_id).toBe('run-1');
+  });
+
+  it('takes the request text below the magic line', () => {
+    expect(requestText('%%codeflow -m x\nline one\nline two\n')).toBe('line one\nline two');
+    expect(requestText('%%codeflow')).toBe('');
+  });
+});
+
+describe('CodeflowModel state', () => {
+  it('is idle for a request that never ran', () => {
+    const model = new CodeflowModel();
+    model.sync(snapshotCells([requestCell('a')]));
+    expect(model.entries).toHaveLength(1);
+    expect(model.entries[0]).toMatchObject({
+      cellId: 'a',
+      state: 'idle',
+      attemptCount: 0,
+      title: 'print the value of undefined_name',
+      lastError: null
+    });
+  });
+
+  it('reads saved metadata when there are no outputs', () => {
+    const model = new CodeflowModel();
+    model.sync(
+      snapshotCells([
+        requestCell('a', {
+          metadata: {
+            codeflow: {
+              request: 'print it',
+              success: false,
+              attempts: 3,
+              run_id: 'r9',
+              model: 'm',
+              linked_cell_id: 'g',
+              history: [
+                { number: 1, kind: 'generate', success: false, category: 'runtime', ename: 'NameError' },
+                { number: 2, kind: 'fix', success: false, error: { category: 'syntax', ename: 'SyntaxError', evalue: 'bad' } }
+              ]
+            }
+          }
+        })
+      ])
+    );
+    const entry = model.entries[0];
+    expect(entry.state).toBe('failed');
+    expect(entry.attemptCount).toBe(3);
+    expect(entry.attempts.map(a => a.ename)).toEqual(['NameError', 'SyntaxError']);
+    expect(entry.lastError).toEqual({ category: 'syntax', ename: 'SyntaxError', evalue: 'bad' });
+    expect(entry.linkedCellId).toBe('g');
+    expect(entry.runId).toBe('r9');
+  });
+
+  it('prefers the record in the outputs over the metadata', () => {
+    const model = new CodeflowModel();
+    model.sync(
+      snapshotCells([
+        requestCell('a', {
+          metadata: { codeflow: { success: false, attempts: 1 } },
+          outputs: [{ output_type: 'display_data', data: { [RECORD_MIME]: record() } }]
+        })
+      ])
+    );
+    const entry = model.entries[0];
+    expect(entry.state).toBe('succeeded');
+    expect(entry.attemptCount).toBe(2);
+    expect(entry.attempts.map(a => [a.number, a.kind, a.success])).toEqual([
+      [1, 'generate', false],
+      [2, 'fix', true]
+    ]);
+    expect(entry.attempts[0]).toMatchObject({ category: 'runtime', ename: 'NameError' });
+    expect(entry.lastError).toMatchObject({ ename: 'NameError' });
+    expect(entry.seconds).toBe(1.5);
+    expect(entry.inputTokens + entry.outputTokens).toBe(350);
+    expect(entry.model).toBe('claude-test');
+  });
+
+  it('goes running -> succeeded through live events', () => {
+    const model = new CodeflowModel();
+    let changes = 0;
+    model.changed.connect(() => changes++);
+    model.sync(snapshotCells([requestCell('a')]));
+    model.markScheduled('a');
+    expect(model.entry('a')).toMatchObject({ state: 'running', phase: 'queued', attemptCount: 0 });
+
+    model.applyEvent('a', { kind: 'start', attempt: 0, data: { request: 'x', max_attempts: 3 } });
+    model.applyEvent('a', { kind: 'generating', attempt: 1, data: { phase: 'generate' } });
+    expect(model.entry('a')?.phase).toBe('generating');
+    const before = changes;
+    model.applyEvent('a', { kind: 'delta', attempt: 1, data: { text: 'pri' } });
+    model.applyEvent('a', { kind: 'delta', attempt: 1, data: { text: 'nt' } });
+    expect(changes).toBe(before); // streaming text alone does not re-render
+
+    const rec = record();
+    model.applyEvent('a', { kind: 'attempt', attempt: 1, data: { attempt: rec.attempts![0] } });
+    let entry = model.entry('a')!;
+    expect(entry.state).toBe('running');
+    expect(entry.attempts.map(a => a.number)).toEqual([1]);
+    expect(entry.lastError).toMatchObject({ category: 'runtime', ename: 'NameError' });
+    expect(entry.inputTokens).toBe(100);
+
+    model.applyEvent('a', { kind: 'executing', attempt: 2, data: {} });
+    model.applyEvent('a', { kind: 'attempt', attempt: 2, data: { attempt: rec.attempts![1] } });
+    expect(model.entry('a')?.attemptCount).toBe(2);
+
+    model.applyEvent('a', { kind: 'finished', attempt: 0, data: { record: rec } });
+    entry = model.entry('a')!;
+    expect(entry.state).toBe('succeeded');
+    expect(entry.seconds).toBe(1.5);
+    model.markExecuted('a');
+    expect(model.entry('a')?.state).toBe('succeeded');
+  });
+
+  it('goes running -> failed, and a new run starts from no attempts', () => {
+    const model = new CodeflowModel();
+    model.sync(snapshotCells([requestCell('a')]));
+    model.markScheduled('a');
+    model.applyRecord('a', record(false));
+    expect(model.entry('a')).toMatchObject({ state: 'failed', stopReason: 'max_attempts' });
+    expect(model.entry('a')?.lastError).toEqual({
+      category: 'logical',
+      ename: 'AssertionError',
+      evalue: 'wrong value'
+    });
+
+    model.markScheduled('a');
+    expect(model.entry('a')).toMatchObject({ state: 'running', attemptCount: 0 });
+    model.applyEvent('a', { kind: 'start', attempt: 0, data: {} });
+    expect(model.entry('a')?.attempts).toEqual([]);
+  });
+
+  it('ends a run without a record from its live attempts, then the saved record wins', () => {
+    const model = new CodeflowModel();
+    const cells = [requestCell('a')];
+    model.sync(snapshotCells(cells));
+    model.applyEvent('a', { kind: 'start', attempt: 0, data: {} });
+    const failing = record().attempts![0];
+    model.applyEvent('a', { kind: 'attempt', attempt: 1, data: { attempt: failing } });
+    model.markExecuted('a');
+    expect(model.entry('a')).toMatchObject({ state: 'failed', attemptCount: 1 });
+
+    // A live record beats outputs from before; outputs are read when there is none.
+    const withOutput = [
+      requestCell('a', { outputs: [{ output_type: 'display_data', data: { [RECORD_MIME]: record() } }] })
+    ];
+    model.sync(snapshotCells(withOutput));
+    expect(model.entry('a')).toMatchObject({ state: 'succeeded', attemptCount: 2 });
+  });
+
+  it('drops entries whose cells were deleted and ignores events for unknown cells', () => {
+    const model = new CodeflowModel();
+    model.sync(snapshotCells([requestCell('a'), requestCell('b')]));
+    model.applyEvent('zzz', { kind: 'start', attempt: 0, data: {} });
+    expect(model.entries.map(e => e.cellId)).toEqual(['a', 'b']);
+    model.sync(snapshotCells([requestCell('b')]));
+    expect(model.entries.map(e => e.cellId)).toEqual(['b']);
+  });
+});

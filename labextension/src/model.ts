@@ -1,0 +1,389 @@
+/**
+ * The sidebar's model: one per notebook, the state of each `%%codeflow` request cell.
+ *
+ * It merges three sources that arrive at different times: the cell metadata saved in the
+ * notebook (survives reloads), the run record in the cell's outputs (full history), and live
+ * comm events while a cell runs (nothing is saved yet). It has no JupyterLab dependency so
+ * its rules are unit tested on plain data.
+ */
+
+import { ISignal, Signal } from '@lumino/signaling';
+
+import {
+  IAttemptRecord,
+  IFlowEvent,
+  IRequestMetadata,
+  IRunRecord,
+  METADATA_KEY,
+  RECORD_MIME
+} from './tokens';
+
+export type RequestState = 'idle' | 'running' | 'succeeded' | 'failed';
+
+/** A notebook cell as plain data (what `ICellModel` gives, or an nbformat cell). */
+export interface IPlainCell {
+  id: string;
+  cell_type: string;
+  source: string;
+  metadata: Record<string, unknown>;
+  outputs?: Array<Record<string, unknown>>;
+}
+
+/** What the model needs to know about one request cell. */
+export interface ICellSnapshot {
+  id: string;
+  source: string;
+  metadata: IRequestMetadata | null;
+  record: IRunRecord | null;
+  linkedCellId: string | null;
+}
+
+export interface IAttemptView {
+  number: number;
+  kind: string;
+  code: string;
+  success: boolean;
+  category: string;
+  ename: string;
+  evalue: string;
+  traceback: string;
+  explanation: string;
+  generationSeconds: number;
+  executionSeconds: number;
+  inputTokens: number;
+  outputTokens: number;
+}
+
+export interface IErrorSummary {
+  category: string;
+  ename: string;
+  evalue: string;
+}
+
+export interface IRequestEntry {
+  cellId: string;
+  /** The request text (the cell body below the magic line). */
+  request: string;
+  /** First non-empty line of the request, for one-line display. */
+  title: string;
+  state: RequestState;
+  /** What a running request is doing now (`generating`, `executing`...). */
+  phase: string;
+  attempts: IAttemptView[];
+  attemptCount: number;
+  lastError: IErrorSummary | null;
+  seconds: number;
+  inputTokens: number;
+  outputTokens: number;
+  runId: string;
+  model: string;
+  stopReason: string;
+  linkedCellId: string | null;
+}
+
+interface ILiveState {
+  running: boolean;
+  phase: string;
+  attempts: Map<number, IAttemptView>;
+  record: IRunRecord | null;
+}
+
+function asObject(value: unknown): Record<string, unknown> | null {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : null;
+}
+
+function str(value: unknown): string {
+  return typeof value === 'string' ? value : '';
+}
+
+function num(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+}
+
+/** True for a cell that holds a codeflow request. */
+export function isRequestCell(cell: IPlainCell): boolean {
+  if (cell.cell_type !== 'code') {
+    return false;
+  }
+  if (cell.source.trimStart().startsWith('%%codeflow')) {
+    return true;
+  }
+  const meta = asObject(cell.metadata[METADATA_KEY]);
+  return meta !== null && typeof meta.request === 'string' && !('generated_from' in meta);
+}
+
+/** The last run record among a cell's outputs, if any. */
+export function recordFromOutputs(outputs: Array<Record<string, unknown>> | undefined): IRunRecord | null {
+  let found: IRunRecord | null = null;
+  for (const output of outputs ?? []) {
+    const data = asObject(output.data);
+    if (!data || !(RECORD_MIME in data)) {
+      continue;
+    }
+    let value = data[RECORD_MIME];
+    if (typeof value === 'string') {
+      try {
+        value = JSON.parse(value);
+      } catch {
+        continue;
+      }
+    }
+    const record = asObject(value);
+    if (record) {
+      found = record as IRunRecord;
+    }
+  }
+  return found;
+}
+
+/** Request cells of a notebook, in order, each with the code cell generated from it. */
+export function snapshotCells(cells: IPlainCell[]): ICellSnapshot[] {
+  const linked = new Map<string, string>();
+  for (const cell of cells) {
+    const meta = asObject(cell.metadata[METADATA_KEY]);
+    const from = meta ? str(meta.generated_from) : '';
+    if (from && !linked.has(from)) {
+      linked.set(from, cell.id);
+    }
+  }
+  return cells.filter(isRequestCell).map(cell => {
+    const meta = asObject(cell.metadata[METADATA_KEY]);
+    return {
+      id: cell.id,
+      source: cell.source,
+      metadata: meta as IRequestMetadata | null,
+      record: recordFromOutputs(cell.outputs),
+      linkedCellId: linked.get(cell.id) ?? null
+    };
+  });
+}
+
+/** The request text: the cell body below the `%%codeflow` line. */
+export function requestText(source: string): string {
+  const trimmed = source.trimStart();
+  if (!trimmed.startsWith('%%codeflow')) {
+    return source.trim();
+  }
+  const newline = trimmed.indexOf('\n');
+  return newline < 0 ? '' : trimmed.slice(newline + 1).trim();
+}
+
+/** Normalise one attempt dict (from a record, an event or a metadata summary). */
+export function toAttemptView(raw: IAttemptRecord | Record<string, unknown>, index = 0): IAttemptView {
+  const data = raw as Record<string, unknown>;
+  const error = asObject(data.error);
+  const nested = (key: string): string => str(error?.[key]) || str(data[key]);
+  const success = data.success === true;
+  return {
+    number: num(data.number) || index + 1,
+    kind: str(data.kind) || 'generate',
+    code: str(data.code),
+    success,
+    category: nested('category') || str(data.error_category),
+    ename: nested('ename') || (typeof data.error === 'string' ? data.error : ''),
+    evalue: nested('evalue'),
+    traceback: nested('traceback'),
+    explanation: str(data.explanation),
+    generationSeconds: num(data.generation_s),
+    executionSeconds: num(data.execution_s),
+    inputTokens: num(data.input_tokens),
+    outputTokens: num(data.output_tokens)
+  };
+}
+
+function lastError(attempts: IAttemptView[]): IErrorSummary | null {
+  for (let i = attempts.length - 1; i >= 0; i--) {
+    const a = attempts[i];
+    if (!a.success && (a.ename || a.category)) {
+      return { category: a.category, ename: a.ename, evalue: a.evalue };
+    }
+  }
+  return null;
+}
+
+function sortAttempts(attempts: Iterable<IAttemptView>): IAttemptView[] {
+  return [...attempts].sort((x, y) => x.number - y.number);
+}
+
+type Derived = Omit<IRequestEntry, 'cellId' | 'request' | 'title' | 'linkedCellId'>;
+
+function fromAttempts(attempts: IAttemptView[], state: RequestState, phase = ''): Derived {
+  let seconds = 0;
+  let inputTokens = 0;
+  let outputTokens = 0;
+  for (const a of attempts) {
+    seconds += a.generationSeconds + a.executionSeconds;
+    inputTokens += a.inputTokens;
+    outputTokens += a.outputTokens;
+  }
+  return {
+    state,
+    phase,
+    attempts,
+    attemptCount: attempts.length,
+    lastError: lastError(attempts),
+    seconds,
+    inputTokens,
+    outputTokens,
+    runId: '',
+    model: '',
+    stopReason: ''
+  };
+}
+
+function fromRecord(record: IRunRecord): Derived {
+  const attempts = sortAttempts((record.attempts ?? []).map((a, i) => toAttemptView(a, i)));
+  const base = fromAttempts(attempts, record.success ? 'succeeded' : 'failed');
+  const metrics = record.metrics ?? {};
+  return {
+    ...base,
+    seconds: num(metrics.total_s) || base.seconds,
+    inputTokens: num(metrics.input_tokens) || base.inputTokens,
+    outputTokens: num(metrics.output_tokens) || base.outputTokens,
+    runId: str(record.run_id),
+    model: str(record.model),
+    stopReason: str(record.stop_reason)
+  };
+}
+
+function fromMetadata(meta: IRequestMetadata): Derived {
+  const history = Array.isArray(meta.history) ? meta.history : [];
+  const attempts = sortAttempts(history.map((h, i) => toAttemptView(h, i)));
+  const state: RequestState =
+    meta.success === true ? 'succeeded' : meta.success === false ? 'failed' : 'idle';
+  const base = fromAttempts(attempts, state);
+  return {
+    ...base,
+    attemptCount: Math.max(num(meta.attempts), attempts.length),
+    runId: str(meta.run_id),
+    model: str(meta.model)
+  };
+}
+
+/** Words shown for a running request, by event kind. */
+const PHASES: Record<string, string> = {
+  start: 'starting',
+  generating: 'generating',
+  delta: 'generating',
+  code: 'code ready',
+  scan: 'scanning',
+  executing: 'executing',
+  output: 'executing',
+  install: 'installing',
+  attempt: 'checking'
+};
+
+export class CodeflowModel {
+  /** Emitted whenever the entries may have changed. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  get entries(): readonly IRequestEntry[] {
+    return this._entries;
+  }
+
+  entry(cellId: string): IRequestEntry | undefined {
+    return this._entries.find(e => e.cellId === cellId);
+  }
+
+  /** Rebuild from the notebook's current cells (call on any cell, metadata or output change). */
+  sync(snapshots: ICellSnapshot[]): void {
+    this._snapshots = snapshots;
+    this._rebuild();
+  }
+
+  /** The user queued a request cell for execution. */
+  markScheduled(cellId: string): void {
+    this._live.set(cellId, { running: true, phase: 'queued', attempts: new Map(), record: null });
+    this._rebuild();
+  }
+
+  /** A request cell's execution ended (whatever the outcome). */
+  markExecuted(cellId: string): void {
+    const live = this._live.get(cellId);
+    if (live && live.running) {
+      live.running = false;
+      live.phase = '';
+      this._rebuild();
+    }
+  }
+
+  /** A live progress event from the kernel. */
+  applyEvent(cellId: string, event: IFlowEvent): void {
+    const data = asObject(event.data) ?? {};
+    if (event.kind === 'finished') {
+      const record = (asObject(data.record) ?? data) as IRunRecord;
+      this.applyRecord(cellId, record);
+      return;
+    }
+    let live = this._live.get(cellId);
+    if (!live || !live.running || (event.kind === 'start' && live.phase !== 'queued')) {
+      // A run we had not seen start (or a new one): begin a fresh live state.
+      live = { running: true, phase: '', attempts: new Map(), record: null };
+      this._live.set(cellId, live);
+    }
+    let phase = PHASES[event.kind] ?? event.kind;
+    if (event.kind === 'install' && typeof data.package === 'string') {
+      phase = `installing ${data.package}`;
+    }
+    if (event.kind === 'attempt') {
+      const attempt = toAttemptView(asObject(data.attempt) ?? data, live.attempts.size);
+      live.attempts.set(attempt.number, attempt);
+    } else if (live.phase === phase) {
+      return;
+    }
+    live.phase = phase;
+    this._rebuild();
+  }
+
+  /** The full record of a finished run, sent by the kernel. */
+  applyRecord(cellId: string, record: IRunRecord): void {
+    this._live.set(cellId, { running: false, phase: '', attempts: new Map(), record });
+    this._rebuild();
+  }
+
+  private _derive(snapshot: ICellSnapshot): IRequestEntry {
+    const live = this._live.get(snapshot.id);
+    let derived: Derived;
+    if (live?.running) {
+      derived = fromAttempts(sortAttempts(live.attempts.values()), 'running', live.phase);
+    } else if (live?.record) {
+      derived = fromRecord(live.record);
+    } else if (snapshot.record) {
+      derived = fromRecord(snapshot.record);
+    } else if (live && live.attempts.size > 0) {
+      const attempts = sortAttempts(live.attempts.values());
+      derived = fromAttempts(attempts, attempts[attempts.length - 1].success ? 'succeeded' : 'failed');
+    } else if (snapshot.metadata) {
+      derived = fromMetadata(snapshot.metadata);
+    } else {
+      derived = fromAttempts([], 'idle');
+    }
+    const request =
+      requestText(snapshot.source) ||
+      str(snapshot.metadata?.request) ||
+      str(snapshot.record?.request);
+    const title = request.split('\n').find(line => line.trim() !== '')?.trim() ?? '';
+    const metaLinked = str(snapshot.metadata?.linked_cell_id);
+    return {
+      ...derived,
+      cellId: snapshot.id,
+      request,
+      title,
+      linkedCellId: snapshot.linkedCellId ?? (metaLinked || null)
+    };
+  }
+
+  private _rebuild(): void {
+    this._entries = this._snapshots.map(s => this._derive(s));
+    this._changed.emit();
+  }
+
+  private _snapshots: ICellSnapshot[] = [];
+  private _entries: IRequestEntry[] = [];
+  private _live = new Map<string, ILiveState>();
+  private _changed = new Signal<this, void>(this);
+}

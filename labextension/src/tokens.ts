@@ -1,0 +1,124 @@
+/**
+ * Shapes shared by the sidebar, the renderer and the kernel link.
+ *
+ * They mirror `codeflow_magic.models.RunRecord.to_dict()` so that the frontend reads exactly
+ * what the kernel writes; every field is optional on input because notebooks saved by older
+ * versions (or edited by hand) may lack some of them.
+ */
+
+/** The mime type a run record travels under in notebook outputs. */
+export const RECORD_MIME = 'application/vnd.codeflow.run+json';
+
+/** The comm target both sides use. */
+export const COMM_TARGET = 'codeflow';
+
+/** The cell metadata key holding codeflow state. */
+export const METADATA_KEY = 'codeflow';
+
+/** The settings plugin id (`<package name>:<schema file>`). */
+export const PLUGIN_ID = 'codeflow-labextension:plugin';
+
+export interface IAttemptErrorRecord {
+  category?: string;
+  ename?: string;
+  evalue?: string;
+  traceback?: string;
+  line?: number | null;
+  source_line?: string | null;
+  root_cause?: string;
+}
+
+export interface IAttemptRecord {
+  number: number;
+  kind?: string;
+  language?: string;
+  code?: string;
+  success?: boolean;
+  outputs?: unknown[];
+  error?: IAttemptErrorRecord | null;
+  explanation?: string;
+  generation_s?: number;
+  execution_s?: number;
+  input_tokens?: number;
+  output_tokens?: number;
+  cached?: boolean;
+  score?: number | null;
+  kept?: boolean;
+}
+
+export interface IMetricsRecord {
+  generation_s?: number;
+  execution_s?: number;
+  improvement_s?: number;
+  total_s?: number;
+  input_tokens?: number;
+  output_tokens?: number;
+  llm_calls?: number;
+  cache_hits?: number;
+}
+
+export interface IRunRecord {
+  request?: string;
+  language?: string;
+  model?: string;
+  success?: boolean;
+  final_code?: string;
+  outputs?: unknown[];
+  attempts?: IAttemptRecord[];
+  metrics?: IMetricsRecord;
+  run_id?: string;
+  stop_reason?: string;
+  backend?: string;
+  check?: string | null;
+  focus?: string;
+}
+
+/** What the request cell's `codeflow` metadata holds. */
+export interface IRequestMetadata {
+  request?: string;
+  model?: string;
+  success?: boolean;
+  attempts?: number;
+  run_id?: string;
+  cache_keys?: string[];
+  linked_cell_id?: string;
+  history?: Array<Record<string, unknown>>;
+}
+
+/** A live progress event (`FlowEvent`) as the kernel sends it. */
+export interface IFlowEvent {
+  kind: string;
+  attempt?: number;
+  data?: Record<string, unknown>;
+}
+
+/** The user settings sent to the kernel. */
+export interface ICodeflowSettings {
+  model: string;
+  maxAttempts: number;
+  backend: string;
+  writeback: boolean;
+}
+
+export const DEFAULT_SETTINGS: ICodeflowSettings = {
+  model: '',
+  maxAttempts: 3,
+  backend: 'inline',
+  writeback: true
+};
+
+/** Messages the kernel sends over the comm. */
+export type KernelMessage =
+  | { type: 'event'; cell_id: string | null; event: IFlowEvent }
+  | { type: 'record'; cell_id: string | null; record: IRunRecord }
+  | {
+      type: 'writeback';
+      cell_id: string;
+      code: string;
+      request_metadata: Record<string, unknown>;
+      code_metadata: Record<string, unknown>;
+      mode: 'below' | 'replace';
+    };
+
+/** Sent in `hello` so the kernel can tell which frontend it talks to. */
+export const VERSION = '0.1.0';

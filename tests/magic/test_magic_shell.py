@@ -1,0 +1,225 @@
+"""`%%codeflow` through a real IPython InteractiveShell and the loopback model server."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from modelserver import ModelServer, Reply
+
+from codeflow_magic.magic import _LOADED, CodeflowMagics
+from codeflow_magic.models import RECORD_MIME
+
+PY = "```python\n{}\n```"
+
+
+class RecordingPublisher(DisplayPublisher):
+    """Keeps every display call so a test can see ids, updates and clears."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.calls: list[dict[str, Any]] = []
+
+    def publish(  # type: ignore[override]
+        self, data: dict[str, Any], metadata: Any = None, source: Any = None, *,
+        transient: dict[str, Any] | None = None, update: bool = False, **kw: Any,
+    ) -> None:
+        self.calls.append({"data": data, "transient": transient or {}, "update": update})
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.calls.append({"clear": True, "wait": wait})
+
+
+@pytest.fixture(scope="module")
+def shell() -> Iterator[InteractiveShell]:
+    sh = InteractiveShell.instance()
+    sh.run_cell("%load_ext codeflow_magic", store_history=False)
+    yield sh
+    sh.run_cell("%unload_ext codeflow_magic", store_history=False)
+
+
+@pytest.fixture()
+def magics(shell: InteractiveShell) -> CodeflowMagics:
+    return _LOADED[id(shell)]
+
+
+@pytest.fixture()
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shell: InteractiveShell) -> Iterator[ModelServer]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CODEFLOW_CACHE", raising=False)
+    monkeypatch.delenv("CODEFLOW_OVERRIDES", raising=False)
+    with ModelServer() as srv:
+        for key, value in srv.env().items():
+            monkeypatch.setenv(key, value)
+        yield srv
+    shell.run_line_magic("config", "CodeflowImprovement.max_attempts = 3")
+
+
+def run(shell: InteractiveShell, source: str) -> Any:
+    result = shell.run_cell(source, store_history=False)
+    return result
+
+
+def test_generated_code_sees_and_leaves_variables_and_fix_replaces_failure(
+    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer
+) -> None:
+    server.add_rule("NameError", PY.format("y = x * 2\nprint('y is', y)"))
+    server.add_rule("double x", PY.format("y = x * 2\nprint('y is', yy)"))
+    shell.rl_next_input = None
+    run(shell, "x = 21")
+    out = io.StringIO()
+    saved = sys.stdout
+    sys.stdout = out
+    try:
+        result = run(shell, "%%codeflow\ndouble x into y and print it")
+    finally:
+        sys.stdout = saved
+    assert result.error_in_exec is None
+    record = magics.history[-1]
+    assert record.success and len(record.attempts) == 2
+    assert record.attempts[0].error is not None and record.attempts[0].error.ename == "NameError"
+    assert shell.user_ns["y"] == 42
+    # only the final attempt's output is shown; the failed attempt's traceback is not
+    assert "y is 42" in out.getvalue()
+    assert "Traceback" not in out.getvalue()
+    assert "name 'yy' is not defined" not in out.getvalue().split("codeflow history")[0]
+    # write-back without a frontend: a set_next_input payload with the final code
+    assert shell.rl_next_input == "y = x * 2\nprint('y is', y)"
+    # the kernel state went into the prompt: the model was told about x
+    assert "x: int = 21" in server.requests[0].all_text
+
+
+def test_progress_is_one_display_updated_in_place(
+    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer
+) -> None:
+    slow = Reply(chunks=["Plan:\n", "```python\n", "z = 5\n", "z * 2\n", "```\n"], chunk_delay=0.3)
+    server.add_rule("ten", slow)
+    recorder = RecordingPublisher(shell=shell)
+    saved = shell.display_pub
+    shell.display_pub = recorder
+    try:
+        result = run(shell, "%%codeflow --no-writeback\nmake ten")
+    finally:
+        shell.display_pub = saved
+    assert result.error_in_exec is None
+    progress = [c for c in recorder.calls if "⏳" in str(c.get("data", {}).get("text/plain", ""))]
+    ids = {c["transient"].get("display_id") for c in progress}
+    assert len(ids) == 1 and None not in ids
+    assert len(progress) >= 3 and all(c["update"] for c in progress[1:])
+    assert len(progress) < 40  # throttled, not one per streamed piece
+    clear_at = next(i for i, c in enumerate(recorder.calls) if c.get("clear"))
+    after = recorder.calls[clear_at + 1 :]
+    # final outputs as a plain cell shows them: the execute_result value, then status, then record
+    assert after[0]["data"]["text/plain"] == "10"
+    assert after[1]["data"]["text/plain"].startswith("✅ succeeded after 1 attempt")
+    assert RECORD_MIME in after[2]["data"] and "<details" in after[2]["data"]["text/html"]
+    assert shell.user_ns["z"] == 5
+
+
+def test_config_magic_changes_max_attempts(
+    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer
+) -> None:
+    server.add_rule("always broken", PY.format("raise ValueError('nope')"))
+    shell.rl_next_input = None
+    run(shell, "%config CodeflowImprovement.max_attempts = 1")
+    run(shell, "%%codeflow\nalways broken")
+    record = magics.history[-1]
+    assert not record.success and len(record.attempts) == 1
+    assert len(server.requests) == 1
+    assert shell.rl_next_input is None  # nothing is written back for a failed run
+
+
+def test_quoted_check_and_dotted_override(
+    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer
+) -> None:
+    server.add_rule("check is false", PY.format("w = 'a b'"))
+    server.add_rule("make w", PY.format("w = 'ab'"))
+    run(shell, '%%codeflow --check "w == \'a b\'" improvement.max_attempts=2\nmake w')
+    record = magics.history[-1]
+    assert record.check == "w == 'a b'"
+    assert record.success and len(record.attempts) == 2
+    assert shell.user_ns["w"] == "a b"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("--max-attempts=abc", "--max-attempts"),
+        ("--backend mars", "--backend"),
+        ("improvement.nonsense=1", "improvement.nonsense"),
+        ("--timeout -3", "--timeout"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_no_request(
+    shell: InteractiveShell, server: ModelServer, line: str, message: str
+) -> None:
+    result = run(shell, f"%%codeflow {line}\nprint hello")
+    assert isinstance(result.error_in_exec, UsageError)
+    text = str(result.error_in_exec)
+    assert message in text and "\n" not in text
+    assert server.requests == []
+
+
+def test_empty_request_is_a_usage_error(shell: InteractiveShell, server: ModelServer) -> None:
+    result = run(shell, "%%codeflow\n   \n")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "empty" in str(result.error_in_exec)
+
+
+def test_help_lists_the_options(magics: CodeflowMagics) -> None:
+    doc = magics.codeflow_cell.__doc__ or ""
+    for option in ("--max-attempts", "--replace", "--no-writeback", "--check", "overrides"):
+        assert option in doc
+
+
+def test_line_magic_status_history_and_bad_subcommand(
+    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.add_rule("say hi", PY.format("print('hi')"))
+    run(shell, "%%codeflow\nsay hi")
+    capsys.readouterr()
+    run(shell, "%codeflow status")
+    status = capsys.readouterr().out
+    assert "backend:   inline" in status
+    assert str(Path.cwd() / ".codeflow" / "cache") in status
+    run(shell, "%codeflow history 1")
+    history = capsys.readouterr().out
+    assert history.startswith(f"{len(magics.history)}. say hi") and "✅" in history
+    result = run(shell, "%codeflow frobnicate")
+    assert isinstance(result.error_in_exec, UsageError)
+
+
+def test_timeout_interrupts_and_keeps_state(
+    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer
+) -> None:
+    server.add_rule("TimeoutError", PY.format("spin_done = True"))
+    server.add_rule("spin", PY.format("spin_started = True\nimport time\nwhile True:\n    time.sleep(0.01)"))
+    run(shell, "%%codeflow --timeout 1 --no-writeback\nspin")
+    record = magics.history[-1]
+    assert record.attempts[0].error is not None
+    assert record.attempts[0].error.category == "environment"
+    assert record.success
+    assert shell.user_ns["spin_started"] is True and shell.user_ns["spin_done"] is True
+
+
+def test_bash_request_runs_in_the_shell_cwd(
+    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("one\ntwo\nthree\n")
+    server.add_rule("count", "```bash\nwc -l < notes.txt\n```")
+    shell.rl_next_input = None
+    run(shell, "%%codeflow --language bash\ncount the lines of notes.txt")
+    record = magics.history[-1]
+    assert record.success
+    text = "".join(o.get("text", "") for o in record.outputs if o.get("output_type") == "stream")
+    assert text.strip() == "3"
+    assert shell.rl_next_input == "%%bash\nwc -l < notes.txt"
+    assert os.getcwd() == str(tmp_path)

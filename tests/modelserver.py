@@ -1,0 +1,676 @@
+"""A loopback HTTP server speaking the Anthropic Messages API and OpenAI chat completions.
+
+Tests point the real `anthropic` / `openai` SDKs at it, so everything from the HTTP client to
+SSE parsing and retries runs for real; only the model is scripted. Replies come, in order of
+priority, from a FIFO queue (`enqueue`), from rules matched against the last user message
+(`add_rule`), or from the default; with no default an unmatched prompt gets a 500 that names
+the prompt (and tells the SDK not to retry) so a test can never pass by accident.
+
+In-process::
+
+    with ModelServer() as server:
+        server.add_rule(contains="add two numbers", reply="```python\\nprint(1 + 2)\\n```")
+        client = anthropic.Anthropic(base_url=server.url, api_key="test-key")
+
+As a subprocess (browser tests, CLI runs, notebooks)::
+
+    python tests/modelserver.py --port 0 --rules rules.json --port-file url.txt [--latency 0.5]
+
+The rules file is a JSON list of `{"contains": ..., "text": ..., "status": ..., "latency": ...,
+"chunk_delay": ..., "chunks": [...], "times": N}` objects (an entry with `"default": true` is
+the default reply), or an object `{"rules": [...], "default": {...}}`. The URL is printed on
+stdout and written to the port file. At runtime: `POST /_control/rules` (one rule or a list),
+`POST /_control/enqueue`, `POST /_control/reset`, `GET /_control/requests`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 529}
+TEST_API_KEY = "sk-ant-test-loopback-key"
+
+
+@dataclass
+class Reply:
+    """One scripted answer; `status` other than 200 gives the API's error body for it."""
+
+    text: str = ""
+    status: int = 200
+    latency: float = 0.0
+    chunk_delay: float = 0.0
+    chunks: list[str] | None = None
+    error_type: str | None = None
+    headers: dict[str, str] | None = None
+    stop_reason: str = "end_turn"
+    abort_after: int | None = None
+    """Drop the connection after this many streamed text pieces (a dying server)."""
+
+    @classmethod
+    def from_obj(cls, obj: str | Reply | Mapping[str, Any]) -> Reply:
+        if isinstance(obj, Reply):
+            return obj
+        if isinstance(obj, str):
+            return cls(text=obj)
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(obj) - known - {"contains", "times", "default"}
+        if unknown:
+            raise ValueError(f"unknown reply keys: {', '.join(sorted(unknown))}")
+        return cls(**{k: v for k, v in obj.items() if k in known})
+
+    def pieces(self) -> list[str]:
+        """The streamed text pieces: `chunks` as given, else the text cut into small pieces."""
+        if self.chunks is not None:
+            return list(self.chunks)
+        size = 24
+        return [self.text[i : i + size] for i in range(0, len(self.text), size)] or [""]
+
+    @property
+    def full_text(self) -> str:
+        return "".join(self.chunks) if self.chunks is not None else self.text
+
+
+@dataclass
+class Rule:
+    contains: str
+    reply: Reply
+    times: int | None = None
+    """How many requests the rule may answer; None is unlimited."""
+    used: int = 0
+
+
+@dataclass
+class RecordedRequest:
+    """One request as received: path, parsed JSON body, headers (lower-case names)."""
+
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    received: float = field(default_factory=time.time)
+
+    @property
+    def api(self) -> str:
+        return "openai" if self.path.endswith("/chat/completions") else "anthropic"
+
+    @property
+    def api_key(self) -> str | None:
+        """The credential the client sent (`x-api-key` or a bearer token)."""
+        if "x-api-key" in self.headers:
+            return self.headers["x-api-key"]
+        auth = self.headers.get("authorization", "")
+        return auth[7:] if auth.lower().startswith("bearer ") else None
+
+    @property
+    def last_user(self) -> str:
+        return last_user_text(self.body)
+
+    @property
+    def system(self) -> str:
+        if self.api == "openai":
+            return "\n".join(
+                _content_text(m.get("content"))
+                for m in self.body.get("messages", [])
+                if isinstance(m, dict) and m.get("role") == "system"
+            )
+        return _content_text(self.body.get("system"))
+
+    @property
+    def all_text(self) -> str:
+        """Everything the model would see: system prompt and every message."""
+        parts = [self.system]
+        for m in self.body.get("messages", []):
+            if isinstance(m, dict):
+                parts.append(_content_text(m.get("content")))
+        return "\n".join(parts)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "body": self.body, "headers": self.headers}
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(b.get("text", "")) for b in content if isinstance(b, dict) and "text" in b
+        )
+    return str(content)
+
+
+def last_user_text(body: Mapping[str, Any]) -> str:
+    for m in reversed(body.get("messages") or []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            return _content_text(m.get("content"))
+    return ""
+
+
+def count_tokens(text: str) -> int:
+    return max(1, (len(text) + 3) // 4)
+
+
+class ModelServer:
+    """The scripted model; start with `start()` or use as a context manager."""
+
+    def __init__(
+        self, port: int = 0, *, default: str | Reply | None = None, latency: float = 0.0
+    ) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[Reply] = deque()
+        self._rules: list[Rule] = []
+        self.default: Reply | None = Reply.from_obj(default) if default is not None else None
+        self.latency = latency
+        self.requests: list[RecordedRequest] = []
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # --- scripting -------------------------------------------------------------------------
+
+    def enqueue(self, *replies: str | Reply) -> None:
+        """Answer the next requests with these replies, in order, before any rule."""
+        with self._lock:
+            self._queue.extend(Reply.from_obj(r) for r in replies)
+
+    def add_rule(
+        self,
+        contains: str = "",
+        reply: str | Reply | None = None,
+        *,
+        times: int | None = None,
+        **reply_fields: Any,
+    ) -> None:
+        """Answer requests whose last user message contains `contains` (rules match in order)."""
+        if reply is None:
+            reply = Reply(**reply_fields)
+        elif reply_fields:
+            raise TypeError("give either a reply or reply fields, not both")
+        with self._lock:
+            self._rules.append(Rule(contains, Reply.from_obj(reply), times))
+
+    def load_rules(self, data: Any) -> None:
+        """Rules from parsed JSON: a list of rule objects, or {"rules": [...], "default": ...}."""
+        if isinstance(data, dict):
+            if "default" in data and data["default"] is not None:
+                self.default = Reply.from_obj(data["default"])
+            data = data.get("rules", [])
+        if not isinstance(data, list):
+            raise ValueError("rules must be a JSON list of objects")
+        for item in data:
+            if not isinstance(item, dict):
+                raise ValueError(f"a rule must be an object, got {item!r}")
+            if item.get("default"):
+                self.default = Reply.from_obj(item)
+                continue
+            self.add_rule(
+                str(item.get("contains", "")), Reply.from_obj(item), times=item.get("times")
+            )
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._rules.clear()
+            self.requests.clear()
+
+    def pick(self, prompt: str) -> Reply:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+            for rule in self._rules:
+                if rule.contains in prompt and (rule.times is None or rule.used < rule.times):
+                    rule.used += 1
+                    return rule.reply
+            if self.default is not None:
+                return self.default
+        return Reply(
+            text="modelserver: no scripted reply for prompt: " + prompt[:200],
+            status=500,
+            headers={"x-should-retry": "false"},
+        )
+
+    def record(self, req: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(req)
+
+    # --- inspection ------------------------------------------------------------------------
+
+    def prompts(self) -> list[str]:
+        """The last user message of every model request received so far."""
+        with self._lock:
+            return [r.last_user for r in self.requests]
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL for the Anthropic SDK (`ANTHROPIC_BASE_URL`)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_url(self) -> str:
+        """Base URL for the OpenAI SDK (it appends `/chat/completions`)."""
+        return self.url + "/v1"
+
+    def env(self, api_key: str = TEST_API_KEY) -> dict[str, str]:
+        """Environment for a subprocess that should talk to this server."""
+        return {
+            "ANTHROPIC_BASE_URL": self.url,
+            "ANTHROPIC_API_KEY": api_key,
+            "OPENAI_BASE_URL": self.openai_url,
+        }
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> ModelServer:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"modelserver-{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> ModelServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _error_body(api: str, reply: Reply) -> dict[str, Any]:
+    kind = reply.error_type or ERROR_TYPES.get(reply.status, "api_error")
+    default = "invalid x-api-key" if reply.status == 401 else f"scripted {kind} ({reply.status})"
+    message = reply.full_text or default
+    if api == "openai":
+        return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        # --- plumbing ----------------------------------------------------------------------
+
+        def _read_json(self) -> Any:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            return json.loads(raw or b"null")
+
+        def _send_json(
+            self, status: int, payload: Any, headers: Mapping[str, str] | None = None
+        ) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.send_header("request-id", "req_" + uuid.uuid4().hex[:24])
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+
+        def _start_stream(self, headers: Mapping[str, str] | None) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("cache-control", "no-cache")
+            self.send_header("transfer-encoding", "chunked")
+            self.send_header("request-id", "req_" + uuid.uuid4().hex[:24])
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+
+        def _chunk(self, text: str) -> None:
+            data = text.encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        def _abort(self) -> None:
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+        def _end_stream(self) -> None:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+        # --- routes ------------------------------------------------------------------------
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/_control/requests"):
+                with server._lock:
+                    items = [r.as_json() for r in server.requests]
+                self._send_json(200, items)
+                return
+            self._send_json(
+                404,
+                {
+                    "type": "error",
+                    "error": {"type": "not_found_error", "message": f"no route {self.path}"},
+                },
+            )
+
+        def do_POST(self) -> None:
+            try:
+                body = self._read_json()
+            except ValueError:
+                self._send_json(
+                    400,
+                    {
+                        "type": "error",
+                        "error": {"type": "invalid_request_error", "message": "body is not JSON"},
+                    },
+                )
+                return
+            path = self.path.split("?", 1)[0]
+            try:
+                if path.startswith("/_control/"):
+                    self._control(path, body)
+                elif path.endswith("/v1/messages"):
+                    self._model("anthropic", path, body)
+                elif path.endswith("/chat/completions"):
+                    self._model("openai", path, body)
+                else:
+                    self._send_json(
+                        404,
+                        {
+                            "type": "error",
+                            "error": {"type": "not_found_error", "message": f"no route {path}"},
+                        },
+                    )
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+
+        def _control(self, path: str, body: Any) -> None:
+            try:
+                if path == "/_control/rules":
+                    single = isinstance(body, dict) and not (
+                        "rules" in body or isinstance(body.get("default"), dict)
+                    )
+                    server.load_rules([body] if single else body)
+                elif path == "/_control/enqueue":
+                    items = body if isinstance(body, list) else [body]
+                    server.enqueue(*(Reply.from_obj(i) for i in items))
+                elif path == "/_control/reset":
+                    server.reset()
+                else:
+                    self._send_json(404, {"error": f"no control route {path}"})
+                    return
+            except (TypeError, ValueError) as exc:
+                self._send_json(400, {"error": str(exc)})
+                return
+            self._send_json(200, {"ok": True})
+
+        def _model(self, api: str, path: str, body: Any) -> None:
+            if not isinstance(body, dict):
+                body = {}
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            server.record(RecordedRequest(path, body, headers))
+            prompt = last_user_text(body)
+            reply = server.pick(prompt)
+            delay = reply.latency + server.latency
+            if delay > 0:
+                time.sleep(delay)
+            extra = dict(reply.headers or {})
+            if reply.status != 200:
+                if reply.status in RETRYABLE:
+                    extra.setdefault("retry-after-ms", "20")
+                self._send_json(reply.status, _error_body(api, reply), extra)
+                return
+            prompt_chars = len(RecordedRequest(path, body, headers).all_text)
+            input_tokens = count_tokens(" " * prompt_chars)
+            output_tokens = count_tokens(reply.full_text)
+            model = str(body.get("model", "scripted-model"))
+            if api == "anthropic":
+                if body.get("stream"):
+                    self._anthropic_stream(reply, model, input_tokens, output_tokens, extra)
+                else:
+                    self._send_json(
+                        200,
+                        {
+                            "id": "msg_" + uuid.uuid4().hex[:24],
+                            "type": "message",
+                            "role": "assistant",
+                            "model": model,
+                            "content": [{"type": "text", "text": reply.full_text}],
+                            "stop_reason": reply.stop_reason,
+                            "stop_sequence": None,
+                            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+                        },
+                        extra,
+                    )
+            else:
+                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                if body.get("stream"):
+                    self._openai_stream(
+                        reply, model, input_tokens, output_tokens, include_usage, extra
+                    )
+                else:
+                    self._send_json(
+                        200,
+                        {
+                            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+                            "object": "chat.completion",
+                            "created": int(time.time()),
+                            "model": model,
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": reply.full_text},
+                                    "finish_reason": _openai_finish(reply.stop_reason),
+                                }
+                            ],
+                            "usage": {
+                                "prompt_tokens": input_tokens,
+                                "completion_tokens": output_tokens,
+                                "total_tokens": input_tokens + output_tokens,
+                            },
+                        },
+                        extra,
+                    )
+
+        def _sse(self, event: str | None, data: Any) -> None:
+            head = f"event: {event}\n" if event else ""
+            self._chunk(f"{head}data: {json.dumps(data)}\n\n")
+
+        def _anthropic_stream(
+            self, reply: Reply, model: str, inp: int, out: int, extra: Mapping[str, str]
+        ) -> None:
+            self._start_stream(extra)
+            self._sse(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_" + uuid.uuid4().hex[:24],
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": inp, "output_tokens": 1},
+                    },
+                },
+            )
+            self._sse(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
+            self._sse("ping", {"type": "ping"})
+            for i, piece in enumerate(reply.pieces()):
+                if i and reply.chunk_delay > 0:
+                    time.sleep(reply.chunk_delay)
+                if reply.abort_after is not None and i >= reply.abort_after:
+                    self._abort()
+                    return
+                self._sse(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": piece},
+                    },
+                )
+            self._sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+            self._sse(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": out},
+                },
+            )
+            self._sse("message_stop", {"type": "message_stop"})
+            self._end_stream()
+
+        def _openai_stream(
+            self,
+            reply: Reply,
+            model: str,
+            inp: int,
+            out: int,
+            include_usage: bool,
+            extra: Mapping[str, str],
+        ) -> None:
+            ident = "chatcmpl-" + uuid.uuid4().hex[:24]
+            created = int(time.time())
+
+            def chunk(choices: list[dict[str, Any]], usage: Any = None) -> dict[str, Any]:
+                return {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": choices,
+                    "usage": usage,
+                }
+
+            self._start_stream(extra)
+            self._sse(
+                None,
+                chunk(
+                    [
+                        {
+                            "index": 0,
+                            "delta": {"role": "assistant", "content": ""},
+                            "finish_reason": None,
+                        }
+                    ]
+                ),
+            )
+            for i, piece in enumerate(reply.pieces()):
+                if i and reply.chunk_delay > 0:
+                    time.sleep(reply.chunk_delay)
+                if reply.abort_after is not None and i >= reply.abort_after:
+                    self._abort()
+                    return
+                self._sse(
+                    None, chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+                )
+            self._sse(
+                None,
+                chunk(
+                    [{"index": 0, "delta": {}, "finish_reason": _openai_finish(reply.stop_reason)}]
+                ),
+            )
+            if include_usage:
+                self._sse(
+                    None,
+                    chunk(
+                        [],
+                        {"prompt_tokens": inp, "completion_tokens": out, "total_tokens": inp + out},
+                    ),
+                )
+            self._chunk("data: [DONE]\n\n")
+            self._end_stream()
+
+    return Handler
+
+
+def _openai_finish(stop_reason: str) -> str:
+    return {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop"}.get(
+        stop_reason, "stop"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Scripted model server on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--rules", type=Path, help="JSON rules file")
+    parser.add_argument("--port-file", type=Path, help="write the base URL here once serving")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every reply")
+    args = parser.parse_args(argv)
+    server = ModelServer(args.port, latency=args.latency)
+    if args.rules is not None:
+        try:
+            server.load_rules(json.loads(args.rules.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            print(f"modelserver: cannot load rules from {args.rules}: {exc}", file=sys.stderr)
+            return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server.start()
+    if args.port_file is not None:
+        tmp = args.port_file.with_name(args.port_file.name + f".{os.getpid()}.tmp")
+        tmp.write_text(server.url + "\n", encoding="utf-8")
+        os.replace(tmp, args.port_file)
+    print(server.url, flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
