@@ -71,9 +71,9 @@ def failing_line(ename: str, evalue: str, traceback: str, language: str) -> int 
     if cell:
         return int(cell[-1])
     if ename in SYNTAX_ENAMES:
-        m = re.search(r"line (\d+)", evalue + "\n" + traceback)
-        if m:
-            return int(m.group(1))
+        found = re.search(r"line (\d+)", evalue + "\n" + traceback)
+        if found:
+            return int(found.group(1))
         files = _FILE_LINE.findall(traceback)
         if files:
             return int(files[-1][1])
@@ -98,7 +98,7 @@ def categorize(ename: str, evalue: str) -> str:
         return "syntax"
     if ename in IMPORT_ENAMES:
         return "import"
-    if ename in LOGICAL_ENAMES or ename == "AssertionError" and evalue.startswith("check"):
+    if ename in LOGICAL_ENAMES or (ename == "AssertionError" and evalue.startswith("check")):
         return "logical"
     if ename == "BashError":
         return _bash_category(evalue)

@@ -29,7 +29,9 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="codeflow-loop", daemon=True)
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="codeflow-loop", daemon=True
+        )
         self.thread.start()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
@@ -81,6 +83,7 @@ def options_from_settings(settings: Settings, **overrides: Any) -> FlowOptions:
         "state_chars": gen.state_chars,
         "max_tokens": gen.max_tokens,
         "temperature": gen.temperature,
+        "early_execute": exe.execute_at_fence,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     if not values.get("improve", True):
@@ -116,6 +119,7 @@ class CodeFlow:
         self.cache_mode = cache_mode
         self._provider = provider
         self._executor = executor
+        self._fix_provider: Provider | None = None
         self._confirm_install = confirm_install
         self._flow: Flow | None = None
         self._loop: _LoopThread | None = None
@@ -137,6 +141,24 @@ class CodeFlow:
         return self._provider
 
     @property
+    def fix_provider(self) -> Provider:
+        """The provider for fixes: `improvement.model` when set, else the generation one."""
+        fix_model = self.settings.improvement.model
+        if not fix_model or fix_model == self.settings.model:
+            return self.provider
+        if self._fix_provider is None:
+            from .providers import make_provider
+
+            self._fix_provider = make_provider(
+                self.settings,
+                work_dir=self.work_dir,
+                cache_dir=self.cache_dir,
+                cache_mode=self.cache_mode,
+                model=fix_model,
+            )
+        return self._fix_provider
+
+    @property
     def executor(self) -> Executor:
         if self._executor is None:
             self._executor = make_executor(
@@ -156,6 +178,7 @@ class CodeFlow:
                 findings_text=fmt,
                 redact=_redactor(self.settings),
                 confirm_install=self._confirm_install,
+                fix_provider=self.fix_provider,
             )
         return self._flow
 
@@ -210,6 +233,8 @@ class CodeFlow:
             await self._executor.shutdown()
         if self._provider is not None:
             await self._provider.aclose()
+        if self._fix_provider is not None:
+            await self._fix_provider.aclose()
 
     async def __aenter__(self) -> CodeFlow:
         return self

@@ -47,7 +47,7 @@ def parse_batch(text: str, source: str = "batch file") -> list[BatchItem]:
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{source}:{lineno}: not valid JSON ({exc.msg})") from None
             if not isinstance(obj, dict) or not str(obj.get("request", "")).strip():
-                raise UsageError(f"{source}:{lineno}: a JSON line needs a non-empty \"request\"")
+                raise UsageError(f'{source}:{lineno}: a JSON line needs a non-empty "request"')
             unknown = set(obj) - ITEM_KEYS
             if unknown:
                 raise UsageError(
@@ -71,9 +71,7 @@ def _validate_item(opts: dict[str, Any], where: str) -> None:
         not isinstance(opts["max_attempts"], int) or opts["max_attempts"] < 1
     ):
         raise UsageError(f"{where}: max_attempts must be a whole number of at least 1")
-    if "timeout" in opts and (
-        not isinstance(opts["timeout"], int | float) or opts["timeout"] <= 0
-    ):
+    if "timeout" in opts and (not isinstance(opts["timeout"], int | float) or opts["timeout"] <= 0):
         raise UsageError(f"{where}: timeout must be a positive number")
     if "focus" in opts and opts["focus"] not in ("fix_errors", "optimize", "robustness"):
         raise UsageError(f"{where}: focus must be fix_errors, optimize or robustness")
@@ -139,7 +137,11 @@ async def arun_batch(
         executor = await pool.acquire()
         try:
             flow = Flow(
-                provider, executor, scanner=scanner, blocking=blocking, findings_text=fmt,
+                provider,
+                executor,
+                scanner=scanner,
+                blocking=blocking,
+                findings_text=fmt,
                 redact=redact,
             )
             options = options_from_settings(settings, **item.options)
@@ -169,9 +171,7 @@ def run_batch(
     requests: Sequence[str | BatchItem], settings: Settings, *, parallel: int = 4, **kwargs: Any
 ) -> list[RunRecord | None]:
     """Sync twin of `arun_batch` for scripts."""
-    items = [
-        r if isinstance(r, BatchItem) else BatchItem(i, r) for i, r in enumerate(requests)
-    ]
+    items = [r if isinstance(r, BatchItem) else BatchItem(i, r) for i, r in enumerate(requests)]
     return asyncio.run(arun_batch(items, settings, parallel=parallel, **kwargs))
 
 
@@ -192,14 +192,26 @@ class _OrderedPrinter:
 
         if record is None:
             self.provider_errors += 1
-            data: dict[str, Any] = {"index": item.index, "request": item.request, "success": False,
-                                    "error": error}
-            text = json.dumps(data) + "\n" if self.fmt == "json" else f"[{item.index}] error: {error}\n"
+            data: dict[str, Any] = {
+                "index": item.index,
+                "request": item.request,
+                "success": False,
+                "error": error,
+            }
+            text = (
+                json.dumps(data) + "\n"
+                if self.fmt == "json"
+                else f"[{item.index}] error: {error}\n"
+            )
         else:
             if not record.success:
                 self.failed += 1
             if self.fmt == "json":
-                data = {"index": item.index, **({"id": item.id} if item.id else {}), **record.to_dict()}
+                data = {
+                    "index": item.index,
+                    **({"id": item.id} if item.id else {}),
+                    **record.to_dict(),
+                }
                 text = json.dumps(data, ensure_ascii=False) + "\n"
             else:
                 text = f"## [{item.index}] {item.request}\n\n" + render(record, self.fmt) + "\n"
@@ -227,8 +239,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
     items = parse_batch(text, str(path))
     settings = settings_from_args(args)
     fmt = args.format or "json"
-    bar = None if args.quiet else tqdm(total=len(items), file=sys.stderr, desc="codeflow batch",
-                                       unit="req", leave=True)
+    bar = (
+        None
+        if args.quiet
+        else tqdm(total=len(items), file=sys.stderr, desc="codeflow batch", unit="req", leave=True)
+    )
     printer = _OrderedPrinter(items, fmt, bar)
     try:
         asyncio.run(
@@ -259,8 +274,12 @@ def register(sub: Any) -> None:
         "check, max_attempts, focus, timeout, verify, id). Prints one JSON record per line.",
     )
     p.add_argument("file", type=Path, metavar="FILE", help="requests file ('-': stdin)")
-    p.add_argument("--parallel", type=positive_int, default=4, help="kernels in the pool (default 4)")
-    p.add_argument("--format", choices=["json", "markdown", "plain"], help="output format (default json)")
+    p.add_argument(
+        "--parallel", type=positive_int, default=4, help="kernels in the pool (default 4)"
+    )
+    p.add_argument(
+        "--format", choices=["json", "markdown", "plain"], help="output format (default json)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_flow_options(p)
     p.set_defaults(func=cmd_batch)

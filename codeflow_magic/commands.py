@@ -38,23 +38,39 @@ def positive_int(text: str) -> int:
 
 def add_flow_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `ask` and `batch` (and mirrored by the magic)."""
-    p.add_argument("--model", help="anthropic:<model>, openai:<model> or a bare Anthropic model name")
+    p.add_argument(
+        "--model", help="anthropic:<model>, openai:<model> or a bare Anthropic model name"
+    )
     p.add_argument("--language", choices=["python", "bash", "auto"], help="language of the code")
-    p.add_argument("--max-attempts", type=positive_int, help="attempts including the first (default 3)")
+    p.add_argument(
+        "--max-attempts", type=positive_int, help="attempts including the first (default 3)"
+    )
     p.add_argument("--timeout", type=positive_float, help="seconds per execution before interrupt")
     p.add_argument("--check", metavar="CODE", help="Python run after the code; must pass")
-    p.add_argument("--focus", choices=list(FOCUSES), help="fix_errors (default), optimize, robustness")
-    p.add_argument("--verify", action="store_true", default=None, help="let the model score the result")
+    p.add_argument(
+        "--focus", choices=list(FOCUSES), help="fix_errors (default), optimize, robustness"
+    )
+    p.add_argument(
+        "--verify", action="store_true", default=None, help="let the model score the result"
+    )
     p.add_argument(
         "--backend",
         choices=["kernel", "sandbox", "docker", "gateway"],
         help="where the code runs (default kernel)",
     )
-    p.add_argument("--scan", choices=["block", "strict", "warn", "off"], help="security scan policy")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write recorded responses")
-    p.add_argument("--cache-mode", choices=["rw", "replay", "off"], help="recorded-response cache mode")
+    p.add_argument(
+        "--scan", choices=["block", "strict", "warn", "off"], help="security scan policy"
+    )
+    p.add_argument(
+        "--no-cache", action="store_true", help="do not read or write recorded responses"
+    )
+    p.add_argument(
+        "--cache-mode", choices=["rw", "replay", "off"], help="recorded-response cache mode"
+    )
     p.add_argument("--no-improve", action="store_true", help="one attempt, no fixes")
-    p.add_argument("--install-missing", choices=["off", "ask", "auto"], help="install missing packages")
+    p.add_argument(
+        "--install-missing", choices=["off", "ask", "auto"], help="install missing packages"
+    )
     p.add_argument("--memory-limit", help="memory limit for sandbox/docker, e.g. 512m, 2g")
     p.add_argument("--cpu-limit", type=positive_float, help="CPU cores for sandbox/docker")
     p.add_argument("--gateway-url", help="Jupyter Kernel Gateway URL (--backend gateway)")
@@ -129,7 +145,7 @@ class Progress:
         elapsed = time.perf_counter() - self.started
         line = f"codeflow: {text} [{elapsed:.1f}s]"
         if self.tty:
-            self.stream.write("\r\x1b[K" + line[: 200] + ("\n" if final else ""))
+            self.stream.write("\r\x1b[K" + line[:200] + ("\n" if final else ""))
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
@@ -139,13 +155,17 @@ class Progress:
         if k == "generating":
             self.chars = 0
             phase = event.data.get("phase", "generate")
-            verb = {"generate": "generating", "fix": "asking for a fix", "improve": "improving"}.get(
-                str(phase), str(phase)
-            )
+            verb = {
+                "generate": "generating",
+                "fix": "asking for a fix",
+                "improve": "improving",
+            }.get(str(phase), str(phase))
             self._show(f"attempt {event.attempt}/{self.max_attempts}: {verb}{self._err()}")
         elif k == "delta" and self.tty:
             self.chars += len(str(event.data.get("text", "")))
-            self._show(f"attempt {event.attempt}/{self.max_attempts}: receiving ({self.chars} chars)")
+            self._show(
+                f"attempt {event.attempt}/{self.max_attempts}: receiving ({self.chars} chars)"
+            )
         elif k == "executing":
             self._show(f"attempt {event.attempt}/{self.max_attempts}: running")
         elif k == "install":
@@ -191,8 +211,11 @@ async def _ask(args: argparse.Namespace, settings: Settings, request: str) -> in
     from .formats import render
 
     fmt = args.format or settings.response.format
-    progress = Progress(sys.stderr, settings.improvement.max_attempts if settings.improvement.enabled else 1,
-                        enabled=not args.quiet)
+    progress = Progress(
+        sys.stderr,
+        settings.improvement.max_attempts if settings.improvement.enabled else 1,
+        enabled=not args.quiet,
+    )
     cf = CodeFlow(
         settings,
         cache_mode=cache_mode_from_args(args),
@@ -228,7 +251,9 @@ def register_ask(sub: Any) -> None:
         "Exit 0: success; 1: every attempt failed; 2: usage error; 3: model/provider failure; "
         "4: backend failure.",
     )
-    p.add_argument("request", metavar="REQUEST", help="what the code should do, in plain words ('-': stdin)")
+    p.add_argument(
+        "request", metavar="REQUEST", help="what the code should do, in plain words ('-': stdin)"
+    )
     add_flow_options(p)
     p.add_argument("--format", choices=["markdown", "json", "plain"], help="output format")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")

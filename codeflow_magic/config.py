@@ -35,8 +35,9 @@ class CodeflowGeneration(Configurable):
     """How code is generated."""
 
     model = Unicode(
-        "", help="Model as `anthropic:<name>`, `openai:<name>` or a bare Anthropic name; "
-        "empty picks a current model from the installed SDK."
+        "",
+        help="Model as `anthropic:<name>`, `openai:<name>` or a bare Anthropic name; "
+        "empty picks a current model from the installed SDK.",
     ).tag(config=True)
     language = CaselessStrEnum(
         ["python", "bash", "auto"], default_value="python", help="Language of generated code."
@@ -66,9 +67,9 @@ class CodeflowExecution(Configurable):
     max_output_chars = Int(
         200_000, min=1000, help="Cap on captured output per execution (head and tail kept)."
     ).tag(config=True)
-    prompt_output_chars = Int(
-        4000, min=200, help="Cap on output text sent back to the model."
-    ).tag(config=True)
+    prompt_output_chars = Int(4000, min=200, help="Cap on output text sent back to the model.").tag(
+        config=True
+    )
     install_missing = CaselessStrEnum(
         ["off", "ask", "auto"],
         default_value="off",
@@ -89,6 +90,10 @@ class CodeflowExecution(Configurable):
     work_dir = Unicode("", help="Working directory of the kernel (default: current).").tag(
         config=True
     )
+    execute_at_fence = Bool(
+        True,
+        help="Start running the code as soon as the streamed reply closes its code block.",
+    ).tag(config=True)
     gateway_url = Unicode("", help="Jupyter Kernel Gateway URL for --backend gateway.").tag(
         config=True
     )
@@ -113,18 +118,12 @@ class CodeflowImprovement(Configurable):
     max_attempts = Int(3, min=1, max=50, help="Attempts per request, first one included.").tag(
         config=True
     )
-    model = Unicode("", help="Model for fixes (default: the generation model).").tag(
-        config=True
-    )
+    model = Unicode("", help="Model for fixes (default: the generation model).").tag(config=True)
     focus = CaselessStrEnum(
         list(FOCUSES), default_value="fix_errors", help="What improvement aims at."
     ).tag(config=True)
-    verify = Bool(False, help="Ask the model to score the result (quality gate).").tag(
-        config=True
-    )
-    quality_threshold = Float(7.0, min=0.0, max=10.0, help="Lowest passing score.").tag(
-        config=True
-    )
+    verify = Bool(False, help="Ask the model to score the result (quality gate).").tag(config=True)
+    quality_threshold = Float(7.0, min=0.0, max=10.0, help="Lowest passing score.").tag(config=True)
     token_budget = Int(
         200_000, min=0, help="Total tokens one request may spend (0: no limit)."
     ).tag(config=True)
@@ -231,8 +230,10 @@ def _coerce(trait: Any, value: Any, key: str) -> Any:
         if isinstance(trait, List):
             return [p.strip() for p in text.split(",") if p.strip()]
         return text
-    if isinstance(trait, Unicode) and isinstance(value, int | float) and not isinstance(
-        value, bool
+    if (
+        isinstance(trait, Unicode)
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
     ):
         return str(value)
     return value
@@ -254,9 +255,7 @@ def _section_trait(section: str, name: str, key: str) -> Any:
     cls = SECTIONS[section]
     traits = cls.class_traits(config=True)
     if name not in traits:
-        raise ConfigError(
-            f"unknown setting {key!r}; {section} has: " + ", ".join(sorted(traits))
-        )
+        raise ConfigError(f"unknown setting {key!r}; {section} has: " + ", ".join(sorted(traits)))
     return traits[name]
 
 
@@ -269,9 +268,7 @@ def validate_value(key: str, value: Any) -> tuple[str, str, Any]:
     try:
         setattr(probe, name, coerced)
     except TraitError:
-        raise ConfigError(
-            f"{key}: {value!r} is not allowed; expected {_allowed(trait)}"
-        ) from None
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected {_allowed(trait)}") from None
     return SECTIONS[section].__name__, name, getattr(probe, name)
 
 

@@ -7,8 +7,8 @@ ports and pass them in.
 
 from __future__ import annotations
 
-import asyncio
 import ast
+import asyncio
 import re
 import time
 import uuid
@@ -93,7 +93,9 @@ def _check_code(check: str) -> str:
 class _Run:
     """The state of one request; lives only while `Flow.run` works on it."""
 
-    def __init__(self, flow: Flow, request: str, options: FlowOptions, on_event: EventCallback | None):
+    def __init__(
+        self, flow: Flow, request: str, options: FlowOptions, on_event: EventCallback | None
+    ):
         self.flow = flow
         self.request = request
         self.opts = options
@@ -136,7 +138,9 @@ class Flow:
         self.scanner = scanner
         self.blocking = blocking
         self.findings_text = findings_text or (
-            lambda fs: "\n".join(f"line {f.line}: [{f.severity}/{f.category}] {f.message}" for f in fs)
+            lambda fs: "\n".join(
+                f"line {f.line}: [{f.severity}/{f.category}] {f.message}" for f in fs
+            )
         )
         self.redact = redact
         self.confirm_install = confirm_install
@@ -170,7 +174,9 @@ class Flow:
             if self._blocking_findings(run, ext.code, ext.language):
                 return
             early["code"] = ext.code
-            early["task"] = asyncio.ensure_future(self._execute(run, ext.code, ext.language, number))
+            early["task"] = asyncio.ensure_future(
+                self._execute(run, ext.code, ext.language, number)
+            )
 
         started = time.perf_counter()
         try:
@@ -206,7 +212,9 @@ class Flow:
             timeout=run.opts.timeout,
             on_output=lambda out: run.emit("output", number, output=self._redact_one(out)),
         )
-        return self._redacted(result)
+        result = self._redacted(result)
+        run.emit("executed", number, status=result.status, duration_s=result.duration_s)
+        return result
 
     def _redact_one(self, output: Output) -> Output:
         return self.redact(output) if self.redact else output
@@ -380,7 +388,10 @@ class Flow:
                 run.generation_s += gen_s
             else:
                 run.improvement_s += gen_s
-            tokens = (response.input_tokens + extra_tokens[0], response.output_tokens + extra_tokens[1])
+            tokens = (
+                response.input_tokens + extra_tokens[0],
+                response.output_tokens + extra_tokens[1],
+            )
             extra_tokens = (0, 0)
             explanation = response.text if ext is None else ext.explanation
             kind = "generate" if number == 1 else "fix"
@@ -388,7 +399,9 @@ class Flow:
                 number=number,
                 code="",
                 success=False,
-                language=language if language != "auto" else prompts.auto_language_hint(run.request),
+                language=language
+                if language != "auto"
+                else prompts.auto_language_hint(run.request),
                 kind=kind,
                 explanation=explanation,
                 generation_s=gen_s,
@@ -414,7 +427,9 @@ class Flow:
                 return "repeated_code"
             findings = self._findings(code, ext.language) if opts.scan_policy != "off" else []
             blocked = (
-                list(self.blocking(findings, opts.scan_policy)) if self.blocking and findings else []
+                list(self.blocking(findings, opts.scan_policy))
+                if self.blocking and findings
+                else []
             )
             if findings:
                 run.emit("scan", number, findings=[f.to_dict() for f in findings])
@@ -427,8 +442,10 @@ class Flow:
                 continue
             if start_task is not None and not start_task.done():
                 await start_task
-            result = await early_task if early_task is not None else await self._execute(
-                run, code, ext.language, number
+            result = (
+                await early_task
+                if early_task is not None
+                else await self._execute(run, code, ext.language, number)
             )
             attempt, verify_tokens = await self._judge(run, base, result)
             extra_tokens = verify_tokens
@@ -444,7 +461,11 @@ class Flow:
                     if reran.success:
                         await self._improve_once(run, reran)
                         return "success"
-                    if reran.error and attempt.error and reran.error.summary() == attempt.error.summary():
+                    if (
+                        reran.error
+                        and attempt.error
+                        and reran.error.summary() == attempt.error.summary()
+                    ):
                         return "repeated_error"
             if not opts.improve:
                 return "no_improve"
@@ -563,7 +584,11 @@ class Flow:
     async def _improve_once(self, run: _Run, good: Attempt) -> None:
         """With focus optimize/robustness, try one improvement; keep it only if it is better."""
         focus = run.opts.focus
-        if focus not in ("optimize", "robustness") or not run.opts.improve or self._over_budget(run):
+        if (
+            focus not in ("optimize", "robustness")
+            or not run.opts.improve
+            or self._over_budget(run)
+        ):
             return
         number = good.number + 1
         req = prompts.build_improve(
@@ -576,7 +601,7 @@ class Flow:
             max_tokens=run.opts.max_tokens,
             temperature=run.opts.temperature,
         )
-        response, ext, early_task, gen_s = await self._ask(
+        response, ext, _, gen_s = await self._ask(
             run, req, number, good.language, allow_early=False
         )
         run.improvement_s += gen_s
@@ -594,7 +619,9 @@ class Flow:
             cache_key=response.cache_key,
         )
         if ext is None:
-            self._record(run, replace(base, error=analysis.no_code_error(response.text), kept=False))
+            self._record(
+                run, replace(base, error=analysis.no_code_error(response.text), kept=False)
+            )
             return
         if _norm(ext.code) == _norm(good.code):
             self._record(run, replace(base, success=True, kept=False, outputs=good.outputs))
@@ -608,9 +635,10 @@ class Flow:
         judged, _ = await self._judge(run, base, result)
         keep = judged.success
         if keep and focus == "optimize":
-            keep = judged.execution_s < good.execution_s * 0.9 and (
-                good.execution_s - judged.execution_s
-            ) > 0.002
+            keep = (
+                judged.execution_s < good.execution_s * 0.9
+                and (good.execution_s - judged.execution_s) > 0.002
+            )
         self._record(run, replace(judged, kept=keep))
 
 

@@ -31,7 +31,11 @@ def outputs_text(outputs: Sequence[Output], limit: int = RESULT_CHARS) -> str:
             parts.append(f"{out.get('ename', '')}: {out.get('evalue', '')}\n")
     text = "".join(parts)
     if len(text) > limit:
-        text = text[: limit // 2] + f"\n... [{len(text) - limit:,} characters not shown] ...\n" + text[-limit // 2 :]
+        text = (
+            text[: limit // 2]
+            + f"\n... [{len(text) - limit:,} characters not shown] ...\n"
+            + text[-limit // 2 :]
+        )
     return text
 
 

@@ -24,7 +24,7 @@ from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, magics_class
 from IPython.core.magic import cell_magic as _cell_magic
 from IPython.core.magic import line_magic as _line_magic
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from .errors import CodeFlowError
 from .models import FlowEvent, RunRecord
@@ -208,19 +208,28 @@ class CodeflowMagics(Magics):
         return flat
 
     def _frontend_overrides(self, cell_id: str | None) -> tuple[dict[str, Any], str | None]:
+        """The sidebar's settings and its one-shot options for this cell, as dotted keys."""
         link = self.link
         if link is None or not getattr(link, "connected", False):
             return {}, None
         values: dict[str, Any] = {}
-        for source in (getattr(link, "settings", None) or {}, self._pop_options(link, cell_id)):
-            if source.get("model"):
-                values["generation.model"] = source["model"]
-            if source.get("maxAttempts"):
-                values["improvement.max_attempts"] = source["maxAttempts"]
-            if source.get("backend"):
-                values["execution.backend"] = source["backend"]
-        writeback = (getattr(link, "settings", None) or {}).get("writeback")
-        return values, (str(writeback) if writeback else None)
+        try:
+            values.update(link.config_extra())
+        except Exception:
+            pass
+        keys = {
+            "model": "generation.model",
+            "max_attempts": "improvement.max_attempts",
+            "maxAttempts": "improvement.max_attempts",
+            "backend": "execution.backend",
+            "focus": "improvement.focus",
+            "language": "generation.language",
+        }
+        for name, value in self._pop_options(link, cell_id).items():
+            if name in keys and value not in (None, ""):
+                values[keys[name]] = value
+        enabled = getattr(link, "writeback_enabled", True)
+        return values, (None if enabled else "off")
 
     @staticmethod
     def _pop_options(link: Any, cell_id: str | None) -> dict[str, Any]:
@@ -358,7 +367,7 @@ class CodeflowMagics(Magics):
             load sales.csv into df and plot monthly revenue
         """
         try:
-            args = parse_argstring(self.codeflow_cell, line)
+            args = self._parse(line)
             if args.max_attempts is not None and args.max_attempts < 1:
                 raise CodeFlowError("--max-attempts must be at least 1")
             if args.timeout is not None and args.timeout <= 0:
@@ -376,7 +385,7 @@ class CodeflowMagics(Magics):
         except CodeFlowError as exc:
             raise IPythonUsageError(str(exc)) from None
         mode = "replace" if args.replace else "below"
-        if args.no_writeback or panel_writeback in ("off", "false", "none"):
+        if args.no_writeback or panel_writeback == "off":
             mode = "off"
         record = self._run(flow, request, args, settings, cell_id)
         if record is None:
@@ -384,6 +393,16 @@ class CodeflowMagics(Magics):
         self.history.append(record)
         self._show(record)
         self._write_back(record, request, line, mode, cell_id)
+
+    def _parse(self, line: str) -> Any:
+        """POSIX quoting (`--check "a == 'b'"`), which IPython's own splitter leaves quoted."""
+        import shlex
+
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise CodeFlowError(f"cannot read the options: {exc}") from None
+        return self.codeflow_cell.parser.parse_args(argv)
 
     def _cell_id(self) -> str | None:
         module = _frontend()

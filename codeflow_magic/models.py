@@ -318,8 +318,8 @@ class FlowEvent:
     """Progress the flow reports while it works (for live displays, never for results).
 
     Kinds: `start`, `generating` (data: phase), `delta` (data: text), `code` (data: code),
-    `scan` (data: findings), `executing`, `output` (data: output), `attempt` (data: the
-    attempt dict), `install` (data: package), `finished` (data: the record dict).
+    `scan` (data: findings), `executing`, `output` (data: output), `executed` (data:
+    status, duration_s), `attempt` (data: the attempt dict), `install` (data: package), `finished` (data: the record dict).
     """
 
     kind: str

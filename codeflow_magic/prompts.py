@@ -103,11 +103,15 @@ def guess_language(code: str) -> str:
     first = code.lstrip().split("\n", 1)[0]
     if first.startswith("#!") and ("sh" in first and "python" not in first):
         return "bash"
-    shellish = re.compile(r"^\s*(ls|cd|echo|cat|grep|find|mkdir|rm|cp|mv|wc|head|tail|awk|sed|"
-                          r"for \w+ in|if \[|export|curl|pip|git|du|df|sort|uniq|printf)( |$)")
+    shellish = re.compile(
+        r"^\s*(ls|cd|echo|cat|grep|find|mkdir|rm|cp|mv|wc|head|tail|awk|sed|"
+        r"for \w+ in|if \[|export|curl|pip|git|du|df|sort|uniq|printf)( |$)"
+    )
     pythonic = re.compile(r"^\s*(import |from \w+ import|def |class |print\(|\w+\s*=[^=])")
     lines = [line for line in code.split("\n") if line.strip()]
-    if any(shellish.match(line) for line in lines) and not any(pythonic.match(line) for line in lines):
+    if any(shellish.match(line) for line in lines) and not any(
+        pythonic.match(line) for line in lines
+    ):
         return "bash"
     try:
         ast.parse(code)
@@ -228,7 +232,11 @@ def _history_block(earlier: Sequence[Attempt], limit: int = 4, code_chars: int =
     for attempt in list(earlier)[-limit:]:
         err = attempt.error
         what = f"{err.category}: {err.summary()}" if err else "succeeded"
-        code = attempt.code if len(attempt.code) <= code_chars else attempt.code[:code_chars] + "\n# ..."
+        code = (
+            attempt.code
+            if len(attempt.code) <= code_chars
+            else attempt.code[:code_chars] + "\n# ..."
+        )
         lines.append(f"- attempt {attempt.number} ({what}):\n```\n{code.rstrip()}\n```")
     return "\n".join(lines)
 
@@ -356,9 +364,7 @@ You judge whether code and its output answer a request. Reply with one line \
 """
 
 
-def build_verify(
-    request: str, *, code: str, output_text: str, max_tokens: int = 300
-) -> LLMRequest:
+def build_verify(request: str, *, code: str, output_text: str, max_tokens: int = 300) -> LLMRequest:
     content = (
         f"Request:\n{request.strip()}\n\nCode:\n```\n{code.rstrip()}\n```\n\n"
         f"Output (trimmed):\n```\n{output_text.strip() or '(no output)'}\n```"

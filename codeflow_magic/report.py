@@ -286,7 +286,10 @@ def summarize(nb: Any, name: str, errors: Sequence[str] = ()) -> NotebookSummary
         cell = nb["cells"][item["index"]]
         data = item["record"]
         record = RunRecord.from_dict(data) if data else None
-        outputs = [dict(o) for o in cell.get("outputs", ()) if not is_status_output(o)]
+        if record is not None:  # the final attempt's outputs, whatever the cell shows
+            outputs = [dict(o) for o in record.outputs]
+        else:
+            outputs = [dict(o) for o in cell.get("outputs", ()) if not is_status_output(o)]
         rows.append(RequestRow(item["index"], item["request"], record, outputs))
     code_cells = sum(1 for c in nb["cells"] if c.get("cell_type") == "code")
     return NotebookSummary(name, len(nb["cells"]), code_cells, rows, list(errors))

@@ -103,7 +103,7 @@ def read_notebook(path: Path) -> Any:
     if not isinstance(data, dict) or "cells" not in data or "nbformat" not in data:
         raise UsageError(f"{path}: not a notebook (no cells / nbformat fields)")
     try:
-        nb = nbformat.reads(text, as_version=4)
+        nb = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
         nbformat.validate(nb)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -119,9 +119,11 @@ def output_path(source: Path, output: str | None, inplace: bool, many: bool) -> 
         if many or out.is_dir() or not out.suffix:
             return out / source.name.replace(".ipynb", ".out.ipynb")
         return out
-    return source.with_name(source.name[: -len(".ipynb")] + ".out.ipynb") if source.name.endswith(
-        ".ipynb"
-    ) else source.with_name(source.name + ".out.ipynb")
+    return (
+        source.with_name(source.name[: -len(".ipynb")] + ".out.ipynb")
+        if source.name.endswith(".ipynb")
+        else source.with_name(source.name + ".out.ipynb")
+    )
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -303,7 +305,7 @@ def run_command(args: argparse.Namespace) -> int:
             if not args.allow_errors:
                 status = EXIT_FAILED
         assert run.output is not None
-        write_atomic(run.output, nbformat.writes(run.nb))
+        write_atomic(run.output, nbformat.writes(run.nb))  # type: ignore[no-untyped-call]
         print(f"wrote {run.output}", file=sys.stderr)
 
     if report is not None:

@@ -41,7 +41,7 @@ RULES: list[tuple[str, str]] = [
     (
         "data/sale.csv: No such file",
         "The file is `data/sales.csv` (plural).\n\n"
-        + SH.format("lines=$(wc -l < data/sales.csv)\necho \"data/sales.csv has $lines lines\""),
+        + SH.format('lines=$(wc -l < data/sales.csv)\necho "data/sales.csv has $lines lines"'),
     ),
     (
         "mean and the standard deviation of numbers",
@@ -82,16 +82,16 @@ RULES: list[tuple[str, str]] = [
             "                          title='Monthly revenue')\n"
             "ax.set_ylabel('revenue')\n"
             "plt.show()\n"
-            "print(f\"best month: {monthly_revenue.idxmax()} ({monthly_revenue.max():.2f})\")"
+            'print(f"best month: {monthly_revenue.idxmax()} ({monthly_revenue.max():.2f})")'
         ),
     ),
     (
         "Count the lines of data/sales.csv",
-        SH.format("lines=$(wc -l < data/sale.csv)\necho \"data/sales.csv has $lines lines\""),
+        SH.format('lines=$(wc -l < data/sale.csv)\necho "data/sales.csv has $lines lines"'),
     ),
     (
         "sizes in bytes",
-        SH.format("for f in data/*; do\n  printf '%s %s bytes\\n' \"$f\" \"$(wc -c < \"$f\")\"\ndone"),
+        SH.format('for f in data/*; do\n  printf \'%s %s bytes\\n\' "$f" "$(wc -c < "$f")"\ndone'),
     ),
 ]
 

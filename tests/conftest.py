@@ -27,3 +27,12 @@ def need(available: bool, reason: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"required in CI but unavailable: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def model_server():  # type: ignore[no-untyped-def]
+    """A fresh loopback model server per test (unmatched prompts get a 500 naming them)."""
+    from modelserver import ModelServer
+
+    with ModelServer() as server:
+        yield server

@@ -25,7 +25,9 @@ class ScriptedProvider:
         self.requests: list[LLMRequest] = []
         self.chunk = chunk
 
-    async def complete(self, request: LLMRequest, on_delta: DeltaCallback | None = None) -> LLMResponse:
+    async def complete(
+        self, request: LLMRequest, on_delta: DeltaCallback | None = None
+    ) -> LLMResponse:
         self.requests.append(request)
         if not self.replies:
             raise AssertionError("the flow asked the model more often than the test scripted")
@@ -33,7 +35,9 @@ class ScriptedProvider:
         if on_delta:
             for i in range(0, len(text), self.chunk):
                 on_delta(text[i : i + self.chunk])
-        return LLMResponse(text=text, model=self.model, input_tokens=10, output_tokens=len(text) // 4)
+        return LLMResponse(
+            text=text, model=self.model, input_tokens=10, output_tokens=len(text) // 4
+        )
 
     async def aclose(self) -> None:
         pass
@@ -60,12 +64,24 @@ class MemoryExecutor:
                 exec(compile(code, "<cell>", "exec"), self.ns)
         except Exception as exc:
             tb = traceback.format_exception(exc)
-            outputs = ({"output_type": "stream", "name": "stdout", "text": out.getvalue()},) if out.getvalue() else ()
-            return ExecutionResult(
-                outputs=outputs, status="error", ename=type(exc).__name__, evalue=str(exc),
-                traceback=tuple(tb), duration_s=time.perf_counter() - started,
+            outputs = (
+                ({"output_type": "stream", "name": "stdout", "text": out.getvalue()},)
+                if out.getvalue()
+                else ()
             )
-        outputs = ({"output_type": "stream", "name": "stdout", "text": out.getvalue()},) if out.getvalue() else ()
+            return ExecutionResult(
+                outputs=outputs,
+                status="error",
+                ename=type(exc).__name__,
+                evalue=str(exc),
+                traceback=tuple(tb),
+                duration_s=time.perf_counter() - started,
+            )
+        outputs = (
+            ({"output_type": "stream", "name": "stdout", "text": out.getvalue()},)
+            if out.getvalue()
+            else ()
+        )
         for o in outputs:
             if on_output:
                 on_output(o)

@@ -36,7 +36,9 @@ def make_executor(
         return KernelExecutor.from_settings(settings, work_dir=wd)
     if name == "inline":
         if shell is None:
-            raise UsageError("--backend inline needs a running IPython shell (use it in a notebook)")
+            raise UsageError(
+                "--backend inline needs a running IPython shell (use it in a notebook)"
+            )
         from .inline import InlineExecutor
 
         return InlineExecutor.from_settings(settings, shell=shell, work_dir=wd)

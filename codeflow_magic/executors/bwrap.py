@@ -138,9 +138,7 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
     cpu_limit = Float(1.0, help="CPU cores.").tag(config=True)
     pids_limit = Int(128, help="Maximum processes inside the sandbox.").tag(config=True)
     tmp_size = Unicode("256m", help="Size of the private /tmp.").tag(config=True)
-    sandbox_uid = Int(-1, help="uid to run as when launched by root (-1: 65534).").tag(
-        config=True
-    )
+    sandbox_uid = Int(-1, help="uid to run as when launched by root (-1: 65534).").tag(config=True)
     sandbox_id = Unicode("", help="Names this sandbox's cgroups and death reasons.").tag(
         config=True
     )

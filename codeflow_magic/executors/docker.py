@@ -40,8 +40,15 @@ CONTAINER_PREFIX = "codeflow-"
 LABEL = "codeflow.sandbox"
 _DEATHS: dict[str, str] = {}
 _ACTIVE: dict[str, DockerProvisioner] = {}
-_CLI_ENV_KEEP = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
-                 "DOCKER_TLS_VERIFY")
+_CLI_ENV_KEEP = (
+    "PATH",
+    "HOME",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "DOCKER_CONTEXT",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+)
 
 
 def _cli_env() -> dict[str, str]:
@@ -74,7 +81,11 @@ def daemon_problem(docker: str | None = None) -> tuple[str, str] | None:
 def _docker_sync(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     docker = docker_cli() or "docker"
     return subprocess.run(
-        [docker, *args], capture_output=True, text=True, timeout=timeout, env=_cli_env(),
+        [docker, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_cli_env(),
         check=False,
     )
 
@@ -341,4 +352,3 @@ def make_docker_executor(settings: Settings, *, work_dir: Path) -> Executor:
     )
     weakref.finalize(executor, shutil.rmtree, str(folder), True)
     return executor
-

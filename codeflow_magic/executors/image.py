@@ -81,7 +81,11 @@ def apt_mirror(codename: str | None = None, root: Path = Path("/etc/apt")) -> st
                     continue
                 for uri in fields.get("uris", "").split():
                     candidates.append(
-                        (uri, fields.get("suites", "").split(), fields.get("components", "").split())
+                        (
+                            uri,
+                            fields.get("suites", "").split(),
+                            fields.get("components", "").split(),
+                        )
                     )
         elif path.suffix == ".list" or path.name == "sources.list":
             for line in text.splitlines():
@@ -226,7 +230,9 @@ def build_image(
     """Build `image` with ipykernel, matplotlib, pandas, numpy and `packages`."""
     docker = docker_cli()
     if not docker:
-        raise BackendUnavailable("the docker CLI is missing; install it with `apt-get install docker.io`")
+        raise BackendUnavailable(
+            "the docker CLI is missing; install it with `apt-get install docker.io`"
+        )
     wanted = list(dict.fromkeys([*BASE_PACKAGES, *_validate_packages(packages)]))
     base = base_image(docker, progress)
     wheels = download_wheels(wanted, progress)

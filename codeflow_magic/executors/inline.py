@@ -50,7 +50,12 @@ def _stable_traceback(stb: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     a full re-run of the same notebook; the traceback goes into fix prompts, and recorded
     answers only replay when the prompt is identical.
     """
-    return tuple(_CELL_NUMBER.sub(lambda m: (m.group(1) or m.group(3)) + (m.group(2) or m.group(4)), line) for line in stb)
+    return tuple(
+        _CELL_NUMBER.sub(lambda m: (m.group(1) or m.group(3)) + (m.group(2) or m.group(4)), line)
+        for line in stb
+    )
+
+
 Job = tuple[Callable[[], Any], "concurrent.futures.Future[Any]"]
 
 

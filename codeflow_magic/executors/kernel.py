@@ -376,8 +376,16 @@ class KernelExecutor:
         deadline = began + limit
         interrupted = False
         next_alive = began + _ALIVE_POLL_S
+        # The reply (shell) and the idle status (iopub) arrive on different sockets in either
+        # order: wait for both at once, event-driven, so a finished run costs no polling delay.
+        reply_task = asyncio.ensure_future(self._await_reply(kc, msg_id))
         try:
-            while reply is None or not idle:
+            while True:
+                if reply is None and reply_task.done():
+                    reply = reply_task.result()
+                    replied_at = time.monotonic()
+                if reply is not None and idle:
+                    break
                 now = time.monotonic()
                 if reply is not None and now - replied_at > _IDLE_AFTER_REPLY_S:
                     break  # the idle status was lost; the reply is what counts
@@ -393,14 +401,10 @@ class KernelExecutor:
                     next_alive = now + _ALIVE_POLL_S
                     if not await km.is_alive():
                         return await self._died_result(collector, began)
-                if reply is None:
-                    reply = await self._poll_reply(kc, msg_id)
-                    if reply is not None:
-                        replied_at = time.monotonic()
+                wait = max(0.0, min(deadline - now, next_alive - now))
                 if idle:
-                    await asyncio.sleep(0.02)
+                    await asyncio.wait({reply_task}, timeout=wait)
                     continue
-                wait = max(0.0, min(_IOPUB_WAIT_S, deadline - now, next_alive - now))
                 try:
                     msg = await kc.get_iopub_msg(timeout=wait)
                 except Empty:
@@ -414,6 +418,9 @@ class KernelExecutor:
         except asyncio.CancelledError:
             await asyncio.shield(self._interrupt_quietly())
             raise
+        finally:
+            if not reply_task.done():
+                reply_task.cancel()
         if interrupted:
             return self._timeout_result(collector, reply, began, limit, True)
         return self._finished_result(collector, reply, began)
@@ -425,12 +432,9 @@ class KernelExecutor:
             pass  # cancelling must not fail because the kernel is gone
 
     @staticmethod
-    async def _poll_reply(kc: AsyncKernelClient, msg_id: str) -> dict[str, Any] | None:
+    async def _await_reply(kc: AsyncKernelClient, msg_id: str) -> dict[str, Any]:
         while True:
-            try:
-                msg = await kc.shell_channel.get_msg(timeout=0)
-            except Empty:
-                return None
+            msg = await kc.get_shell_msg(timeout=None)
             if (
                 msg.get("parent_header", {}).get("msg_id") == msg_id
                 and msg["msg_type"] == "execute_reply"

@@ -82,9 +82,7 @@ def cgroup_problem() -> str | None:
     version = cgroup_version()
     if version == 0:
         return f"no cgroup filesystem with a memory controller under {CGROUP_ROOT}"
-    dirs = (
-        [CGROUP_ROOT / c for c in ("memory", "pids", "cpu")] if version == 1 else [CGROUP_ROOT]
-    )
+    dirs = [CGROUP_ROOT / c for c in ("memory", "pids", "cpu")] if version == 1 else [CGROUP_ROOT]
     for folder in dirs:
         if not folder.is_dir():
             return f"cgroup controller {folder} is not mounted"
@@ -147,9 +145,7 @@ class CgroupSet:
 
     def oom_kills(self) -> int:
         """How many processes the OOM killer took in this cgroup (0 if unknown)."""
-        path = (
-            self.dirs[0] / ("memory.events" if self.version == 2 else "memory.oom_control")
-        )
+        path = self.dirs[0] / ("memory.events" if self.version == 2 else "memory.oom_control")
         try:
             text = path.read_text()
         except OSError:
@@ -182,9 +178,11 @@ class CgroupSet:
 
 def leftover_cgroups() -> list[Path]:
     """Every codeflow cgroup directory on this machine (tests count them before/after)."""
-    roots = [CGROUP_ROOT] if cgroup_version() == 2 else [
-        CGROUP_ROOT / c for c in ("memory", "pids", "cpu")
-    ]
+    roots = (
+        [CGROUP_ROOT]
+        if cgroup_version() == 2
+        else [CGROUP_ROOT / c for c in ("memory", "pids", "cpu")]
+    )
     found: list[Path] = []
     for root in roots:
         with contextlib.suppress(OSError):

@@ -35,7 +35,6 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # so a signal-mode interrupt reaches only the kernel, which then kills the child's group.
 _RUNNER = r'''
 def _codeflow_run():
-    __tracebackhide__ = True
     globals().pop("_codeflow_run", None)
     import codecs, collections, json, os, selectors, signal, subprocess, sys
 

@@ -26,19 +26,59 @@ BIG_BYTES = 4 * 1024**3
 
 SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "fish", "ash", "busybox", "mksh", "csh"})
 PYTHONS = re.compile(r"^(python|python\d(\.\d+)?|pypy\d?|ipython\d?)$")
-OTHER_INTERPRETERS = frozenset({"perl", "ruby", "node", "nodejs", "php", "lua", "Rscript", "osascript"})
+OTHER_INTERPRETERS = frozenset(
+    {"perl", "ruby", "node", "nodejs", "php", "lua", "Rscript", "osascript"}
+)
 DOWNLOADERS = frozenset({"curl", "wget", "fetch", "aria2c", "http", "https", "lwp-download", "GET"})
 RAW_NET = frozenset({"nc", "ncat", "netcat", "socat", "telnet", "cryptcat", "pwncat"})
 REMOTE_COPY = frozenset({"scp", "sftp", "ftp", "lftp", "tftp", "smbclient", "rclone", "ssh"})
 READ_ONLY_LISTING = frozenset({"ls", "stat", "test", "[", "file", "du", "echo", "printf"})
 RESERVED = frozenset(
-    {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "!", "{", "}", "time",
-     "function", "coproc", "case", "esac", "in", "select", "for"}
+    {
+        "if",
+        "then",
+        "else",
+        "elif",
+        "fi",
+        "do",
+        "done",
+        "while",
+        "until",
+        "!",
+        "{",
+        "}",
+        "time",
+        "function",
+        "coproc",
+        "case",
+        "esac",
+        "in",
+        "select",
+        "for",
+    }
 )
 WRAPPERS_NO_ARG = frozenset(
-    {"nohup", "command", "builtin", "exec", "setsid", "unbuffer", "chronic", "caffeinate",
-     "proxychains", "proxychains4", "torsocks", "busybox", "stdbuf", "time", "nice", "ionice",
-     "chrt", "taskset", "doas"}
+    {
+        "nohup",
+        "command",
+        "builtin",
+        "exec",
+        "setsid",
+        "unbuffer",
+        "chronic",
+        "caffeinate",
+        "proxychains",
+        "proxychains4",
+        "torsocks",
+        "busybox",
+        "stdbuf",
+        "time",
+        "nice",
+        "ionice",
+        "chrt",
+        "taskset",
+        "doas",
+    }
 )
 DECODERS = re.compile(
     r"\b(base64\s+(-d|--decode|-D)|base32\s+-d|xxd\s+-r|openssl\s+(enc\s+)?(-d|base64)|"
@@ -332,8 +372,15 @@ def _size_bytes(text: str) -> int | None:
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGTPE]?)(i?B?)?", text.strip(), re.IGNORECASE)
     if not m:
         return None
-    scale = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5,
-             "E": 1024**6}[m.group(2).upper()]
+    scale = {
+        "": 1,
+        "K": 1024,
+        "M": 1024**2,
+        "G": 1024**3,
+        "T": 1024**4,
+        "P": 1024**5,
+        "E": 1024**6,
+    }[m.group(2).upper()]
     return int(float(m.group(1)) * scale)
 
 
@@ -371,8 +418,9 @@ class BashScanner:
 
     def nested(self, text: str, line: int) -> list[Finding]:
         if self.depth >= MAX_DEPTH:
-            return [Finding("nesting", "high", "dynamic-code", line,
-                            "nests scripts too deep to check")]
+            return [
+                Finding("nesting", "high", "dynamic-code", line, "nests scripts too deep to check")
+            ]
         inner = BashScanner(self.python_scan, self.depth + 1)
         return inner.scan(text, line)
 
@@ -385,8 +433,13 @@ class BashScanner:
     def scan(self, text: str, first_line: int = 1) -> list[Finding]:
         lexed = lex(text, first_line)
         if lexed.unbalanced:
-            self.add("unparseable", "high", "dynamic-code", first_line,
-                     "shell code has unbalanced quotes or brackets; it cannot be checked")
+            self.add(
+                "unparseable",
+                "high",
+                "dynamic-code",
+                first_line,
+                "shell code has unbalanced quotes or brackets; it cannot be checked",
+            )
         self._fork_bombs(text, first_line)
         self._secret_vars(text, first_line)
         self._loops(lexed.pipelines)
@@ -396,6 +449,7 @@ class BashScanner:
                 self._command(cmd, upstream)
                 for sub_text, sub_line in cmd.subs:
                     self.findings.extend(self.nested(sub_text, sub_line))
+        self.findings.extend(exfiltration(self.findings))
         return self.findings
 
     # -- whole-text rules -------------------------------------------------------------------
@@ -408,19 +462,34 @@ class BashScanner:
             recursive_bg = re.search(rf"(^|[\s;|&]){name}\s*&", body)
             if recursive_pipe or recursive_bg:
                 line = first_line + text.count("\n", 0, m.start())
-                self.add("fork-bomb", "critical", "resource", line,
-                         "defines a fork bomb (a function that spawns itself without end)")
+                self.add(
+                    "fork-bomb",
+                    "critical",
+                    "resource",
+                    line,
+                    "defines a fork bomb (a function that spawns itself without end)",
+                )
         for m in re.finditer(r"\$0\s*(\|\s*\$0\s*)?&", text):
             line = first_line + text.count("\n", 0, m.start())
-            self.add("fork-bomb", "critical", "resource", line,
-                     "starts copies of itself in the background (fork bomb)")
+            self.add(
+                "fork-bomb",
+                "critical",
+                "resource",
+                line,
+                "starts copies of itself in the background (fork bomb)",
+            )
 
     def _secret_vars(self, text: str, first_line: int) -> None:
         for m in re.finditer(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text):
             if is_secret_name(m.group(1)):
                 line = first_line + text.count("\n", 0, m.start())
-                self.add("secret-variable", "high", "secrets", line,
-                         f"reads the secret variable ${m.group(1)}")
+                self.add(
+                    "secret-variable",
+                    "high",
+                    "secrets",
+                    line,
+                    f"reads the secret variable ${m.group(1)}",
+                )
 
     def _loops(self, pipelines: list[Pipeline]) -> None:
         stack: list[tuple[bool, int, list[Command]]] = []
@@ -431,16 +500,23 @@ class BashScanner:
                 if first in ("while", "until"):
                     cond = " ".join(words[1:]).strip()
                     cond = re.sub(r"^do\b", "", cond).strip()
-                    endless = (first == "while" and cond in ("true", ":", "[ 1 ]", "((1))", "")) or (
-                        first == "until" and cond == "false"
-                    )
+                    endless = (
+                        first == "while" and cond in ("true", ":", "[ 1 ]", "((1))", "")
+                    ) or (first == "until" and cond == "false")
                     body: list[Command] = []
                     stack.append((endless, cmd.line, body))
                     if "do" in words:
                         rest = words[words.index("do") + 1 :]
                         if rest:
-                            body.append(Command(rest, cmd.line, cmd.redirects, cmd.subs,
-                                                background=cmd.background))
+                            body.append(
+                                Command(
+                                    rest,
+                                    cmd.line,
+                                    cmd.redirects,
+                                    cmd.subs,
+                                    background=cmd.background,
+                                )
+                            )
                     continue
                 if first == "done" or (words and words[-1] == "done" and stack):
                     if stack:
@@ -460,8 +536,13 @@ class BashScanner:
         if any(w in ("break", "exit", "return") for w in words_all):
             return
         if any(c.background for c in body):
-            self.add("endless-spawn", "critical", "resource", line,
-                     "starts background processes in an endless loop (fork bomb)")
+            self.add(
+                "endless-spawn",
+                "critical",
+                "resource",
+                line,
+                "starts background processes in an endless loop (fork bomb)",
+            )
             return
         writes = any(
             op in (">", ">>", "&>", "&>>", ">|") and not w.startswith("/dev/")
@@ -469,8 +550,13 @@ class BashScanner:
             for op, w in c.redirects
         ) or any(c.words and c.words[0] in ("tee", "dd", "cp", "fallocate") for c in body)
         if writes:
-            self.add("endless-write", "high", "resource", line,
-                     "writes to disk in an endless loop (fills the disk)")
+            self.add(
+                "endless-write",
+                "high",
+                "resource",
+                line,
+                "writes to disk in an endless loop (fills the disk)",
+            )
 
     # -- one simple command -----------------------------------------------------------------
     def _command(self, cmd: Command, upstream: list[Command]) -> None:
@@ -491,14 +577,20 @@ class BashScanner:
                 if m.group(1) in ("HISTFILE", "HISTSIZE", "HISTFILESIZE") and len(words) == 1:
                     self.add("hide-history", "medium", "process", line, "hides shell history")
                 if m.group(1) in ("LD_PRELOAD", "PYTHONSTARTUP", "PROMPT_COMMAND", "BASH_ENV"):
-                    self.add("preload", "high", "persistence", line,
-                             f"sets {m.group(1)} (runs code inside other programs)")
+                    self.add(
+                        "preload",
+                        "high",
+                        "persistence",
+                        line,
+                        f"sets {m.group(1)} (runs code inside other programs)",
+                    )
                 words = words[1:]
                 continue
             base = w.rsplit("/", 1)[-1]
             if base in ("sudo", "su", "doas", "pkexec", "runuser"):
-                self.add("privilege", "high", "process", line,
-                         f"runs a command as another user ({base})")
+                self.add(
+                    "privilege", "high", "process", line, f"runs a command as another user ({base})"
+                )
                 if base == "su" and "-c" in words:
                     idx = words.index("-c")
                     if idx + 1 < len(words):
@@ -541,8 +633,13 @@ class BashScanner:
                     if opt in ("-u", "-C", "-S") and rest:
                         rest = rest[1:]
                 if not rest:
-                    self.add("env-dump", "high", "secrets", line,
-                             "dumps the whole environment (API keys included)")
+                    self.add(
+                        "env-dump",
+                        "high",
+                        "secrets",
+                        line,
+                        "dumps the whole environment (API keys included)",
+                    )
                     return
                 words = rest
                 continue
@@ -563,15 +660,26 @@ class BashScanner:
         prog = words[0].rsplit("/", 1)[-1]
         args = words[1:]
         if words[0] == COMPUTED or words[0].startswith("$"):
-            self.add("computed-command", "medium", "process", line,
-                     "runs a command whose name is computed")
+            self.add(
+                "computed-command",
+                "medium",
+                "process",
+                line,
+                "runs a command whose name is computed",
+            )
         self._secret_args(prog, args, line)
         handler = _HANDLERS.get(prog)
         if handler is not None:
             handler(self, prog, args, cmd, upstream, line, from_stdin)
-        elif PYTHONS.match(prog) or prog in SHELLS or prog in OTHER_INTERPRETERS or prog in (
-            "source",
-            ".",
+        elif (
+            PYTHONS.match(prog)
+            or prog in SHELLS
+            or prog in OTHER_INTERPRETERS
+            or prog
+            in (
+                "source",
+                ".",
+            )
         ):
             self._interpreter(prog, args, cmd, upstream, line)
         elif re.match(r"^mkfs(\.|$)", prog):
@@ -580,8 +688,13 @@ class BashScanner:
     def _redirect(self, op: str, target: str, line: int) -> None:
         path = _shell_path(target)
         if path.startswith("/dev/tcp/") or path.startswith("/dev/udp/"):
-            self.add("dev-tcp", "critical", "network", line,
-                     f"opens a raw network connection through {path} (reverse shell)")
+            self.add(
+                "dev-tcp",
+                "critical",
+                "network",
+                line,
+                f"opens a raw network connection through {path} (reverse shell)",
+            )
             return
         if op in ("<", "<>", "<<<"):
             self.add_verdict("read-secret", paths.read_verdict(path), line)
@@ -600,8 +713,9 @@ class BashScanner:
                 if verdict.severity == paths.SEVERITY_NONE:
                     continue
                 if prog in READ_ONLY_LISTING and verdict.severity == "critical":
-                    verdict = Verdict("medium", verdict.category,
-                                      verdict.reason.replace("reads", "looks at"))
+                    verdict = Verdict(
+                        "medium", verdict.category, verdict.reason.replace("reads", "looks at")
+                    )
                 self.add_verdict("read-secret", verdict, line)
                 break
 
@@ -615,8 +729,10 @@ class BashScanner:
         if is_python and "-c" in args:
             idx = args.index("-c")
             inline = args[idx + 1] if idx + 1 < len(args) else ""
-        elif is_shell and any(re.fullmatch(r"-[a-z]*c[a-z]*", a) for a in args) and prog not in (
-            "source", "."
+        elif (
+            is_shell
+            and any(re.fullmatch(r"-[a-z]*c[a-z]*", a) for a in args)
+            and prog not in ("source", ".")
         ):
             idx = next(i for i, a in enumerate(args) if re.fullmatch(r"-[a-z]*c[a-z]*", a))
             inline = args[idx + 1] if idx + 1 < len(args) else ""
@@ -627,31 +743,45 @@ class BashScanner:
             idx = args.index("-m")
             module = args[idx + 1] if idx + 1 < len(args) else ""
             if module in ("http.server", "SimpleHTTPServer", "pyftpdlib", "smtpd"):
-                self.add("serve-files", "medium", "network", line,
-                         f"serves files over the network (python -m {module})")
+                self.add(
+                    "serve-files",
+                    "medium",
+                    "network",
+                    line,
+                    f"serves files over the network (python -m {module})",
+                )
             if module == "pip":
                 self._pip(args[idx + 2 :], line)
             return
         subs_text = " ".join(t for t, _ in cmd.subs)
         if inline is not None:
-            if COMPUTED in inline and any(
-                re.search(rf"\b{d}\b", subs_text) for d in DOWNLOADERS
-            ):
-                self.add("download-exec", "critical", "process", line,
-                         f"runs code downloaded from the network with {prog}")
+            if COMPUTED in inline and any(re.search(rf"\b{d}\b", subs_text) for d in DOWNLOADERS):
+                self.add(
+                    "download-exec",
+                    "critical",
+                    "process",
+                    line,
+                    f"runs code downloaded from the network with {prog}",
+                )
             if is_python:
                 self.findings.extend(self.nested_python(inline, line))
             elif is_shell:
                 self.findings.extend(self.nested(inline, line))
             else:
-                self.add("inline-script", "medium", "dynamic-code", line,
-                         f"runs an inline {prog} script")
+                self.add(
+                    "inline-script", "medium", "dynamic-code", line, f"runs an inline {prog} script"
+                )
             return
         # Script from a process substitution: `bash <(curl ...)`.
         if any(a == COMPUTED for a in args) and cmd.subs:
             if any(re.search(rf"\b{d}\b", subs_text) for d in DOWNLOADERS):
-                self.add("download-exec", "critical", "process", line,
-                         f"runs code downloaded from the network with {prog}")
+                self.add(
+                    "download-exec",
+                    "critical",
+                    "process",
+                    line,
+                    f"runs code downloaded from the network with {prog}",
+                )
                 return
         if cmd.heredoc is not None:
             if is_python:
@@ -659,20 +789,30 @@ class BashScanner:
             elif is_shell:
                 self.findings.extend(self.nested(cmd.heredoc, line + 1))
             return
-        reads_stdin = not [a for a in args if not a.startswith("-")] or "-" in args or (
-            "/dev/stdin" in args
+        reads_stdin = (
+            not [a for a in args if not a.startswith("-")] or "-" in args or ("/dev/stdin" in args)
         )
         if not reads_stdin or not upstream:
             return
         up_text = " | ".join(" ".join(c.words) for c in upstream)
         up_progs = {c.words[0].rsplit("/", 1)[-1] for c in upstream if c.words}
         if up_progs & DOWNLOADERS:
-            self.add("download-exec", "critical", "process", line,
-                     f"pipes code downloaded from the network into {prog}")
+            self.add(
+                "download-exec",
+                "critical",
+                "process",
+                line,
+                f"pipes code downloaded from the network into {prog}",
+            )
             return
         if DECODERS.search(up_text):
-            self.add("decoded-exec", "critical", "dynamic-code", line,
-                     f"pipes a decoded payload into {prog}")
+            self.add(
+                "decoded-exec",
+                "critical",
+                "dynamic-code",
+                line,
+                f"pipes a decoded payload into {prog}",
+            )
             return
         source = upstream[-1]
         if source.words and source.words[0] in ("echo", "printf"):
@@ -684,26 +824,38 @@ class BashScanner:
             else:
                 inner = []
             self.findings.extend(inner)
-            self.add("piped-code", "medium", "dynamic-code", line,
-                     f"pipes text into {prog} to run it")
+            self.add(
+                "piped-code", "medium", "dynamic-code", line, f"pipes text into {prog} to run it"
+            )
             return
         if flags or not flags:
-            self.add("piped-code", "high", "dynamic-code", line,
-                     f"runs code read from a pipe with {prog}")
+            self.add(
+                "piped-code",
+                "high",
+                "dynamic-code",
+                line,
+                f"runs code read from a pipe with {prog}",
+            )
 
     def _pip(self, args: list[str], line: int) -> None:
         if not args or args[0] not in ("install", "download"):
             return
         for idx, arg in enumerate(args):
-            if arg in ("-i", "--index-url", "--extra-index-url", "-f", "--find-links",
-                       "--trusted-host"):
+            if arg in (
+                "-i",
+                "--index-url",
+                "--extra-index-url",
+                "-f",
+                "--find-links",
+                "--trusted-host",
+            ):
                 where = args[idx + 1] if idx + 1 < len(args) else "another index"
-                self.add("pip-index", "medium", "network", line,
-                         f"installs packages from {where}")
+                self.add("pip-index", "medium", "network", line, f"installs packages from {where}")
                 return
             if re.match(r"^(git\+|https?://|ftp://)", arg):
-                self.add("pip-url", "medium", "network", line,
-                         f"installs a package from a URL ({arg})")
+                self.add(
+                    "pip-url", "medium", "network", line, f"installs a package from a URL ({arg})"
+                )
                 return
 
 
@@ -724,15 +876,27 @@ def _flags_and_targets(args: list[str]) -> tuple[list[str], list[str]]:
     return flags, targets
 
 
-def _rm(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-        line: int, from_stdin: bool) -> None:
+def _rm(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     flags, targets = _flags_and_targets(args)
     recursive = prog in ("rmdir",) or any(
         f in ("--recursive",) or (not f.startswith("--") and re.search("[rR]", f)) for f in flags
     )
     if "--no-preserve-root" in flags:
-        s.add("rm-root", "critical", "filesystem", line,
-              "deletes with --no-preserve-root (the root filesystem)")
+        s.add(
+            "rm-root",
+            "critical",
+            "filesystem",
+            line,
+            "deletes with --no-preserve-root (the root filesystem)",
+        )
     if not targets and from_stdin:
         s.add("rm-stdin", "medium", "filesystem", line, "deletes paths read from input")
     worst: Verdict | None = None
@@ -744,15 +908,29 @@ def _rm(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Comma
         s.add_verdict("delete-path", worst, line)
 
 
-def _shred(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-           line: int, from_stdin: bool) -> None:
+def _shred(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     _, targets = _flags_and_targets(args)
     for t in targets:
         s.add_verdict("delete-path", paths.delete_verdict(_shell_path(t), False), line)
 
 
-def _find(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-          line: int, from_stdin: bool) -> None:
+def _find(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     starts: list[str] = []
     for a in args:
         if a.startswith("-") or a in ("(", "!", "\\("):
@@ -777,8 +955,15 @@ def _find(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Com
             s.add_verdict("delete-path", paths.delete_verdict(_shell_path(start), True), line)
 
 
-def _dd(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-        line: int, from_stdin: bool) -> None:
+def _dd(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     opts = dict(a.split("=", 1) for a in args if "=" in a)
     target = opts.get("of")
     source = opts.get("if", "")
@@ -787,23 +972,41 @@ def _dd(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Comma
         s.add_verdict("write-path", paths.write_verdict(path), line)
         if source in ("/dev/zero", "/dev/urandom", "/dev/random") and "count" not in opts:
             if paths.locate(paths.normalize(path)) not in (paths.DISK, paths.DEVICE):
-                s.add("fill-disk", "high", "resource", line,
-                      f"writes {source} to a file without a size limit (fills the disk)")
+                s.add(
+                    "fill-disk",
+                    "high",
+                    "resource",
+                    line,
+                    f"writes {source} to a file without a size limit (fills the disk)",
+                )
     if source:
         s.add_verdict("read-secret", paths.read_verdict(_shell_path(source)), line)
 
 
-def _disk_tool(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-               line: int, from_stdin: bool) -> None:
+def _disk_tool(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     s.add("format-disk", "critical", "filesystem", line, f"partitions or wipes a disk ({prog})")
 
 
-def _copy(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-          line: int, from_stdin: bool) -> None:
-    flags, targets = _flags_and_targets(args)
+def _copy(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
+    _, targets = _flags_and_targets(args)
     if prog == "rsync" and any(":" in t and not t.startswith("/") for t in targets):
-        s.add("remote-copy", "high", "network", line,
-              f"copies files to or from {_host(targets)}")
+        s.add("remote-copy", "high", "network", line, f"copies files to or from {_host(targets)}")
     if len(targets) < 2 and prog != "touch" and prog != "tee":
         return
     dests = targets if prog in ("tee", "touch") else targets[-1:]
@@ -815,17 +1018,31 @@ def _copy(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Com
             s.add_verdict("delete-path", paths.delete_verdict(_shell_path(src), True), line)
 
 
-def _sed(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-         line: int, from_stdin: bool) -> None:
+def _sed(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     flags, targets = _flags_and_targets(args)
     if any(f.startswith("-i") or f == "--in-place" for f in flags):
         for t in targets[1:]:
             s.add_verdict("write-path", paths.write_verdict(_shell_path(t)), line)
 
 
-def _perms(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-           line: int, from_stdin: bool) -> None:
-    flags, targets = _flags_and_targets(args)
+def _perms(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
+    _, targets = _flags_and_targets(args)
     if not targets:
         return
     mode = targets[0]
@@ -834,19 +1051,32 @@ def _perms(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Co
     for t in targets[1:]:
         where = paths.locate(paths.normalize(_shell_path(t)))
         if where in (paths.ROOT, paths.HOME, paths.SYSTEM):
-            s.add("change-perms", "high", "filesystem", line,
-                  f"changes ownership or permissions of {t}")
+            s.add(
+                "change-perms",
+                "high",
+                "filesystem",
+                line,
+                f"changes ownership or permissions of {t}",
+            )
 
 
-def _net_download(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-                  line: int, from_stdin: bool) -> None:
+def _net_download(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     host = _host(args)
     upload = False
     for idx, a in enumerate(args):
-        if re.match(r"^(-d|--data\S*|-F|--form\S*|-T|--upload-file|--post-data|--post-file|"
-                    r"--body-data|--body-file|--json)(=|$)", a) or (
-            a.startswith("-d") and prog == "curl" and len(a) > 2
-        ):
+        if re.match(
+            r"^(-d|--data\S*|-F|--form\S*|-T|--upload-file|--post-data|--post-file|"
+            r"--body-data|--body-file|--json)(=|$)",
+            a,
+        ) or (a.startswith("-d") and prog == "curl" and len(a) > 2):
             upload = True
         if a in ("-X", "--request", "--method") and idx + 1 < len(args):
             if args[idx + 1].upper() in ("POST", "PUT", "PATCH"):
@@ -859,24 +1089,48 @@ def _net_download(s: BashScanner, prog: str, args: list[str], cmd: Command, up: 
         s.add("download", "medium", "network", line, f"downloads from {host}")
 
 
-def _raw_net(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-             line: int, from_stdin: bool) -> None:
+def _raw_net(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     text = " ".join(args)
     if any(a in ("-e", "-c", "--exec", "--sh-exec", "--lua-exec") for a in args) or re.search(
         r"\b(EXEC|SYSTEM):", text, re.IGNORECASE
     ):
-        s.add("reverse-shell", "critical", "network", line,
-              f"opens a remote shell over the network ({prog})")
+        s.add(
+            "reverse-shell",
+            "critical",
+            "network",
+            line,
+            f"opens a remote shell over the network ({prog})",
+        )
         return
     if any(re.fullmatch(r"-[a-zA-Z]*l[a-zA-Z]*", a) for a in args) or "LISTEN" in text.upper():
         s.add("listen", "high", "network", line, f"listens for network connections ({prog})")
         return
-    s.add("raw-connection", "high", "network", line,
-          f"opens a raw network connection to {_host(args)} ({prog})")
+    s.add(
+        "raw-connection",
+        "high",
+        "network",
+        line,
+        f"opens a raw network connection to {_host(args)} ({prog})",
+    )
 
 
-def _remote(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-            line: int, from_stdin: bool) -> None:
+def _remote(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     host = _host(args)
     if prog == "ssh":
         s.add("ssh", "high", "network", line, f"opens an SSH session to {host}")
@@ -887,21 +1141,38 @@ def _remote(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[C
     s.add("remote-copy", "high", "network", line, f"copies data to or from {host} ({prog})")
 
 
-def _env_dump(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-              line: int, from_stdin: bool) -> None:
+def _env_dump(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     if prog == "printenv":
         names = [a for a in args if not a.startswith("-")]
         if not names:
-            s.add("env-dump", "high", "secrets", line,
-                  "dumps the whole environment (API keys included)")
+            s.add(
+                "env-dump",
+                "high",
+                "secrets",
+                line,
+                "dumps the whole environment (API keys included)",
+            )
         for n in names:
             if is_secret_name(n):
                 s.add("secret-variable", "high", "secrets", line, f"prints the secret variable {n}")
         return
     if prog in ("set", "export", "declare", "typeset"):
         if not args or args in (["-p"], ["-x"], ["-px"]):
-            s.add("env-dump", "high", "secrets", line,
-                  "dumps the whole environment (API keys included)")
+            s.add(
+                "env-dump",
+                "high",
+                "secrets",
+                line,
+                "dumps the whole environment (API keys included)",
+            )
         if prog == "export":
             for a in args:
                 m = re.match(r"^(HISTFILE|HISTSIZE|HISTFILESIZE)=", a)
@@ -909,26 +1180,50 @@ def _env_dump(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list
                     s.add("hide-history", "medium", "process", line, "hides shell history")
                 m2 = re.match(r"^(LD_PRELOAD|PYTHONSTARTUP|PROMPT_COMMAND|BASH_ENV)=", a)
                 if m2:
-                    s.add("preload", "high", "persistence", line,
-                          f"sets {m2.group(1)} (runs code inside other programs)")
+                    s.add(
+                        "preload",
+                        "high",
+                        "persistence",
+                        line,
+                        f"sets {m2.group(1)} (runs code inside other programs)",
+                    )
         if prog == "set" and args[:2] == ["+o", "history"]:
             s.add("hide-history", "medium", "process", line, "turns shell history off")
 
 
-def _history(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-             line: int, from_stdin: bool) -> None:
+def _history(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     if prog == "history" and any(a in ("-c", "-w", "-d") for a in args):
         s.add("hide-history", "medium", "process", line, "erases shell history")
     if prog == "unset" and any(a.startswith("HIST") for a in args):
         s.add("hide-history", "medium", "process", line, "hides shell history")
 
 
-def _eval(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-          line: int, from_stdin: bool) -> None:
+def _eval(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     subs_text = " ".join(t for t, _ in cmd.subs)
     if any(re.search(rf"\b{d}\b", subs_text) for d in DOWNLOADERS):
-        s.add("download-exec", "critical", "process", line,
-              "evaluates code downloaded from the network")
+        s.add(
+            "download-exec",
+            "critical",
+            "process",
+            line,
+            "evaluates code downloaded from the network",
+        )
     elif DECODERS.search(subs_text):
         s.add("decoded-exec", "critical", "dynamic-code", line, "evaluates a decoded payload")
     else:
@@ -936,8 +1231,15 @@ def _eval(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Com
     s.findings.extend(s.nested(" ".join(args), line))
 
 
-def _cron(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-          line: int, from_stdin: bool) -> None:
+def _cron(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     if prog == "crontab":
         if args and all(a in ("-l", "-u") or not a.startswith("-") for a in args) and "-l" in args:
             return
@@ -950,25 +1252,38 @@ def _cron(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Com
         return
     if prog in ("systemctl", "launchctl", "update-rc.d", "chkconfig", "rc-update"):
         verbs = [a for a in args if not a.startswith("-")]
-        if prog == "systemctl" and verbs and verbs[0] in ("poweroff", "reboot", "halt",
-                                                          "kexec", "suspend", "hibernate"):
+        if (
+            prog == "systemctl"
+            and verbs
+            and verbs[0] in ("poweroff", "reboot", "halt", "kexec", "suspend", "hibernate")
+        ):
             s.add("shutdown", "critical", "process", line, f"shuts the machine down ({verbs[0]})")
             return
-        if prog == "systemctl" and verbs and verbs[0] not in ("enable", "link", "edit", "mask",
-                                                              "set-property", "daemon-reload"):
+        if (
+            prog == "systemctl"
+            and verbs
+            and verbs[0] not in ("enable", "link", "edit", "mask", "set-property", "daemon-reload")
+        ):
             if verbs[0] in ("stop", "kill", "disable"):
                 s.add("service-stop", "high", "process", line, f"stops system services ({prog})")
             return
         s.add("service", "high", "persistence", line, f"installs a service ({prog})")
 
 
-def _kill(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-          line: int, from_stdin: bool) -> None:
+def _kill(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     if prog == "killall5":
         s.add("kill-all", "critical", "process", line, "kills every process")
         return
     if prog == "kill":
-        pids = []
+        pids: list[str] = []
         skip = False
         for a in args:
             if skip:
@@ -985,34 +1300,64 @@ def _kill(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Com
         if "-1" in pids or "0" in pids:
             s.add("kill-all", "critical", "process", line, "kills every process it may signal")
         elif any(p in ("$PPID", "${PPID}", "1") for p in pids):
-            s.add("kill-parent", "high", "process", line,
-                  "kills the parent process (the notebook server)")
+            s.add(
+                "kill-parent",
+                "high",
+                "process",
+                line,
+                "kills the parent process (the notebook server)",
+            )
         elif pids:
             s.add("kill", "low", "process", line, "kills a process")
         return
     targets = [a for a in args if not a.startswith("-")]
-    severity = "high" if any(
-        re.search(r"python|jupyter|ipykernel|sshd|init|systemd|bash|node", t) for t in targets
-    ) or "-u" in args else "medium"
+    severity = (
+        "high"
+        if any(
+            re.search(r"python|jupyter|ipykernel|sshd|init|systemd|bash|node", t) for t in targets
+        )
+        or "-u" in args
+        else "medium"
+    )
     s.add("kill-by-name", severity, "process", line, f"kills processes by name ({prog})")
 
 
-def _shutdown(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-              line: int, from_stdin: bool) -> None:
+def _shutdown(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     if prog in ("init", "telinit") and not (args and args[0] in ("0", "6")):
         return
     s.add("shutdown", "critical", "process", line, f"shuts the machine down ({prog})")
 
 
-def _fill(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-          line: int, from_stdin: bool) -> None:
-    to_file = any(op in (">", ">>", "&>", "&>>") and not t.startswith("/dev/null")
-                  for op, t in cmd.redirects)
+def _fill(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
+    to_file = any(
+        op in (">", ">>", "&>", "&>>") and not t.startswith("/dev/null") for op, t in cmd.redirects
+    )
     if prog == "yes" and to_file:
-        s.add("fill-disk", "high", "resource", line, "writes without end to a file (fills the disk)")
+        s.add(
+            "fill-disk", "high", "resource", line, "writes without end to a file (fills the disk)"
+        )
         return
-    if prog == "cat" and to_file and any(a in ("/dev/zero", "/dev/urandom", "/dev/random")
-                                         for a in args):
+    if (
+        prog == "cat"
+        and to_file
+        and any(a in ("/dev/zero", "/dev/urandom", "/dev/random") for a in args)
+    ):
         s.add("fill-disk", "high", "resource", line, "copies an endless device into a file")
         return
     if prog == "head" and to_file:
@@ -1020,15 +1365,19 @@ def _fill(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Com
             if a in ("-c", "--bytes") and idx + 1 < len(args):
                 size = _size_bytes(args[idx + 1])
                 if size is not None and size >= BIG_BYTES:
-                    s.add("fill-disk", "high", "resource", line,
-                          f"writes {args[idx + 1]} to disk")
+                    s.add("fill-disk", "high", "resource", line, f"writes {args[idx + 1]} to disk")
     if prog in ("fallocate", "truncate"):
         for idx, a in enumerate(args):
             if a in ("-l", "--length", "-s", "--size") and idx + 1 < len(args):
                 size = _size_bytes(args[idx + 1])
                 if size is not None and size >= BIG_BYTES:
-                    s.add("fill-disk", "high" if prog == "fallocate" else "medium", "resource",
-                          line, f"allocates {args[idx + 1]} on disk")
+                    s.add(
+                        "fill-disk",
+                        "high" if prog == "fallocate" else "medium",
+                        "resource",
+                        line,
+                        f"allocates {args[idx + 1]} on disk",
+                    )
         _, targets = _flags_and_targets(args)
         for t in targets:
             if not re.fullmatch(r"[\d.]+[KMGTPE]?i?B?", t, re.IGNORECASE):
@@ -1037,8 +1386,15 @@ def _fill(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Com
         s.add("stress", "high", "resource", line, f"exhausts CPU or memory on purpose ({prog})")
 
 
-def _firewall(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-              line: int, from_stdin: bool) -> None:
+def _firewall(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     if prog in ("iptables", "ip6tables", "nft", "ufw"):
         s.add("firewall", "high", "network", line, f"changes the firewall ({prog})")
     elif prog in ("useradd", "adduser", "usermod", "passwd", "chpasswd", "userdel", "visudo"):
@@ -1049,56 +1405,149 @@ def _firewall(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list
         s.add("mount", "high", "filesystem", line, f"mounts or unmounts filesystems ({prog})")
 
 
-def _pip_cmd(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-             line: int, from_stdin: bool) -> None:
+def _pip_cmd(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     s._pip(args, line)
 
 
-def _git(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-         line: int, from_stdin: bool) -> None:
-    if "config" in args and any(re.search(r"hookspath|fsmonitor|sshcommand|core\.editor", a,
-                                          re.IGNORECASE) for a in args):
+def _git(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
+    if "config" in args and any(
+        re.search(r"hookspath|fsmonitor|sshcommand|core\.editor", a, re.IGNORECASE) for a in args
+    ):
         s.add("git-hook", "high", "persistence", line, "makes git run a program (git config)")
 
 
-def _gpg(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-         line: int, from_stdin: bool) -> None:
+def _gpg(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     if any(a.startswith("--export-secret") for a in args):
         s.add("export-keys", "critical", "secrets", line, "exports private keys (gpg)")
 
 
-def _cloud(s: BashScanner, prog: str, args: list[str], cmd: Command, up: list[Command],
-           line: int, from_stdin: bool) -> None:
+def _cloud(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
     text = " ".join(args)
-    if re.search(r"print-access-token|print-identity-token|get-session-token|"
-                 r"configure\s+(get|export)|get-login-password|auth\s+token", text):
+    if re.search(
+        r"print-access-token|print-identity-token|get-session-token|"
+        r"configure\s+(get|export)|get-login-password|auth\s+token",
+        text,
+    ):
         s.add("cloud-token", "high", "secrets", line, f"prints cloud credentials ({prog})")
 
 
 _HANDLERS: dict[str, Handler] = {
-    "rm": _rm, "rmdir": _rm, "unlink": _shred, "shred": _shred, "wipe": _shred, "srm": _shred,
-    "find": _find, "dd": _dd,
-    "fdisk": _disk_tool, "sfdisk": _disk_tool, "parted": _disk_tool, "wipefs": _disk_tool,
-    "gdisk": _disk_tool, "blkdiscard": _disk_tool,
-    "cp": _copy, "mv": _copy, "install": _copy, "ln": _copy, "rsync": _copy, "tee": _copy,
+    "rm": _rm,
+    "rmdir": _rm,
+    "unlink": _shred,
+    "shred": _shred,
+    "wipe": _shred,
+    "srm": _shred,
+    "find": _find,
+    "dd": _dd,
+    "fdisk": _disk_tool,
+    "sfdisk": _disk_tool,
+    "parted": _disk_tool,
+    "wipefs": _disk_tool,
+    "gdisk": _disk_tool,
+    "blkdiscard": _disk_tool,
+    "cp": _copy,
+    "mv": _copy,
+    "install": _copy,
+    "ln": _copy,
+    "rsync": _copy,
+    "tee": _copy,
     "touch": _copy,
-    "sed": _sed, "chmod": _perms, "chown": _perms, "chgrp": _perms, "chattr": _perms,
-    "printenv": _env_dump, "set": _env_dump, "export": _env_dump, "declare": _env_dump,
+    "sed": _sed,
+    "chmod": _perms,
+    "chown": _perms,
+    "chgrp": _perms,
+    "chattr": _perms,
+    "printenv": _env_dump,
+    "set": _env_dump,
+    "export": _env_dump,
+    "declare": _env_dump,
     "typeset": _env_dump,
-    "history": _history, "unset": _history, "eval": _eval,
-    "crontab": _cron, "at": _cron, "batch": _cron, "systemctl": _cron, "launchctl": _cron,
-    "update-rc.d": _cron, "chkconfig": _cron, "rc-update": _cron,
-    "kill": _kill, "pkill": _kill, "killall": _kill, "killall5": _kill,
-    "shutdown": _shutdown, "reboot": _shutdown, "halt": _shutdown, "poweroff": _shutdown,
-    "init": _shutdown, "telinit": _shutdown,
-    "yes": _fill, "cat": _fill, "head": _fill, "fallocate": _fill, "truncate": _fill,
-    "stress": _fill, "stress-ng": _fill,
-    "iptables": _firewall, "ip6tables": _firewall, "nft": _firewall, "ufw": _firewall,
-    "useradd": _firewall, "adduser": _firewall, "usermod": _firewall, "passwd": _firewall,
-    "chpasswd": _firewall, "userdel": _firewall, "visudo": _firewall, "insmod": _firewall,
-    "modprobe": _firewall, "rmmod": _firewall, "mount": _firewall, "umount": _firewall,
-    "pip": _pip_cmd, "pip3": _pip_cmd, "git": _git, "gpg": _gpg, "gpg2": _gpg,
-    "gcloud": _cloud, "aws": _cloud, "az": _cloud, "gh": _cloud,
+    "history": _history,
+    "unset": _history,
+    "eval": _eval,
+    "crontab": _cron,
+    "at": _cron,
+    "batch": _cron,
+    "systemctl": _cron,
+    "launchctl": _cron,
+    "update-rc.d": _cron,
+    "chkconfig": _cron,
+    "rc-update": _cron,
+    "kill": _kill,
+    "pkill": _kill,
+    "killall": _kill,
+    "killall5": _kill,
+    "shutdown": _shutdown,
+    "reboot": _shutdown,
+    "halt": _shutdown,
+    "poweroff": _shutdown,
+    "init": _shutdown,
+    "telinit": _shutdown,
+    "yes": _fill,
+    "cat": _fill,
+    "head": _fill,
+    "fallocate": _fill,
+    "truncate": _fill,
+    "stress": _fill,
+    "stress-ng": _fill,
+    "iptables": _firewall,
+    "ip6tables": _firewall,
+    "nft": _firewall,
+    "ufw": _firewall,
+    "useradd": _firewall,
+    "adduser": _firewall,
+    "usermod": _firewall,
+    "passwd": _firewall,
+    "chpasswd": _firewall,
+    "userdel": _firewall,
+    "visudo": _firewall,
+    "insmod": _firewall,
+    "modprobe": _firewall,
+    "rmmod": _firewall,
+    "mount": _firewall,
+    "umount": _firewall,
+    "pip": _pip_cmd,
+    "pip3": _pip_cmd,
+    "git": _git,
+    "gpg": _gpg,
+    "gpg2": _gpg,
+    "gcloud": _cloud,
+    "aws": _cloud,
+    "az": _cloud,
+    "gh": _cloud,
 }
 for _prog in DOWNLOADERS:
     _HANDLERS[_prog] = _net_download
@@ -1113,3 +1562,30 @@ def scan_bash(
 ) -> list[Finding]:
     """Findings for a shell script (messages are reasons: 'deletes the home directory')."""
     return BashScanner(python_scan, depth).scan(text, first_line)
+
+
+def exfiltration(findings: list[Finding]) -> list[Finding]:
+    """Credentials read plus a network send in the same code: that is exfiltration."""
+    secrets = [
+        f
+        for f in findings
+        if f.category == "secrets" and severity_rank(f.severity) >= severity_rank("high")
+    ]
+    network = [
+        f
+        for f in findings
+        if f.category == "network" and severity_rank(f.severity) >= severity_rank("medium")
+    ]
+    if secrets and network:
+        first = min(network, key=lambda f: f.line or 0)
+        return [
+            Finding(
+                "exfiltration",
+                "critical",
+                "secrets",
+                first.line,
+                "reads credentials or the environment and talks to the network "
+                f"(likely exfiltration: {secrets[0].message}; {first.message})",
+            )
+        ]
+    return []

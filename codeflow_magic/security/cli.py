@@ -102,5 +102,7 @@ def _text_report(results: list[dict[str, Any]]) -> str:
         head = f"{r['path']} ({r['language']}): {r['severity']}"
         head += f", {count} finding{'s' if count != 1 else ''}" if count else ", no findings"
         body = format_findings(findings)
-        blocks.append(head + ("\n" + "\n".join("  " + ln for ln in body.splitlines()) if body else ""))
+        blocks.append(
+            head + ("\n" + "\n".join("  " + ln for ln in body.splitlines()) if body else "")
+        )
     return "\n\n".join(blocks) + "\n"

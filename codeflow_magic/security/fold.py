@@ -77,9 +77,28 @@ _ENCODERS: dict[str, Callable[..., Any]] = {
 }
 _STR_METHODS = frozenset(
     {
-        "lower", "upper", "strip", "lstrip", "rstrip", "replace", "title", "capitalize",
-        "swapcase", "casefold", "removeprefix", "removesuffix", "zfill", "center", "ljust",
-        "rjust", "expandtabs", "split", "rsplit", "splitlines", "hex", "translate",
+        "lower",
+        "upper",
+        "strip",
+        "lstrip",
+        "rstrip",
+        "replace",
+        "title",
+        "capitalize",
+        "swapcase",
+        "casefold",
+        "removeprefix",
+        "removesuffix",
+        "zfill",
+        "center",
+        "ljust",
+        "rjust",
+        "expandtabs",
+        "split",
+        "rsplit",
+        "splitlines",
+        "hex",
+        "translate",
     }
 )
 _PATH_FUNCS = frozenset(
@@ -168,7 +187,10 @@ class Folder:
                 return None, False
             if isinstance(node.op, ast.Div) and left is not None and right is not None:
                 return posixpath.join(left, right.lstrip("/") if left == COMPUTED else right), False
-            return f"{left if left is not None else COMPUTED}{sep}{right if right is not None else COMPUTED}", False
+            return (
+                f"{left if left is not None else COMPUTED}{sep}{right if right is not None else COMPUTED}",
+                False,
+            )
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
             left, _ = self.fold_text(node.left)
             if left is not None and "%" in left:
@@ -186,8 +208,18 @@ class Folder:
                 parts_j = [self.fold_text(a)[0] or COMPUTED for a in node.args]
                 if parts_j:
                     return posixpath.join(*parts_j), False
-            if q in ("os.path.expanduser", "os.path.abspath", "os.path.realpath", "str",
-                     "os.path.normpath", "os.fspath") and node.args:
+            if (
+                q
+                in (
+                    "os.path.expanduser",
+                    "os.path.abspath",
+                    "os.path.realpath",
+                    "str",
+                    "os.path.normpath",
+                    "os.fspath",
+                )
+                and node.args
+            ):
                 return self.fold_text(node.args[0])
             if isinstance(node.func, ast.Attribute):
                 attr = node.func.attr
@@ -315,6 +347,8 @@ class Folder:
             return Folded("0123456789")
         if q == "os.sep":
             return Folded("/")
+        if q == "sys.executable":
+            return Folded("python3")
         if node.attr in ("parent", "name", "stem", "suffix"):
             base = self.fold(node.value)
             if base is not None and isinstance(base.value, PathStr):
@@ -507,20 +541,36 @@ class Folder:
             if len(values) != 1:
                 return None
             seq = values[0]
-            fn_s: Callable[[Any], Any] = {"reversed": lambda v: list(reversed(v)),
-                                          "list": list, "tuple": tuple, "sorted": sorted}[q]
+            seq_fns: dict[str, Callable[[Any], Any]] = {
+                "reversed": lambda v: list(reversed(v)),
+                "list": list,
+                "tuple": tuple,
+                "sorted": sorted,
+            }
+            fn_s = seq_fns[q]
             return Folded(fn_s(seq), decoded)
         if q == "map" and len(node.args) == 2:
             fq = self._qualname(node.args[0])
             seq = values[1] if len(values) == 2 else None
             if fq in ("chr", "str", "ord", "int") and isinstance(seq, (list, tuple, str, bytes)):
-                fn_m: Callable[[Any], Any] = {"chr": chr, "str": str, "ord": ord, "int": int}[fq]
+                item_fns: dict[str, Callable[[Any], Any]] = {
+                    "chr": chr,
+                    "str": str,
+                    "ord": ord,
+                    "int": int,
+                }
+                fn_m = item_fns[fq]
                 return Folded([fn_m(v) for v in seq], decoded or fq == "chr")
             return None
         if q in ("os.path.join", "posixpath.join"):
             return Folded(posixpath.join(*[str(v) for v in values]), decoded)
-        if q in ("os.path.expanduser", "os.path.abspath", "os.path.realpath", "os.path.normpath",
-                 "os.fspath"):
+        if q in (
+            "os.path.expanduser",
+            "os.path.abspath",
+            "os.path.realpath",
+            "os.path.normpath",
+            "os.fspath",
+        ):
             return Folded(str(values[0]), decoded)
         if q == "os.path.expandvars":
             text = str(values[0])
@@ -549,8 +599,18 @@ class Folder:
     def _fold_method(self, node: ast.Call, func: ast.Attribute) -> Folded | None:
         attr = func.attr
         if attr not in _STR_METHODS and attr not in (
-            "join", "format", "decode", "encode", "expanduser", "resolve", "absolute",
-            "joinpath", "as_posix", "with_name", "with_suffix", "fromhex",
+            "join",
+            "format",
+            "decode",
+            "encode",
+            "expanduser",
+            "resolve",
+            "absolute",
+            "joinpath",
+            "as_posix",
+            "with_name",
+            "with_suffix",
+            "fromhex",
         ):
             return None
         base = self.fold(func.value)

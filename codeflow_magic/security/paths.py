@@ -50,8 +50,11 @@ _SECRET_PATTERNS: tuple[tuple[str, str, str], ...] = (
     (r"(^|/)(\.cache/)?huggingface/token$", "critical", "reads the Hugging Face token"),
     (r"(^|/)\.anthropic(/|$)", "critical", "reads Anthropic credentials"),
     (r"(^|/)\.config/(anthropic|openai)(/|$)", "critical", "reads model API credentials"),
-    (r"(^|/)(\.mozilla|\.config/google-chrome|\.config/chromium)/", "critical",
-     "reads browser profiles (passwords, cookies)"),
+    (
+        r"(^|/)(\.mozilla|\.config/google-chrome|\.config/chromium)/",
+        "critical",
+        "reads browser profiles (passwords, cookies)",
+    ),
     (r"^/etc/(g?shadow|sudoers)(-|$)", "critical", "reads the system password hashes"),
     (r"^/proc/[^/]+/environ$", "high", "reads a process environment (API keys included)"),
     (r"(^|/)\.(bash|zsh|python|sh|mysql|psql)_history$", "high", "reads shell history"),
@@ -60,48 +63,113 @@ _SECRET_PATTERNS: tuple[tuple[str, str, str], ...] = (
 _SECRET_RES = tuple((re.compile(p), s, r) for p, s, r in _SECRET_PATTERNS)
 
 _PERSIST_PATTERNS: tuple[tuple[str, str, str], ...] = (
-    (r"(^|/)\.(bashrc|bash_profile|bash_login|bash_logout|profile|zshrc|zprofile|zshenv|zlogin"
-     r"|cshrc|tcshrc|kshrc|mkshrc|inputrc)$", "critical", "writes a shell start-up file"),
+    (
+        r"(^|/)\.(bashrc|bash_profile|bash_login|bash_logout|profile|zshrc|zprofile|zshenv|zlogin"
+        r"|cshrc|tcshrc|kshrc|mkshrc|inputrc)$",
+        "critical",
+        "writes a shell start-up file",
+    ),
     (r"(^|/)\.config/fish/config\.fish$", "critical", "writes a shell start-up file"),
-    (r"^/etc/(profile|bash\.bashrc|environment|zsh/|profile\.d/)", "critical",
-     "writes a system-wide shell start-up file"),
+    (
+        r"^/etc/(profile|bash\.bashrc|environment|zsh/|profile\.d/)",
+        "critical",
+        "writes a system-wide shell start-up file",
+    ),
     (r"\.pth$", "critical", "writes a .pth file (runs at every Python start)"),
     (r"(^|/)(site|user)customize\.py$", "critical", "writes a Python start-up hook"),
-    (r"(^|/)\.ipython/profile_[^/]+/startup(/|$)", "critical",
-     "writes an IPython start-up script (runs in every kernel)"),
-    (r"(^|/)(ipython|ipython_kernel)_config\.(py|json)$", "critical", "writes IPython configuration"),
-    (r"(^|/)\.jupyter(/|$)|(^|/)jupyter_[a-z_]*config\.(py|json)$", "critical",
-     "writes Jupyter configuration (runs at every Jupyter start)"),
+    (
+        r"(^|/)\.ipython/profile_[^/]+/startup(/|$)",
+        "critical",
+        "writes an IPython start-up script (runs in every kernel)",
+    ),
+    (
+        r"(^|/)(ipython|ipython_kernel)_config\.(py|json)$",
+        "critical",
+        "writes IPython configuration",
+    ),
+    (
+        r"(^|/)\.jupyter(/|$)|(^|/)jupyter_[a-z_]*config\.(py|json)$",
+        "critical",
+        "writes Jupyter configuration (runs at every Jupyter start)",
+    ),
     (r"(^|/)\.ssh/authorized_keys2?$", "critical", "adds an SSH login key"),
     (r"(^|/)\.ssh/(config|rc|environment)$", "high", "changes SSH configuration"),
-    (r"^/etc/(cron|anacrontab)|^/var/spool/cron|(^|/)crontabs?/", "critical", "installs a cron job"),
-    (r"^/etc/(systemd|init\.d|rc\.local|rc\d\.d)|(^|/)\.config/systemd/|^/(usr/)?lib/systemd/",
-     "critical", "installs a service that starts automatically"),
-    (r"(^|/)\.config/autostart(/|$)|(^|/)LaunchAgents/|(^|/)LaunchDaemons/", "critical",
-     "installs a program that starts at login"),
+    (
+        r"^/etc/(cron|anacrontab)|^/var/spool/cron|(^|/)crontabs?/",
+        "critical",
+        "installs a cron job",
+    ),
+    (
+        r"^/etc/(systemd|init\.d|rc\.local|rc\d\.d)|(^|/)\.config/systemd/|^/(usr/)?lib/systemd/",
+        "critical",
+        "installs a service that starts automatically",
+    ),
+    (
+        r"(^|/)\.config/autostart(/|$)|(^|/)LaunchAgents/|(^|/)LaunchDaemons/",
+        "critical",
+        "installs a program that starts at login",
+    ),
     (r"^/etc/ld\.so\.preload$", "critical", "preloads a library into every program"),
     (r"^/etc/(sudoers|passwd|shadow|group)(\.d/|$)", "critical", "changes user accounts"),
     (r"(^|/)\.git/hooks/", "high", "installs a git hook"),
-    (r"(^|/)(\.pip/pip\.conf|\.config/pip/pip\.conf|pip\.conf)$|^/etc/pip\.conf$", "high",
-     "changes where pip installs packages from"),
+    (
+        r"(^|/)(\.pip/pip\.conf|\.config/pip/pip\.conf|pip\.conf)$|^/etc/pip\.conf$",
+        "high",
+        "changes where pip installs packages from",
+    ),
     (r"(^|/)\.local/bin/", "high", "puts a program on the user's PATH"),
     (r"(^|/)\.gitconfig$", "medium", "changes git configuration"),
 )
 _PERSIST_RES = tuple((re.compile(p), s, r) for p, s, r in _PERSIST_PATTERNS)
 
 _SYSTEM_ROOTS = (
-    "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/var",
-    "/opt", "/sys", "/proc", "/dev", "/srv", "/snap", "/mnt", "/media", "/run",
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/boot",
+    "/var",
+    "/opt",
+    "/sys",
+    "/proc",
+    "/dev",
+    "/srv",
+    "/snap",
+    "/mnt",
+    "/media",
+    "/run",
 )
 _TMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
-_HARMLESS_DEVICES = ("/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty", "/dev/zero",
-                     "/dev/random", "/dev/urandom", "/dev/stdin", "/dev/fd")
+_HARMLESS_DEVICES = (
+    "/dev/null",
+    "/dev/stdout",
+    "/dev/stderr",
+    "/dev/tty",
+    "/dev/zero",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/stdin",
+    "/dev/fd",
+)
 _DISK_RE = re.compile(r"^/dev/(sd|hd|vd|xvd|nvme|mmcblk|disk|md|dm-|loop|mapper/)")
 
 # Where a path points.
 ROOT, HOME, HOME_SUB, SYSTEM, TMP, OTHER_ABS, PARENT, WORK, UNKNOWN, DEVICE, DISK = (
-    "root", "home", "home_sub", "system", "tmp", "other_abs", "parent", "work", "unknown",
-    "device", "disk",
+    "root",
+    "home",
+    "home_sub",
+    "system",
+    "tmp",
+    "other_abs",
+    "parent",
+    "work",
+    "unknown",
+    "device",
+    "disk",
 )
 
 
@@ -209,7 +277,9 @@ def delete_verdict(path: str | None, recursive: bool) -> Verdict:
         return Verdict("high", "filesystem", f"deletes a start-up file ({_shown(p)})")
     if where == HOME_SUB:
         if recursive:
-            return Verdict("critical", "filesystem", f"deletes a folder in the home directory ({p})")
+            return Verdict(
+                "critical", "filesystem", f"deletes a folder in the home directory ({p})"
+            )
         return Verdict("high", "filesystem", f"deletes a file outside the work dir ({p})")
     if where == OTHER_ABS:
         return Verdict("high", "filesystem", f"deletes files outside the work dir ({p})")
@@ -217,8 +287,11 @@ def delete_verdict(path: str | None, recursive: bool) -> Verdict:
         return Verdict("high", "filesystem", f"deletes files outside the work dir ({p})")
     if where == UNKNOWN:
         if re.fullmatch(re.escape(COMPUTED) + r"/?\*?", p) or p.startswith(COMPUTED + "/*"):
-            return Verdict("high", "filesystem",
-                           "deletes '<computed>/': the root filesystem if the value is empty")
+            return Verdict(
+                "high",
+                "filesystem",
+                "deletes '<computed>/': the root filesystem if the value is empty",
+            )
         if recursive:
             return Verdict("medium", "filesystem", f"deletes a computed path ({_shown(p)})")
         return NONE

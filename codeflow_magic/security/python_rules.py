@@ -31,87 +31,271 @@ BIG_BYTES = 4 * 1024**3
 
 SHELL_CALLS = frozenset(
     {
-        "os.system", "os.popen", "os.popen2", "os.popen3", "os.popen4", "subprocess.getoutput",
-        "subprocess.getstatusoutput", "commands.getoutput", "commands.getstatusoutput",
-        "platform.popen", "asyncio.create_subprocess_shell", "pty.spawn",
-        "get_ipython().system", "get_ipython().getoutput", "get_ipython().system_raw",
-        "get_ipython().system_piped", "IPython.utils.process.system",
+        "os.system",
+        "os.popen",
+        "os.popen2",
+        "os.popen3",
+        "os.popen4",
+        "subprocess.getoutput",
+        "subprocess.getstatusoutput",
+        "commands.getoutput",
+        "commands.getstatusoutput",
+        "platform.popen",
+        "asyncio.create_subprocess_shell",
+        "pty.spawn",
+        "get_ipython().system",
+        "get_ipython().getoutput",
+        "get_ipython().system_raw",
+        "get_ipython().system_piped",
+        "IPython.utils.process.system",
         "IPython.utils.process.getoutput",
     }
 )
 SUBPROCESS_CALLS = frozenset(
     {
-        "subprocess.run", "subprocess.call", "subprocess.check_call", "subprocess.check_output",
-        "subprocess.Popen", "asyncio.create_subprocess_exec", "pexpect.spawn", "pexpect.run",
-        "sh.Command", "plumbum.local", "delegator.run", "invoke.run", "fabric.Connection().run",
+        "subprocess.run",
+        "subprocess.call",
+        "subprocess.check_call",
+        "subprocess.check_output",
+        "subprocess.Popen",
+        "asyncio.create_subprocess_exec",
+        "pexpect.spawn",
+        "pexpect.run",
+        "sh.Command",
+        "plumbum.local",
+        "delegator.run",
+        "invoke.run",
+        "fabric.Connection().run",
     }
 )
 EXEC_CALLS = re.compile(r"^os\.(exec|spawn)[lv]p?e?$|^os\.posix_spawnp?$")
 DELETE_CALLS: dict[str, bool] = {
-    "os.remove": False, "os.unlink": False, "os.rmdir": False, "os.removedirs": True,
-    "shutil.rmtree": True, "send2trash.send2trash": False, "pathlib.Path().unlink": False,
-    "pathlib.Path().rmdir": False, "os.truncate": False,
+    "os.remove": False,
+    "os.unlink": False,
+    "os.rmdir": False,
+    "os.removedirs": True,
+    "shutil.rmtree": True,
+    "send2trash.send2trash": False,
+    "pathlib.Path().unlink": False,
+    "pathlib.Path().rmdir": False,
+    "os.truncate": False,
 }
-MOVE_CALLS = frozenset({"os.rename", "os.replace", "shutil.move", "os.renames",
-                        "pathlib.Path().rename", "pathlib.Path().replace"})
-COPY_CALLS = frozenset({"shutil.copy", "shutil.copy2", "shutil.copyfile", "shutil.copytree",
-                        "os.link", "os.symlink", "distutils.file_util.copy_file"})
-PERM_CALLS = frozenset({"os.chmod", "os.chown", "os.lchown", "os.lchmod", "shutil.chown",
-                        "pathlib.Path().chmod"})
-OPEN_CALLS = frozenset({"open", "io.open", "codecs.open", "os.open", "io.FileIO", "aiofiles.open",
-                        "gzip.open", "bz2.open", "lzma.open"})
-WRITE_METHODS = frozenset({"to_csv", "to_json", "to_excel", "to_parquet", "to_pickle", "savefig",
-                           "to_html", "to_feather", "to_hdf", "to_stata", "to_latex",
-                           "to_markdown", "write_text", "write_bytes", "save", "savez",
-                           "imwrite", "to_file", "touch", "mkfifo"})
+MOVE_CALLS = frozenset(
+    {
+        "os.rename",
+        "os.replace",
+        "shutil.move",
+        "os.renames",
+        "pathlib.Path().rename",
+        "pathlib.Path().replace",
+    }
+)
+COPY_CALLS = frozenset(
+    {
+        "shutil.copy",
+        "shutil.copy2",
+        "shutil.copyfile",
+        "shutil.copytree",
+        "os.link",
+        "os.symlink",
+        "distutils.file_util.copy_file",
+    }
+)
+PERM_CALLS = frozenset(
+    {"os.chmod", "os.chown", "os.lchown", "os.lchmod", "shutil.chown", "pathlib.Path().chmod"}
+)
+OPEN_CALLS = frozenset(
+    {
+        "open",
+        "io.open",
+        "codecs.open",
+        "os.open",
+        "io.FileIO",
+        "aiofiles.open",
+        "gzip.open",
+        "bz2.open",
+        "lzma.open",
+    }
+)
+WRITE_METHODS = frozenset(
+    {
+        "to_csv",
+        "to_json",
+        "to_excel",
+        "to_parquet",
+        "to_pickle",
+        "savefig",
+        "to_html",
+        "to_feather",
+        "to_hdf",
+        "to_stata",
+        "to_latex",
+        "to_markdown",
+        "write_text",
+        "write_bytes",
+        "save",
+        "savez",
+        "imwrite",
+        "to_file",
+        "touch",
+        "mkfifo",
+    }
+)
 READ_METHODS = frozenset({"read_text", "read_bytes"})
-DYNAMIC_CALLS = frozenset({"eval", "exec", "compile", "execfile", "get_ipython().run_cell",
-                           "get_ipython().ex", "get_ipython().ev", "get_ipython().run_code",
-                           "code.InteractiveInterpreter().runsource", "code.InteractiveConsole().push",
-                           "code.InteractiveInterpreter().runcode"})
-PICKLE_CALLS = frozenset({"pickle.loads", "pickle.load", "pickle.Unpickler", "dill.loads",
-                          "dill.load", "cloudpickle.loads", "cloudpickle.load", "joblib.load",
-                          "pandas.read_pickle", "shelve.open", "jsonpickle.decode", "torch.load",
-                          "numpy.load", "_pickle.loads", "pickle.Unpickler().load"})
+DYNAMIC_CALLS = frozenset(
+    {
+        "eval",
+        "exec",
+        "compile",
+        "execfile",
+        "get_ipython().run_cell",
+        "get_ipython().ex",
+        "get_ipython().ev",
+        "get_ipython().run_code",
+        "code.InteractiveInterpreter().runsource",
+        "code.InteractiveConsole().push",
+        "code.InteractiveInterpreter().runcode",
+    }
+)
+PICKLE_CALLS = frozenset(
+    {
+        "pickle.loads",
+        "pickle.load",
+        "pickle.Unpickler",
+        "dill.loads",
+        "dill.load",
+        "cloudpickle.loads",
+        "cloudpickle.load",
+        "joblib.load",
+        "pandas.read_pickle",
+        "shelve.open",
+        "jsonpickle.decode",
+        "torch.load",
+        "numpy.load",
+        "_pickle.loads",
+        "pickle.Unpickler().load",
+    }
+)
 MARSHAL_CALLS = frozenset({"marshal.loads", "marshal.load", "types.CodeType", "types.FunctionType"})
 YAML_UNSAFE = frozenset({"yaml.unsafe_load", "yaml.unsafe_load_all", "yaml.full_load"})
 NETWORK_FETCH = frozenset(
     {
-        "requests.get", "requests.head", "requests.options", "requests.request",
-        "requests.Session().get", "requests.Session", "httpx.get", "httpx.stream",
-        "httpx.Client", "httpx.AsyncClient", "httpx.Client().get", "httpx.request",
-        "urllib.request.urlopen", "urllib.request.urlretrieve", "urllib.urlopen",
-        "urllib2.urlopen", "urllib3.PoolManager", "urllib3.PoolManager().request",
-        "http.client.HTTPConnection", "http.client.HTTPSConnection", "aiohttp.ClientSession",
-        "aiohttp.request", "wget.download", "pycurl.Curl", "urllib.request.Request",
-        "xmlrpc.client.ServerProxy", "websocket.create_connection", "websockets.connect",
+        "requests.get",
+        "requests.head",
+        "requests.options",
+        "requests.request",
+        "requests.Session().get",
+        "requests.Session",
+        "httpx.get",
+        "httpx.stream",
+        "httpx.Client",
+        "httpx.AsyncClient",
+        "httpx.Client().get",
+        "httpx.request",
+        "urllib.request.urlopen",
+        "urllib.request.urlretrieve",
+        "urllib.urlopen",
+        "urllib2.urlopen",
+        "urllib3.PoolManager",
+        "urllib3.PoolManager().request",
+        "http.client.HTTPConnection",
+        "http.client.HTTPSConnection",
+        "aiohttp.ClientSession",
+        "aiohttp.request",
+        "wget.download",
+        "pycurl.Curl",
+        "urllib.request.Request",
+        "xmlrpc.client.ServerProxy",
+        "websocket.create_connection",
+        "websockets.connect",
         "IPython.display.IFrame",
     }
 )
 NETWORK_SEND = frozenset(
     {
-        "requests.post", "requests.put", "requests.patch", "requests.delete",
-        "requests.Session().post", "requests.Session().put", "httpx.post", "httpx.put",
-        "httpx.patch", "httpx.Client().post", "aiohttp.ClientSession().post",
-        "socket.socket().connect", "socket.socket().connect_ex", "socket.socket().sendto",
-        "socket.socket().send", "socket.socket().sendall", "socket.create_connection",
-        "smtplib.SMTP", "smtplib.SMTP_SSL", "ftplib.FTP", "ftplib.FTP_TLS", "telnetlib.Telnet",
-        "paramiko.SSHClient", "paramiko.Transport", "pysftp.Connection",
-        "http.client.HTTPConnection().request", "http.client.HTTPSConnection().request",
-        "ssl.wrap_socket", "socket.socket().bind", "socket.socket().listen",
-        "socketserver.TCPServer", "http.server.HTTPServer", "http.server.ThreadingHTTPServer",
+        "requests.post",
+        "requests.put",
+        "requests.patch",
+        "requests.delete",
+        "requests.Session().post",
+        "requests.Session().put",
+        "httpx.post",
+        "httpx.put",
+        "httpx.patch",
+        "httpx.Client().post",
+        "aiohttp.ClientSession().post",
+        "socket.socket().connect",
+        "socket.socket().connect_ex",
+        "socket.socket().sendto",
+        "socket.socket().send",
+        "socket.socket().sendall",
+        "socket.create_connection",
+        "smtplib.SMTP",
+        "smtplib.SMTP_SSL",
+        "ftplib.FTP",
+        "ftplib.FTP_TLS",
+        "telnetlib.Telnet",
+        "paramiko.SSHClient",
+        "paramiko.Transport",
+        "pysftp.Connection",
+        "http.client.HTTPConnection().request",
+        "http.client.HTTPSConnection().request",
+        "ssl.wrap_socket",
+        "socket.socket().bind",
+        "socket.socket().listen",
+        "socketserver.TCPServer",
+        "http.server.HTTPServer",
+        "http.server.ThreadingHTTPServer",
         "http.server.test",
     }
 )
-NETWORK_ANY = NETWORK_FETCH | NETWORK_SEND | {"socket.socket", "socket.fromfd",
-                                              "socket.socket().recv", "socket.socket().recvfrom"}
-REACHABLE_MODULES = frozenset({"os", "subprocess", "sys", "builtins", "shutil", "posix", "ctypes",
-                               "importlib", "pty", "socket"})
+NETWORK_ANY = (
+    NETWORK_FETCH
+    | NETWORK_SEND
+    | {"socket.socket", "socket.fromfd", "socket.socket().recv", "socket.socket().recvfrom"}
+)
+REACHABLE_MODULES = frozenset(
+    {
+        "os",
+        "subprocess",
+        "sys",
+        "builtins",
+        "shutil",
+        "posix",
+        "ctypes",
+        "importlib",
+        "pty",
+        "socket",
+    }
+)
 RISKY_MODULES = REACHABLE_MODULES | {"pickle", "marshal", "nt", "commands", "code", "runpy"}
-RISKY_ATTRS = frozenset({"system", "popen", "eval", "exec", "__import__", "__subclasses__",
-                         "__globals__", "__builtins__", "spawn", "execv", "execve", "fork",
-                         "rmtree", "remove", "unlink", "check_output", "Popen", "getoutput",
-                         "import_module", "loads", "compile", "__code__", "f_globals"})
+RISKY_ATTRS = frozenset(
+    {
+        "system",
+        "popen",
+        "eval",
+        "exec",
+        "__import__",
+        "__subclasses__",
+        "__globals__",
+        "__builtins__",
+        "spawn",
+        "execv",
+        "execve",
+        "fork",
+        "rmtree",
+        "remove",
+        "unlink",
+        "check_output",
+        "Popen",
+        "getoutput",
+        "import_module",
+        "loads",
+        "compile",
+        "__code__",
+        "f_globals",
+    }
+)
 DUNDERS: dict[str, tuple[str, str]] = {
     "__subclasses__": ("high", "lists every class in the interpreter (a sandbox-escape walk)"),
     "__globals__": ("high", "reaches a function's module globals"),
@@ -142,14 +326,24 @@ def _canon(q: str) -> str:
         q = q[len("builtins.") :]
     elif q.startswith("__builtins__."):
         q = q[len("__builtins__.") :]
-    for old, new in (("posix.", "os."), ("nt.", "os."), ("posixpath.", "os.path."),
-                     ("_pickle.", "pickle."), ("cPickle.", "pickle."),
-                     ("importlib.__import__", "__import__"), ("_io.open", "open"),
-                     ("io.open", "open"), ("pathlib.PosixPath", "pathlib.Path"),
-                     ("pathlib.PurePosixPath", "pathlib.Path"), ("pathlib.PurePath", "pathlib.Path"),
-                     ("pathlib.WindowsPath", "pathlib.Path"), ("urllib.request.urlopen.", "urllib.request."),
-                     ("ctypes.cdll.LoadLibrary()", "ctypes.CDLL()"), ("ctypes.cdll.", "ctypes.CDLL()."),
-                     ("ctypes.PyDLL()", "ctypes.CDLL()"), ("ctypes.CDLL(", "ctypes.CDLL(")):
+    for old, new in (
+        ("posix.", "os."),
+        ("nt.", "os."),
+        ("posixpath.", "os.path."),
+        ("_pickle.", "pickle."),
+        ("cPickle.", "pickle."),
+        ("importlib.__import__", "__import__"),
+        ("_io.open", "open"),
+        ("io.open", "open"),
+        ("pathlib.PosixPath", "pathlib.Path"),
+        ("pathlib.PurePosixPath", "pathlib.Path"),
+        ("pathlib.PurePath", "pathlib.Path"),
+        ("pathlib.WindowsPath", "pathlib.Path"),
+        ("ctypes.cdll.LoadLibrary()", "ctypes.CDLL()"),
+        ("ctypes.cdll.", "ctypes.CDLL()."),
+        ("ctypes.PyDLL()", "ctypes.CDLL()"),
+        ("ctypes.CDLL(", "ctypes.CDLL("),
+    ):
         if q == old.rstrip(".") or q.startswith(old):
             q = new + q[len(old) :] if q.startswith(old) else new.rstrip(".")
             break
@@ -163,6 +357,8 @@ class _Bindings:
     opaque: set[str] = field(default_factory=set)
     star_modules: list[str] = field(default_factory=list)
     import_tops: set[str] = field(default_factory=set)
+    sources: dict[str, ast.expr] = field(default_factory=dict)
+    """For-loop and with-as names: the expression they iterate over or enter."""
 
     def bound(self, name: str) -> bool:
         return name in self.assigns or name in self.imports or name in self.opaque
@@ -180,8 +376,11 @@ class _BindingCollector(ast.NodeVisitor):
     def _assign(self, target: ast.AST, value: ast.expr) -> None:
         if isinstance(target, ast.Name):
             self.b.assigns.setdefault(target.id, []).append(value)
-        elif isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
-                and len(target.elts) == len(value.elts):
+        elif (
+            isinstance(target, (ast.Tuple, ast.List))
+            and isinstance(value, (ast.Tuple, ast.List))
+            and len(target.elts) == len(value.elts)
+        ):
             for t, v in zip(target.elts, value.elts, strict=True):
                 self._assign(t, v)
         else:
@@ -234,6 +433,8 @@ class _BindingCollector(ast.NodeVisitor):
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self._opaque_target(node.target)
+        if isinstance(node.target, ast.Name):
+            self.b.sources[node.target.id] = node.iter
         self.generic_visit(node)
 
     visit_AsyncFor = visit_For
@@ -242,6 +443,8 @@ class _BindingCollector(ast.NodeVisitor):
         for item in node.items:
             if item.optional_vars is not None:
                 self._opaque_target(item.optional_vars)
+                if isinstance(item.optional_vars, ast.Name):
+                    self.b.sources[item.optional_vars.id] = item.context_expr
         self.generic_visit(node)
 
     visit_AsyncWith = visit_With
@@ -296,10 +499,29 @@ class _BindingCollector(ast.NodeVisitor):
 def _star_members() -> dict[str, frozenset[str]]:
     if not STAR_MEMBERS:
         table: dict[str, set[str]] = {}
-        for q in (SHELL_CALLS | SUBPROCESS_CALLS | set(DELETE_CALLS) | MOVE_CALLS | COPY_CALLS
-                  | PICKLE_CALLS | MARSHAL_CALLS | NETWORK_ANY | set(_DECODERS)
-                  | {"os.environ", "os.getenv", "os.fork", "os.kill", "os.execv", "os.execve",
-                     "ctypes.CDLL", "ctypes.cdll", "ctypes.pythonapi", "sys.modules"}):
+        for q in (
+            SHELL_CALLS
+            | SUBPROCESS_CALLS
+            | set(DELETE_CALLS)
+            | MOVE_CALLS
+            | COPY_CALLS
+            | PICKLE_CALLS
+            | MARSHAL_CALLS
+            | NETWORK_ANY
+            | set(_DECODERS)
+            | {
+                "os.environ",
+                "os.getenv",
+                "os.fork",
+                "os.kill",
+                "os.execv",
+                "os.execve",
+                "ctypes.CDLL",
+                "ctypes.cdll",
+                "ctypes.pythonapi",
+                "sys.modules",
+            }
+        ):
             mod, _, name = q.rpartition(".")
             if mod and "(" not in mod:
                 table.setdefault(mod, set()).add(name)
@@ -352,8 +574,9 @@ class PythonAnalyzer:
         lineno = getattr(node, "lineno", 1) if node is not None else 1
         return int(lineno) + self.offset
 
-    def add(self, rule: str, severity: str, category: str, node: ast.AST | None,
-            message: str) -> None:
+    def add(
+        self, rule: str, severity: str, category: str, node: ast.AST | None, message: str
+    ) -> None:
         if severity_rank(severity) < 0:
             return
         self.findings.append(Finding(rule, severity, category, self.line(node), message))
@@ -417,8 +640,11 @@ class PythonAnalyzer:
             return None
         for i in range(1, len(parts)):
             if parts[i] in REACHABLE_MODULES:
-                if parts[i] == "sys" and i + 1 < len(parts) and parts[i + 1] not in (
-                    "modules", "_getframe", "stdin"):
+                if (
+                    parts[i] == "sys"
+                    and i + 1 < len(parts)
+                    and parts[i + 1] not in ("modules", "_getframe", "stdin")
+                ):
                     continue
                 return ".".join(parts[:i]), ".".join(parts[i:])
         return None
@@ -436,6 +662,8 @@ class PythonAnalyzer:
             return name
         if isinstance(node, ast.Attribute):
             base = self.qual(node.value)
+            if node.attr == "__builtins__":
+                return "builtins"
             if base is None:
                 return None
             if node.attr == "__dict__":
@@ -446,14 +674,16 @@ class PythonAnalyzer:
             if fq is None:
                 return None
             if fq in ("__import__", "importlib.import_module"):
-                name = self.folder.fold_str(node.args[0]) if node.args else None
-                if name is None:
+                modname = self.folder.fold_str(node.args[0]) if node.args else None
+                if modname is None:
                     return None
-                if fq == "__import__" and len(node.args) < 4 and not any(
-                    k.arg == "fromlist" for k in node.keywords
+                if (
+                    fq == "__import__"
+                    and len(node.args) < 4
+                    and not any(k.arg == "fromlist" for k in node.keywords)
                 ):
-                    return name.split(".")[0]
-                return name
+                    return modname.split(".")[0]
+                return modname
             if fq == "getattr" and len(node.args) >= 2:
                 base = self.qual(node.args[0])
                 attr = self.folder.fold_str(node.args[1])
@@ -466,8 +696,13 @@ class PythonAnalyzer:
                 return "<globals>"
             if fq == "sys.modules.get" and node.args:
                 return self.folder.fold_str(node.args[0])
-            if fq in ("pathlib.Path", "ctypes.CDLL", "ctypes.PyDLL", "ctypes.cdll.LoadLibrary",
-                      "ctypes.CDLL()"):
+            if fq in (
+                "pathlib.Path",
+                "ctypes.CDLL",
+                "ctypes.PyDLL",
+                "ctypes.cdll.LoadLibrary",
+                "ctypes.CDLL()",
+            ):
                 return _canon(fq) + "()" if not fq.endswith("()") else fq
             return fq + "()"
         if isinstance(node, ast.Subscript):
@@ -475,6 +710,16 @@ class PythonAnalyzer:
             if key is None:
                 return None
             value = node.value
+            if isinstance(value, ast.Attribute) and value.attr == "__globals__":
+                # `f.__globals__[k]`: the classic escape reaches os's globals through a
+                # function defined in os (`os._wrap_close.__init__`).
+                if key == "__builtins__":
+                    return "builtins"
+                if key in ("os", "sys", "subprocess"):
+                    return key
+                if key in _star_members().get("os", ()):
+                    return f"os.{key}"
+                return None
             base = self.qual(value)
             if base is None:
                 return None
@@ -510,8 +755,9 @@ class PythonAnalyzer:
                     if attr in ("recv", "recvfrom", "recv_into", "makefile"):
                         found.add("network")
                     continue
-                if q in NETWORK_ANY or q.startswith(("requests.", "httpx.", "urllib.request.",
-                                                     "socket.", "aiohttp.", "urllib3.")):
+                if q in NETWORK_ANY or q.startswith(
+                    ("requests.", "httpx.", "urllib.request.", "socket.", "aiohttp.", "urllib3.")
+                ):
                     found.add("network")
                 if q in _DECODERS or q.startswith("codecs.decode") or q == "marshal.loads":
                     found.add("decoded")
@@ -520,7 +766,7 @@ class PythonAnalyzer:
                 if q in OPEN_CALLS:
                     found.add("file")
             elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                bound = self.binding(sub.id)
+                bound = self.binding(sub.id) or self.b.sources.get(sub.id)
                 if bound is not None and bound is not node:
                     found |= self.origins(bound, depth + 1)
         return found
@@ -532,7 +778,11 @@ class PythonAnalyzer:
                 self._parents[id(child)] = node
             if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 body = node.body
-                if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if (
+                    body
+                    and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                ):
                     self._docstrings.add(id(body[0].value))
         self._visit(self.tree)
         self._escalate()
@@ -565,19 +815,34 @@ class PythonAnalyzer:
     def _import_rule(self, module: str, node: ast.AST) -> None:
         top = module.split(".")[0]
         if top == "ctypes":
-            self.add("ctypes", "high", "dangerous-module", node,
-                     "imports ctypes (raw memory and C calls bypass every Python-level check)")
+            self.add(
+                "ctypes",
+                "high",
+                "dangerous-module",
+                node,
+                "imports ctypes (raw memory and C calls bypass every Python-level check)",
+            )
         elif top in ("crontab",):
             self.add("cron", "high", "persistence", node, "imports a crontab editor")
         elif top in ("browser_cookie3", "pycookiecheat", "keyring"):
-            self.add("credential-store", "high", "secrets", node,
-                     f"imports {top} (reads stored passwords or cookies)")
+            self.add(
+                "credential-store",
+                "high",
+                "secrets",
+                node,
+                f"imports {top} (reads stored passwords or cookies)",
+            )
 
     # -- rules: names and attributes --------------------------------------------------------
     def visit_Name(self, node: ast.Name) -> None:
         if node.id == "__builtins__" and not self.b.bound(node.id):
-            self.add("dunder-builtins", "high", "introspection", node,
-                     "reaches the builtins namespace (__builtins__)")
+            self.add(
+                "dunder-builtins",
+                "high",
+                "introspection",
+                node,
+                "reaches the builtins namespace (__builtins__)",
+            )
         if isinstance(node.ctx, ast.Load):
             q = self.qual(node)
             if q is not None and q != node.id:
@@ -590,71 +855,108 @@ class PythonAnalyzer:
             if node.attr in ("__globals__", "__builtins__", "__import__") and (
                 "__subclasses__" in chain or "__bases__" in chain or "__mro__" in chain
             ):
-                severity, reason = "critical", (
-                    "walks from a class to module globals (a known sandbox escape)")
-            self.add(f"dunder{node.attr}" if node.attr.startswith("_") else f"frame-{node.attr}",
-                     severity, "introspection", node, f"{reason} ({node.attr})")
+                severity, reason = (
+                    "critical",
+                    ("walks from a class to module globals (a known sandbox escape)"),
+                )
+            self.add(
+                f"dunder{node.attr}" if node.attr.startswith("_") else f"frame-{node.attr}",
+                severity,
+                "introspection",
+                node,
+                f"{reason} ({node.attr})",
+            )
         if isinstance(node.ctx, ast.Load):
-            raw = self._qual(node)
+            raw = self._qual(node) if node.attr in REACHABLE_MODULES else None
             if raw is not None:
-                chain = self._chain(_canon(raw))
-                if chain is not None and not isinstance(self.parent(node), ast.Attribute):
-                    via, reached = chain
-                    self.add("module-chain", "high", "introspection", node,
-                             f"reaches {reached.split('.')[0]} through {via} "
-                             f"({via}.{reached})")
+                reach = self._chain(_canon(raw))
+                if reach is not None:
+                    via, reached = reach
+                    self.add(
+                        "module-chain",
+                        "high",
+                        "introspection",
+                        node,
+                        f"reaches {reached.split('.')[0]} through {via} ({via}.{reached})",
+                    )
             q = self.qual(node)
             if q is not None:
                 self._reference(node, q)
 
     def _dunder_chain(self, node: ast.AST) -> set[str]:
+        """Attribute names used to compute `node`, following names to what bound them."""
         names: set[str] = set()
-        current: ast.AST | None = node
-        steps = 0
-        while current is not None and steps < 50:
-            steps += 1
-            if isinstance(current, ast.Attribute):
-                names.add(current.attr)
-                current = current.value
-            elif isinstance(current, ast.Subscript):
-                current = current.value
-            elif isinstance(current, ast.Call):
-                current = current.func
-            elif isinstance(current, ast.Name):
-                bound = self.binding(current.id)
-                current = bound
-            else:
-                current = None
+        todo: list[ast.AST] = [node]
+        seen: set[str] = set()
+        while todo and len(seen) < 20:
+            current = todo.pop()
+            for sub in ast.walk(current):
+                if isinstance(sub, ast.Attribute):
+                    names.add(sub.attr)
+                elif isinstance(sub, ast.Name) and sub.id not in seen:
+                    seen.add(sub.id)
+                    bound = self.binding(sub.id) or self.b.sources.get(sub.id)
+                    if bound is not None:
+                        todo.append(bound)
         return names
 
     def _reference(self, node: ast.expr, q: str) -> None:
         """Rules about a name itself, wherever it is used (os.environ, sys.modules)."""
         parent = self.parent(node)
-        if q in ("os.environ", "os.environb") and not isinstance(parent, ast.Attribute | ast.Subscript):
+        if q in ("os.environ", "os.environb") and not isinstance(
+            parent, ast.Attribute | ast.Subscript
+        ):
             self._environ_use(node, parent)
         elif q in ("os.environ", "os.environb") and isinstance(parent, ast.Attribute):
             if parent.attr in ("items", "values", "copy"):
-                self.add("env-dump", "high", "secrets", node,
-                         "dumps the whole environment (API keys included)")
+                self.add(
+                    "env-dump",
+                    "high",
+                    "secrets",
+                    node,
+                    "dumps the whole environment (API keys included)",
+                )
             elif parent.attr == "keys":
                 self.add("env-names", "low", "secrets", node, "lists environment variable names")
         if q == "sys.modules":
             if isinstance(parent, ast.Subscript) or (
                 isinstance(parent, ast.Attribute) and parent.attr in ("get", "values", "items")
             ):
-                self.add("sys-modules", "high", "introspection", node,
-                         "looks modules up through sys.modules")
-        if q in ("sys._getframe", "inspect.currentframe", "inspect.stack", "sys._current_frames",
-                 "gc.get_objects", "gc.get_referrers", "gc.get_referents"):
-            self.add("frames", "high", "introspection", node, f"inspects interpreter internals ({q})")
-        if q.startswith("ctypes.") and isinstance(parent, ast.Call) and parent.func is node:
-            self.add("ctypes", "high", "dangerous-module", node,
-                     f"calls into C through ctypes ({q})")
-        if isinstance(parent, ast.Call) and node in parent.args and (
-            q in SHELL_CALLS or q in SUBPROCESS_CALLS or q in ("eval", "exec")
+                self.add(
+                    "sys-modules",
+                    "high",
+                    "introspection",
+                    node,
+                    "looks modules up through sys.modules",
+                )
+        if q in (
+            "sys._getframe",
+            "inspect.currentframe",
+            "inspect.stack",
+            "sys._current_frames",
+            "gc.get_objects",
+            "gc.get_referrers",
+            "gc.get_referents",
         ):
-            self.add("callable-ref", "high", "process" if q not in ("eval", "exec") else
-                     "dynamic-code", node, f"passes {q} as a value to be called later")
+            self.add(
+                "frames", "high", "introspection", node, f"inspects interpreter internals ({q})"
+            )
+        if q.startswith("ctypes.") and isinstance(parent, ast.Call) and parent.func is node:
+            self.add(
+                "ctypes", "high", "dangerous-module", node, f"calls into C through ctypes ({q})"
+            )
+        if (
+            isinstance(parent, ast.Call)
+            and node in parent.args
+            and (q in SHELL_CALLS or q in SUBPROCESS_CALLS or q in ("eval", "exec"))
+        ):
+            self.add(
+                "callable-ref",
+                "high",
+                "process" if q not in ("eval", "exec") else "dynamic-code",
+                node,
+                f"passes {q} as a value to be called later",
+            )
 
     def _environ_use(self, node: ast.expr, parent: ast.AST | None) -> None:
         if isinstance(parent, ast.keyword) and parent.arg == "env":
@@ -669,10 +971,25 @@ class PythonAnalyzer:
                 return
             if isinstance(grand, ast.Assign):
                 return
-        if isinstance(parent, ast.Call | ast.For | ast.comprehension | ast.FormattedValue
-                      | ast.Dict | ast.Starred | ast.Return | ast.Expr | ast.BinOp):
-            self.add("env-dump", "high", "secrets", node,
-                     "dumps the whole environment (API keys included)")
+        if isinstance(
+            parent,
+            ast.Call
+            | ast.For
+            | ast.comprehension
+            | ast.FormattedValue
+            | ast.Dict
+            | ast.Starred
+            | ast.Return
+            | ast.Expr
+            | ast.BinOp,
+        ):
+            self.add(
+                "env-dump",
+                "high",
+                "secrets",
+                node,
+                "dumps the whole environment (API keys included)",
+            )
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         if not isinstance(node.ctx, ast.Load):
@@ -681,14 +998,22 @@ class PythonAnalyzer:
         if q in ("os.environ", "os.environb"):
             key = self.folder.fold_str(node.slice)
             if key is not None and is_secret_name(key):
-                self.add("secret-variable", "high", "secrets", node,
-                         f"reads the secret variable {key}")
+                self.add(
+                    "secret-variable", "high", "secrets", node, f"reads the secret variable {key}"
+                )
         if q == "<globals>":
             key = self.folder.fold_str(node.slice)
             if key == "__builtins__":
-                self.add("dunder-builtins", "high", "introspection", node,
-                         "reaches the builtins namespace through globals()")
-        if q == "builtins" or (isinstance(node.value, ast.Name) and node.value.id == "__builtins__"):
+                self.add(
+                    "dunder-builtins",
+                    "high",
+                    "introspection",
+                    node,
+                    "reaches the builtins namespace through globals()",
+                )
+        if q == "builtins" or (
+            isinstance(node.value, ast.Name) and node.value.id == "__builtins__"
+        ):
             key = self.folder.fold_str(node.slice)
             if key in ("eval", "exec", "__import__", "compile", "open", "getattr"):
                 pass  # the call using it is judged by its resolved name
@@ -707,8 +1032,13 @@ class PythonAnalyzer:
             if left is not None and right is not None:
                 size = _alloc_size(left.value, right.value)
                 if size is not None and size >= BIG_BYTES:
-                    self.add("big-allocation", "high", "resource", node,
-                             f"allocates about {size / 1024**3:.0f} GB in memory")
+                    self.add(
+                        "big-allocation",
+                        "high",
+                        "resource",
+                        node,
+                        f"allocates about {size / 1024**3:.0f} GB in memory",
+                    )
 
     # -- rules: loops and definitions -------------------------------------------------------
     def visit_While(self, node: ast.While) -> None:
@@ -718,9 +1048,12 @@ class PythonAnalyzer:
         self._endless(node)
 
     def visit_For(self, node: ast.For) -> None:
-        if isinstance(node.iter, ast.Call) and self.qual(node.iter.func) in (
-            "itertools.count", "itertools.cycle", "itertools.repeat"
-        ) and not (self.qual(node.iter.func) == "itertools.repeat" and len(node.iter.args) > 1):
+        if (
+            isinstance(node.iter, ast.Call)
+            and self.qual(node.iter.func)
+            in ("itertools.count", "itertools.cycle", "itertools.repeat")
+            and not (self.qual(node.iter.func) == "itertools.repeat" and len(node.iter.args) > 1)
+        ):
             if not _has_exit(node):
                 self._endless(node)
 
@@ -730,25 +1063,46 @@ class PythonAnalyzer:
             if isinstance(sub, ast.Call):
                 q = self.qual(sub.func) or ""
                 attr = sub.func.attr if isinstance(sub.func, ast.Attribute) else ""
-                if q in ("os.fork", "os.forkpty") or attr in ("start",) and "Process" in ast.dump(sub) \
-                        or q in SUBPROCESS_CALLS or q in SHELL_CALLS or q.startswith("multiprocessing."):
+                if (
+                    q in ("os.fork", "os.forkpty")
+                    or (attr == "start" and "Process" in ast.dump(sub.func))
+                    or (attr == "start" and "Thread" in ast.dump(sub.func))
+                    or q in SUBPROCESS_CALLS
+                    or q in SHELL_CALLS
+                    or q.startswith("multiprocessing.")
+                ):
                     spawns = True
-                if attr in ("write", "writelines") or attr in WRITE_METHODS or q in OPEN_CALLS and \
-                        self._open_mode(sub) not in ("r", "rb", "rt"):
+                if (
+                    attr in ("write", "writelines")
+                    or attr in WRITE_METHODS
+                    or (q in OPEN_CALLS and self._open_mode(sub) not in ("r", "rb", "rt"))
+                ):
                     writes = True
-                if attr in ("append", "extend", "insert", "add", "update") or q in ("bytearray", "list"):
+                if attr in ("append", "extend", "insert", "add", "update") or q in (
+                    "bytearray",
+                    "list",
+                ):
                     appends = True
             if isinstance(sub, ast.AugAssign) and isinstance(sub.op, (ast.Add, ast.Mult)):
                 appends = True
         if spawns:
-            self.add("endless-spawn", "critical", "resource", loop,
-                     "starts processes in an endless loop (fork bomb)")
+            self.add(
+                "endless-spawn",
+                "critical",
+                "resource",
+                loop,
+                "starts processes in an endless loop (fork bomb)",
+            )
         elif writes:
-            self.add("endless-write", "high", "resource", loop,
-                     "writes to disk in an endless loop (fills the disk)")
+            self.add(
+                "endless-write",
+                "high",
+                "resource",
+                loop,
+                "writes to disk in an endless loop (fills the disk)",
+            )
         elif appends:
-            self.add("endless-growth", "high", "resource", loop,
-                     "grows memory in an endless loop")
+            self.add("endless-growth", "high", "resource", loop, "grows memory in an endless loop")
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         if node.name in ("__reduce__", "__reduce_ex__", "__setstate__"):
@@ -756,15 +1110,29 @@ class PythonAnalyzer:
             for sub in ast.walk(node):
                 if isinstance(sub, (ast.Attribute, ast.Name)):
                     q = self.qual(sub)
-                    if q and (q in SHELL_CALLS or q in SUBPROCESS_CALLS or q in (
-                            "eval", "exec", "__import__", "compile") or q in DELETE_CALLS):
+                    if q and (
+                        q in SHELL_CALLS
+                        or q in SUBPROCESS_CALLS
+                        or q in ("eval", "exec", "__import__", "compile")
+                        or q in DELETE_CALLS
+                    ):
                         dangerous = True
             if dangerous:
-                self.add("pickle-payload", "critical", "dangerous-module", node,
-                         f"defines {node.name} that runs a command when unpickled")
+                self.add(
+                    "pickle-payload",
+                    "critical",
+                    "dangerous-module",
+                    node,
+                    f"defines {node.name} that runs a command when unpickled",
+                )
             elif node.name != "__setstate__":
-                self.add("pickle-reduce", "low", "dangerous-module", node,
-                         f"customises unpickling ({node.name})")
+                self.add(
+                    "pickle-reduce",
+                    "low",
+                    "dangerous-module",
+                    node,
+                    f"customises unpickling ({node.name})",
+                )
 
     # -- rules: calls -----------------------------------------------------------------------
     def visit_Call(self, node: ast.Call) -> None:
@@ -773,8 +1141,10 @@ class PythonAnalyzer:
             self._unresolved_call(node)
             self._fold_args_rules(node)
             return
-        if q in SHELL_CALLS or (q.startswith("ctypes.CDLL()") and q.rsplit(".", 1)[-1] in (
-                "system", "popen", "execve", "execv", "execl")):
+        if q in SHELL_CALLS or (
+            q.startswith("ctypes.CDLL()")
+            and q.rsplit(".", 1)[-1] in ("system", "popen", "execve", "execv", "execl")
+        ):
             self._shell_call(node, q)
         elif q in SUBPROCESS_CALLS or EXEC_CALLS.match(q):
             self._argv_call(node, q)
@@ -783,17 +1153,24 @@ class PythonAnalyzer:
         elif q == "get_ipython().run_cell_magic":
             self._cell_magic(node)
         if q in DELETE_CALLS:
-            path_node = node.func.value if q.startswith("pathlib.Path()") and isinstance(
-                node.func, ast.Attribute) else self._arg(node, 0, "path")
+            path_node = (
+                node.func.value
+                if q.startswith("pathlib.Path()") and isinstance(node.func, ast.Attribute)
+                else self._arg(node, 0, "path")
+            )
             text = self._path_text(path_node)
             recursive = DELETE_CALLS[q]
             self.add_verdict("delete-path", paths.delete_verdict(text, recursive), node, q)
         elif q in MOVE_CALLS:
-            src = node.func.value if q.startswith("pathlib.Path()") and isinstance(
-                node.func, ast.Attribute) else self._arg(node, 0, "src")
+            src = (
+                node.func.value
+                if q.startswith("pathlib.Path()") and isinstance(node.func, ast.Attribute)
+                else self._arg(node, 0, "src")
+            )
             dst = self._arg(node, 0 if q.startswith("pathlib.Path()") else 1, "dst")
-            self.add_verdict("delete-path", paths.delete_verdict(self._path_text(src), True),
-                             node, q)
+            self.add_verdict(
+                "delete-path", paths.delete_verdict(self._path_text(src), True), node, q
+            )
             self.add_verdict("write-path", paths.write_verdict(self._path_text(dst)), node, q)
         elif q in COPY_CALLS:
             src = self._arg(node, 0, "src")
@@ -801,14 +1178,25 @@ class PythonAnalyzer:
             self.add_verdict("read-secret", paths.read_verdict(self._path_text(src)), node, q)
             self.add_verdict("write-path", paths.write_verdict(self._path_text(dst)), node, q)
         elif q in PERM_CALLS:
-            target = node.func.value if q.startswith("pathlib.Path()") and isinstance(
-                node.func, ast.Attribute) else self._arg(node, 0, "path")
+            target = (
+                node.func.value
+                if q.startswith("pathlib.Path()") and isinstance(node.func, ast.Attribute)
+                else self._arg(node, 0, "path")
+            )
             text = self._path_text(target)
             if text is not None and paths.locate(paths.normalize(text)) in (
-                paths.ROOT, paths.HOME, paths.SYSTEM, paths.HOME_SUB
+                paths.ROOT,
+                paths.HOME,
+                paths.SYSTEM,
+                paths.HOME_SUB,
             ):
-                self.add("change-perms", "high", "filesystem", node,
-                         f"{q} changes permissions outside the work dir ({text})")
+                self.add(
+                    "change-perms",
+                    "high",
+                    "filesystem",
+                    node,
+                    f"{q} changes permissions outside the work dir ({text})",
+                )
         elif q in OPEN_CALLS:
             self._open(node, q, self._arg(node, 0, "file"))
         elif q.startswith("pathlib.Path()."):
@@ -822,46 +1210,98 @@ class PythonAnalyzer:
         elif q in PICKLE_CALLS or q in YAML_UNSAFE or q == "yaml.load":
             self._unpickle(node, q)
         elif q in MARSHAL_CALLS:
-            self.add("marshal", "high", "dangerous-module", node,
-                     f"{q} builds code objects from bytes")
+            self.add(
+                "marshal", "high", "dangerous-module", node, f"{q} builds code objects from bytes"
+            )
         elif q in NETWORK_SEND or q in NETWORK_FETCH or q in ("socket.socket", "socket.fromfd"):
             self._network(node, q)
         elif q in ("os.fork", "os.forkpty"):
             if self._loops:
-                self.add("fork-bomb", "critical", "resource", node,
-                         f"{q} inside a loop (fork bomb)")
+                self.add(
+                    "fork-bomb", "critical", "resource", node, f"{q} inside a loop (fork bomb)"
+                )
             else:
                 self.add("fork", "medium", "process", node, f"{q} forks the interpreter")
+        elif q == "os.dup2":
+            if self._socket_fd(node):
+                self.add(
+                    "reverse-shell",
+                    "critical",
+                    "network",
+                    node,
+                    "os.dup2 wires the process's input/output to a socket (reverse shell)",
+                )
         elif q in ("os.kill", "os.killpg"):
             self._kill(node, q)
         elif q in ("os.setuid", "os.setgid", "os.seteuid", "os.setreuid", "os.chroot"):
             self.add("privilege", "high", "process", node, f"{q} changes process privileges")
-        elif q in ("os.getenv", "os.environ.get", "os.environ.pop", "os.getenvb",
-                   "os.environ.setdefault"):
+        elif q in (
+            "os.getenv",
+            "os.environ.get",
+            "os.environ.pop",
+            "os.getenvb",
+            "os.environ.setdefault",
+        ):
             key = self.folder.fold_str(self._arg(node, 0, "key"))
             if key is not None and is_secret_name(key):
-                self.add("secret-variable", "high", "secrets", node,
-                         f"reads the secret variable {key}")
-        elif q in ("bytearray", "bytes", "os.urandom", "numpy.zeros", "numpy.ones", "numpy.empty",
-                   "numpy.full", "numpy.random.rand", "numpy.random.random", "numpy.arange",
-                   "torch.zeros", "torch.ones", "torch.empty", "torch.randn"):
+                self.add(
+                    "secret-variable", "high", "secrets", node, f"reads the secret variable {key}"
+                )
+        elif q in (
+            "bytearray",
+            "bytes",
+            "os.urandom",
+            "numpy.zeros",
+            "numpy.ones",
+            "numpy.empty",
+            "numpy.full",
+            "numpy.random.rand",
+            "numpy.random.random",
+            "numpy.arange",
+            "torch.zeros",
+            "torch.ones",
+            "torch.empty",
+            "torch.randn",
+        ):
             self._allocation(node, q)
         elif q in ("crontab.CronTab",):
             self.add("cron", "critical", "persistence", node, "edits the user's crontab")
-        elif q in ("keyring.get_password", "browser_cookie3.load", "browser_cookie3.chrome",
-                   "browser_cookie3.firefox"):
-            self.add("credential-store", "critical", "secrets", node,
-                     f"{q} reads stored passwords or cookies")
+        elif q in (
+            "keyring.get_password",
+            "browser_cookie3.load",
+            "browser_cookie3.chrome",
+            "browser_cookie3.firefox",
+        ):
+            self.add(
+                "credential-store",
+                "critical",
+                "secrets",
+                node,
+                f"{q} reads stored passwords or cookies",
+            )
         elif q in ("runpy.run_path", "runpy.run_module", "get_ipython().run_line_magic.run"):
             self.add("run-script", "low", "dynamic-code", node, f"{q} runs another script")
         elif q in _DECODERS or q == "codecs.decode":
             self._decoder(node, q)
         elif q.endswith("().decode") or q.endswith(".decode"):
             pass
-        if isinstance(node.func, ast.Attribute) and node.func.attr in WRITE_METHODS | READ_METHODS \
-                and not q.startswith("pathlib.Path()"):
+        if (
+            isinstance(node.func, ast.Attribute)
+            and node.func.attr in WRITE_METHODS | READ_METHODS
+            and not q.startswith("pathlib.Path()")
+        ):
             self._unresolved_call(node)
         self._fold_args_rules(node)
+
+    def _socket_fd(self, node: ast.Call) -> bool:
+        for a in node.args:
+            if isinstance(a, ast.Call) and isinstance(a.func, ast.Attribute):
+                if a.func.attr == "fileno" and (
+                    (self.qual(a.func.value) or "").startswith("socket.")
+                    or "network" in self.origins(a.func.value)
+                ):
+                    return True
+        return False
 
     def _arg(self, node: ast.Call, index: int, keyword: str) -> ast.expr | None:
         if len(node.args) > index and not isinstance(node.args[index], ast.Starred):
@@ -875,9 +1315,27 @@ class PythonAnalyzer:
         if node is None:
             return None
         text, _ = self.folder.fold_text(node)
-        if text is None:
-            return None
+        if text is None and isinstance(node, ast.Name):
+            return self._listed_dir(node.id)
         return text
+
+    def _listed_dir(self, name: str) -> str | None:
+        """`for f in glob.glob('~/*')`: the loop variable is a path inside that folder."""
+        source = self.b.sources.get(name)
+        if not isinstance(source, ast.Call):
+            return None
+        q = self.qual(source.func) or ""
+        attr = source.func.attr if isinstance(source.func, ast.Attribute) else ""
+        if q in ("glob.glob", "glob.iglob") and source.args:
+            text, _ = self.folder.fold_text(source.args[0])
+            return text
+        if q in ("os.listdir", "os.scandir", "os.walk"):
+            text, _ = self.folder.fold_text(source.args[0]) if source.args else (".", False)
+            return f"{text}/*" if text not in (None, ".") else text
+        if attr in ("glob", "rglob", "iterdir") and isinstance(source.func, ast.Attribute):
+            text, _ = self.folder.fold_text(source.func.value)
+            return f"{text}/*" if text not in (None, ".") else text
+        return None
 
     def _fold_args_rules(self, node: ast.Call) -> None:
         """Folded (non-literal) strings passed anywhere: hidden paths and decoded payloads."""
@@ -899,6 +1357,15 @@ class PythonAnalyzer:
         if not isinstance(func, ast.Attribute):
             return
         attr = func.attr
+        if (
+            attr in ("system", "popen", "getoutput", "check_output", "Popen")
+            and node.args
+            and self.qual(func) is None
+        ):
+            text, decoded = self.folder.fold_text(node.args[0])
+            if text is not None:
+                self._command_findings(node, f"….{attr}", text, decoded, True)
+            return
         if attr in WRITE_METHODS:
             target = self._arg(node, 0, "path")
             if attr in ("touch", "write_text", "write_bytes"):
@@ -906,17 +1373,20 @@ class PythonAnalyzer:
             text = self._path_text(target)
             self.add_verdict("write-path", paths.write_verdict(text), node, f".{attr}")
         elif attr in READ_METHODS:
-            self.add_verdict("read-secret", paths.read_verdict(self._path_text(func.value)), node,
-                             f".{attr}")
+            self.add_verdict(
+                "read-secret", paths.read_verdict(self._path_text(func.value)), node, f".{attr}"
+            )
         elif attr in ("recv", "recvfrom") and self._loops is None:
             pass
 
     # -- processes --------------------------------------------------------------------------
-    def _command_findings(self, node: ast.Call, display: str, command: str | None,
-                          decoded: bool, argv_known: bool) -> None:
+    def _command_findings(
+        self, node: ast.Call, display: str, command: str | None, decoded: bool, argv_known: bool
+    ) -> None:
         if command is None or command.strip() in ("", COMPUTED):
-            self.add("computed-command", "high", "process", node,
-                     f"{display} runs a computed command")
+            self.add(
+                "computed-command", "high", "process", node, f"{display} runs a computed command"
+            )
             return
         inner = self.bash_scan(command, self.line(node), self.depth + 1)
         shown = command if len(command) <= 80 else command[:77] + "..."
@@ -935,22 +1405,38 @@ class PythonAnalyzer:
         if top is not None and severity_rank(top.severity) >= severity_rank(severity):
             severity, reason = top.severity, top.message
         message = f"{display} runs {shown!r}" + (f": {reason}" if reason else "")
-        self.add("shell-command" if display != "shell command" else "ipython-shell", severity,
-                 "process", node, message)
+        self.add(
+            "shell-command" if display != "shell command" else "ipython-shell",
+            severity,
+            "process",
+            node,
+            message,
+        )
         for f in inner:
             if f is top or severity_rank(f.severity) < severity_rank("medium"):
                 continue
-            self.findings.append(Finding(f.rule, f.severity, f.category, f.line,
-                                         f"{display} runs {shown!r}: {f.message}"))
+            self.findings.append(
+                Finding(
+                    f.rule, f.severity, f.category, f.line, f"{display} runs {shown!r}: {f.message}"
+                )
+            )
 
     def _shell_call(self, node: ast.Call, q: str) -> None:
         arg = self._arg(node, 0, "cmd") or self._arg(node, 0, "command")
         text, decoded = self.folder.fold_text(arg) if arg is not None else (None, False)
+        if text is None and isinstance(arg, ast.Name) and arg.id in self.b.sources:
+            # `for c in ["rm -rf ~", ...]: os.system(c)`: judge each listed command.
+            listed = self.folder.fold(self.b.sources[arg.id])
+            if listed is not None and isinstance(listed.value, (list, tuple)):
+                commands = [as_text(v) for v in listed.value]
+                if commands and all(c is not None for c in commands):
+                    text = " ; ".join(c for c in commands if c is not None)
+                    decoded = listed.decoded
         display = q
         if q.startswith("get_ipython()."):
             display = "shell command"
             if text is not None:
-                text = re.sub(r"\{[^{}]*\}", COMPUTED, text)
+                text = re.sub(r"\{[A-Za-z_][^{}\s]*\}", COMPUTED, text)
                 if q.endswith("getoutput") and text.startswith("!"):
                     text = text[1:]
         self._command_findings(node, display, text, decoded, True)
@@ -1006,34 +1492,53 @@ class PythonAnalyzer:
         name = self.folder.fold_str(self._arg(node, 0, "magic_name"))
         line_text, _ = self.folder.fold_text(self._arg(node, 1, "line"))
         if name is None:
-            self.add("computed-magic", "high", "dynamic-code", node,
-                     "runs a magic whose name is computed")
+            self.add(
+                "computed-magic",
+                "high",
+                "dynamic-code",
+                node,
+                "runs a magic whose name is computed",
+            )
             return
         if name in ("system", "sx", "sc"):
-            text = re.sub(r"\{[^{}]*\}", COMPUTED, line_text or "")
+            text = re.sub(r"\{[A-Za-z_][^{}\s]*\}", COMPUTED, line_text or "")
             if name == "sc":
                 text = re.sub(r"^-\w+\s+", "", text)
                 text = text.split("=", 1)[1] if "=" in text else text
             self._command_findings(node, "shell command", text, False, True)
         elif name in ("time", "timeit", "prun", "capture", "debug"):
             if line_text:
-                code = re.sub(r"^(-\S+\s+(\S+\s+)?)*", "", line_text) if name != "time" else line_text
+                code = (
+                    re.sub(r"^(-\S+\s+(\S+\s+)?)*", "", line_text) if name != "time" else line_text
+                )
                 self._nested(code, "ipython", node, f"%{name}")
         elif name == "env":
             words = (line_text or "").split()
             if not words:
-                self.add("env-dump", "high", "secrets", node,
-                         "%env prints the whole environment (API keys included)")
+                self.add(
+                    "env-dump",
+                    "high",
+                    "secrets",
+                    node,
+                    "%env prints the whole environment (API keys included)",
+                )
             elif "=" not in words[0] and " " not in words[0] and is_secret_name(words[0]):
-                self.add("secret-variable", "high", "secrets", node,
-                         f"%env reads the secret variable {words[0]}")
+                self.add(
+                    "secret-variable",
+                    "high",
+                    "secrets",
+                    node,
+                    f"%env reads the secret variable {words[0]}",
+                )
         elif name in ("run",):
             self.add("run-script", "low", "dynamic-code", node, "%run runs another script")
         elif name in ("load", "loadpy"):
-            if line_text and re.match(r"https?://", line_text.split()[-1] if line_text.split()
-                                      else ""):
-                self.add("download", "medium", "network", node,
-                         "%load downloads code from the network")
+            if line_text and re.match(
+                r"https?://", line_text.split()[-1] if line_text.split() else ""
+            ):
+                self.add(
+                    "download", "medium", "network", node, "%load downloads code from the network"
+                )
         elif name in ("pip", "conda", "mamba"):
             self.findings.extend(
                 f for f in self.bash_scan(f"pip {line_text or ''}", self.line(node), self.depth + 1)
@@ -1044,8 +1549,13 @@ class PythonAnalyzer:
         line_text = self.folder.fold_str(self._arg(node, 1, "line")) or ""
         body = self.folder.fold_str(self._arg(node, 2, "cell"))
         if name is None or body is None:
-            self.add("computed-magic", "high", "dynamic-code", node,
-                     "runs a cell magic whose name or body is computed")
+            self.add(
+                "computed-magic",
+                "high",
+                "dynamic-code",
+                node,
+                "runs a cell magic whose name or body is computed",
+            )
             return
         first_body_line = self.line(node) + 1
         words = line_text.split()
@@ -1055,8 +1565,9 @@ class PythonAnalyzer:
         if interp in ("bash", "sh", "zsh", "dash", "ksh", "system", "!"):
             inner = self.bash_scan(body, first_body_line, self.depth + 1)
             for f in inner:
-                self.findings.append(Finding(f.rule, f.severity, f.category, f.line,
-                                             f"%%{name}: {f.message}"))
+                self.findings.append(
+                    Finding(f.rule, f.severity, f.category, f.line, f"%%{name}: {f.message}")
+                )
             if not inner:
                 self.add("shell-cell", "low", "process", node, f"%%{name} runs a shell script")
         elif re.match(r"^(python\d?(\.\d+)?|pypy\d?)$", interp):
@@ -1069,18 +1580,27 @@ class PythonAnalyzer:
                 self.add_verdict("write-path", paths.write_verdict(target[-1]), node, "%%writefile")
         elif name in ("javascript", "js", "html"):
             if re.search(r"\bfetch\s*\(|XMLHttpRequest|navigator\.sendBeacon|WebSocket", body):
-                self.add("browser-network", "medium", "network", node,
-                         f"%%{name} sends requests from the browser")
+                self.add(
+                    "browser-network",
+                    "medium",
+                    "network",
+                    node,
+                    f"%%{name} sends requests from the browser",
+                )
         elif interp in ("perl", "ruby", "node", "php"):
-            self.add("inline-script", "medium", "dynamic-code", node, f"%%{name} runs a {interp} script")
+            self.add(
+                "inline-script", "medium", "dynamic-code", node, f"%%{name} runs a {interp} script"
+            )
 
-    def _nested(self, code: str, language: str, node: ast.AST, display: str,
-                first_line: int | None = None) -> list[Finding]:
+    def _nested(
+        self, code: str, language: str, node: ast.AST, display: str, first_line: int | None = None
+    ) -> list[Finding]:
         line = first_line if first_line is not None else self.line(node)
         inner = self.code_scan(code, language, line, self.depth + 1)
         for f in inner:
-            self.findings.append(Finding(f.rule, f.severity, f.category, f.line,
-                                         f"{display}: {f.message}"))
+            self.findings.append(
+                Finding(f.rule, f.severity, f.category, f.line, f"{display}: {f.message}")
+            )
         return inner
 
     # -- files ------------------------------------------------------------------------------
@@ -1094,15 +1614,21 @@ class PythonAnalyzer:
         if isinstance(folded.value, int):
             import os
 
-            return "w" if folded.value & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND) else "r"
+            return (
+                "w" if folded.value & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND) else "r"
+            )
         return str(folded.value)
 
     def _open(self, node: ast.Call, q: str, path_node: ast.AST | None) -> None:
         text = self._path_text(path_node)
         mode = self._open_mode(node)
         if any(c in mode for c in "wax+?"):
-            self.add_verdict("write-path", paths.write_verdict(text), node, f"{q}(..., {mode!r})"
-                             if mode != "?" else q)
+            self.add_verdict(
+                "write-path",
+                paths.write_verdict(text),
+                node,
+                f"{q}(..., {mode!r})" if mode != "?" else q,
+            )
         if "w" not in mode and "a" not in mode and "x" not in mode:
             self.add_verdict("read-secret", paths.read_verdict(text), node, q)
 
@@ -1113,8 +1639,7 @@ class PythonAnalyzer:
         text = self._path_text(node.func.value)
         if method in ("read_text", "read_bytes"):
             self.add_verdict("read-secret", paths.read_verdict(text), node, f"Path.{method}")
-        elif method in ("write_text", "write_bytes", "touch", "symlink_to", "hardlink_to",
-                        "mkdir"):
+        elif method in ("write_text", "write_bytes", "touch", "symlink_to", "hardlink_to", "mkdir"):
             if method != "mkdir":
                 self.add_verdict("write-path", paths.write_verdict(text), node, f"Path.{method}")
         elif method == "open":
@@ -1150,19 +1675,26 @@ class PythonAnalyzer:
         language = "ipython" if q.startswith("get_ipython()") else "python"
         if text is not None and folded is not None:
             if folded.decoded:
-                self.add("decoded-exec", "critical", "dynamic-code", node,
-                         f"{q} runs a decoded payload")
+                self.add(
+                    "decoded-exec", "critical", "dynamic-code", node, f"{q} runs a decoded payload"
+                )
             else:
                 self.add("literal-exec", "medium", "dynamic-code", node, f"{q} runs literal code")
             self._nested(text, language, node, f"code run by {q}")
             return
         origins = self.origins(arg)
         if "network" in origins:
-            self.add("download-exec", "critical", "dynamic-code", node,
-                     f"{q} runs code downloaded from the network")
+            self.add(
+                "download-exec",
+                "critical",
+                "dynamic-code",
+                node,
+                f"{q} runs code downloaded from the network",
+            )
         elif "decoded" in origins:
-            self.add("decoded-exec", "critical", "dynamic-code", node,
-                     f"{q} runs a decoded payload")
+            self.add(
+                "decoded-exec", "critical", "dynamic-code", node, f"{q} runs a decoded payload"
+            )
         else:
             self.add("computed-exec", "high", "dynamic-code", node, f"{q} runs computed code")
 
@@ -1171,13 +1703,23 @@ class PythonAnalyzer:
         folded = self.folder.fold(arg) if arg is not None else None
         name = as_text(folded.value) if folded is not None else None
         if name is None:
-            self.add("computed-import", "high", "dynamic-code", node,
-                     f"{q} imports a module whose name is computed")
+            self.add(
+                "computed-import",
+                "high",
+                "dynamic-code",
+                node,
+                f"{q} imports a module whose name is computed",
+            )
             return
         top = name.split(".")[0]
         if not isinstance(arg, ast.Constant) and top in RISKY_MODULES:
-            self.add("hidden-import", "high" if folded is not None and folded.decoded else "medium",
-                     "dynamic-code", node, f"{q} builds the module name {name!r} at run time")
+            self.add(
+                "hidden-import",
+                "high" if folded is not None and folded.decoded else "medium",
+                "dynamic-code",
+                node,
+                f"{q} builds the module name {name!r} at run time",
+            )
         if top == "ctypes":
             self._import_rule(name, node)
 
@@ -1191,18 +1733,37 @@ class PythonAnalyzer:
         if name is None:
             if q == "hasattr":
                 return
-            plain_local = isinstance(target, ast.Name) and self.b.bound(target.id) and (
-                target.id not in self.b.imports) and base is None
+            plain_local = (
+                isinstance(target, ast.Name)
+                and self.b.bound(target.id)
+                and (target.id not in self.b.imports)
+                and base is None
+            )
             if plain_local or (isinstance(target, ast.Name) and target.id == "self"):
-                self.add("computed-attribute", "low", "introspection", node,
-                         f"{q} with a computed attribute name")
+                self.add(
+                    "computed-attribute",
+                    "low",
+                    "introspection",
+                    node,
+                    f"{q} with a computed attribute name",
+                )
             else:
-                self.add("computed-attribute", "high", "introspection", node,
-                         f"{q} on {base or 'an object'} with a computed attribute name")
+                self.add(
+                    "computed-attribute",
+                    "high",
+                    "introspection",
+                    node,
+                    f"{q} on {base or 'an object'} with a computed attribute name",
+                )
             return
         if not isinstance(name_node, ast.Constant) and (name in RISKY_ATTRS or name in DUNDERS):
-            self.add("hidden-attribute", "high", "introspection", node,
-                     f"{q} builds the attribute name {name!r} at run time")
+            self.add(
+                "hidden-attribute",
+                "high",
+                "introspection",
+                node,
+                f"{q} builds the attribute name {name!r} at run time",
+            )
         elif name in DUNDERS and name not in ("__mro__", "__bases__", "__base__"):
             severity, reason = DUNDERS[name]
             self.add(f"dunder{name}", severity, "introspection", node, f"{reason} ({name})")
@@ -1211,9 +1772,25 @@ class PythonAnalyzer:
         if q == "yaml.load":
             loader = self._arg(node, 1, "Loader")
             lq = self.qual(loader) if loader is not None else None
-            if lq is not None and lq.rsplit(".", 1)[-1] in ("SafeLoader", "CSafeLoader",
-                                                            "BaseLoader"):
+            if lq is not None and lq.rsplit(".", 1)[-1] in (
+                "SafeLoader",
+                "CSafeLoader",
+                "BaseLoader",
+            ):
                 return
+            self.add(
+                "yaml-unsafe",
+                "medium",
+                "dangerous-module",
+                node,
+                "yaml.load without SafeLoader builds arbitrary Python objects",
+            )
+            return
+        if q in YAML_UNSAFE:
+            self.add(
+                "yaml-unsafe", "medium", "dangerous-module", node, f"{q} builds arbitrary objects"
+            )
+            return
         if q == "numpy.load":
             allow = next((k.value for k in node.keywords if k.arg == "allow_pickle"), None)
             folded_allow = self.folder.fold(allow) if allow is not None else None
@@ -1223,53 +1800,101 @@ class PythonAnalyzer:
         if arg is None:
             arg = self._arg(node, 0, "file")
         if arg is None:
-            self.add("unpickle", "medium", "dangerous-module", node,
-                     f"{q} unpickles data of unknown origin")
+            self.add(
+                "unpickle",
+                "medium",
+                "dangerous-module",
+                node,
+                f"{q} unpickles data of unknown origin",
+            )
             return
         folded = self.folder.fold(arg)
         if folded is not None and isinstance(folded.value, (bytes, bytearray, str)):
-            raw = folded.value if isinstance(folded.value, (bytes, bytearray)) else \
-                folded.value.encode("utf-8", "replace")
+            raw = (
+                folded.value
+                if isinstance(folded.value, (bytes, bytearray))
+                else folded.value.encode("utf-8", "replace")
+            )
             if folded.decoded or re.search(
                 rb"(posix|\bos\b|nt|subprocess|builtins|__builtin__)\s*\n?\s*(system|popen|"
                 rb"eval|exec|getattr|check_output|Popen|run)|c?os\nsystem|\bsystem\b|\beval\b",
                 bytes(raw),
             ):
-                self.add("pickle-payload", "critical", "dangerous-module", node,
-                         f"{q} unpickles a payload that runs a command")
+                self.add(
+                    "pickle-payload",
+                    "critical",
+                    "dangerous-module",
+                    node,
+                    f"{q} unpickles a payload that runs a command",
+                )
                 return
-            if isinstance(folded.value, str) and q not in ("pickle.loads", "dill.loads",
-                                                           "cloudpickle.loads", "marshal.loads"):
+            if isinstance(folded.value, str) and q not in (
+                "pickle.loads",
+                "dill.loads",
+                "cloudpickle.loads",
+                "marshal.loads",
+            ):
                 text = folded.value
                 where = paths.locate(paths.normalize(text))
                 if where in (paths.WORK, paths.TMP):
-                    self.add("unpickle-file", "low", "dangerous-module", node,
-                             f"{q} loads a pickle file ({text}); only load files you trust")
+                    self.add(
+                        "unpickle-file",
+                        "low",
+                        "dangerous-module",
+                        node,
+                        f"{q} loads a pickle file ({text}); only load files you trust",
+                    )
                     return
-            self.add("unpickle", "medium", "dangerous-module", node,
-                     f"{q} unpickles literal bytes")
+            self.add("unpickle", "medium", "dangerous-module", node, f"{q} unpickles literal bytes")
             return
         origins = self.origins(arg)
         if "network" in origins:
-            self.add("pickle-network", "critical", "dangerous-module", node,
-                     f"{q} unpickles bytes received from the network")
+            self.add(
+                "pickle-network",
+                "critical",
+                "dangerous-module",
+                node,
+                f"{q} unpickles bytes received from the network",
+            )
             return
         if "decoded" in origins:
-            self.add("pickle-payload", "critical", "dangerous-module", node,
-                     f"{q} unpickles a decoded payload")
+            self.add(
+                "pickle-payload",
+                "critical",
+                "dangerous-module",
+                node,
+                f"{q} unpickles a decoded payload",
+            )
             return
-        if isinstance(arg, ast.Call) and self.qual(arg.func) in OPEN_CALLS:
-            text = self._path_text(self._arg(arg, 0, "file"))
-            if text is not None and paths.locate(paths.normalize(text)) in (paths.WORK, paths.TMP):
-                self.add("unpickle-file", "low", "dangerous-module", node,
-                         f"{q} loads a pickle file ({text}); only load files you trust")
+        opened = arg
+        if isinstance(arg, ast.Name) and arg.id in self.b.sources:
+            opened = self.b.sources[arg.id]
+        if isinstance(opened, ast.Call) and self.qual(opened.func) in OPEN_CALLS:
+            opened_path = self._path_text(self._arg(opened, 0, "file"))
+            if opened_path is not None and paths.locate(paths.normalize(opened_path)) in (
+                paths.WORK,
+                paths.TMP,
+            ):
+                self.add(
+                    "unpickle-file",
+                    "low",
+                    "dangerous-module",
+                    node,
+                    f"{q} loads a pickle file ({opened_path}); only load files you trust",
+                )
                 return
         if "file" in origins or (isinstance(arg, ast.Name) and self.binding(arg.id) is None):
-            self.add("unpickle-file", "low" if "file" in origins else "medium", "dangerous-module",
-                     node, f"{q} unpickles data; only load data you trust")
+            self.add(
+                "unpickle-file",
+                "low" if "file" in origins else "medium",
+                "dangerous-module",
+                node,
+                f"{q} unpickles data; only load data you trust",
+            )
             return
-        self.add("unpickle", "medium", "dangerous-module", node,
-                 f"{q} unpickles data of unknown origin")
+        self.add(
+            "unpickle", "medium", "dangerous-module", node, f"{q} unpickles data of unknown origin"
+        )
 
     # -- network, processes, memory ---------------------------------------------------------
     def _network(self, node: ast.Call, q: str) -> None:
@@ -1283,15 +1908,23 @@ class PythonAnalyzer:
         if isinstance(url_node, (ast.Tuple,)) or q.startswith("socket."):
             folded = self.folder.fold(url_node) if url_node is not None else None
             if folded is not None and isinstance(folded.value, tuple) and folded.value:
-                host = f"{folded.value[0]}:{folded.value[1]}" if len(folded.value) > 1 else str(
-                    folded.value[0])
+                host = (
+                    f"{folded.value[0]}:{folded.value[1]}"
+                    if len(folded.value) > 1
+                    else str(folded.value[0])
+                )
         if host.startswith(("127.", "localhost")) and q in NETWORK_FETCH:
             self.add("local-fetch", "low", "network", node, f"{q} talks to {host}")
             return
-        sends = q in NETWORK_SEND or any(
-            k.arg in ("data", "json", "files") for k in node.keywords
-        ) or (q in ("requests.request", "httpx.request") and self.folder.fold_str(
-            self._arg(node, 0, "method")) in ("POST", "PUT", "PATCH", "post", "put", "patch"))
+        sends = (
+            q in NETWORK_SEND
+            or any(k.arg in ("data", "json", "files") for k in node.keywords)
+            or (
+                q in ("requests.request", "httpx.request")
+                and self.folder.fold_str(self._arg(node, 0, "method"))
+                in ("POST", "PUT", "PATCH", "post", "put", "patch")
+            )
+        )
         if q in ("socket.socket", "socket.fromfd"):
             self.add("raw-socket", "high", "network", node, "opens a raw network socket")
         elif q.endswith((".bind", ".listen")) or q.startswith(("socketserver.", "http.server.")):
@@ -1308,8 +1941,13 @@ class PythonAnalyzer:
         if folded is not None and isinstance(folded.value, int) and folded.value in (-1, 0, 1):
             self.add("kill-all", "critical", "process", node, f"{q} signals every process")
         elif pid_q == "os.getppid":
-            self.add("kill-parent", "high", "process", node,
-                     f"{q} kills the parent process (the notebook server)")
+            self.add(
+                "kill-parent",
+                "high",
+                "process",
+                node,
+                f"{q} kills the parent process (the notebook server)",
+            )
         elif q == "os.killpg":
             self.add("kill", "high", "process", node, f"{q} kills a process group")
         else:
@@ -1339,25 +1977,33 @@ class PythonAnalyzer:
             return
         size = count if q in ("bytearray", "bytes", "os.urandom") else count * 8
         if size >= BIG_BYTES:
-            self.add("big-allocation", "high", "resource", node,
-                     f"{q} allocates about {size / 1024**3:.0f} GB in memory")
+            self.add(
+                "big-allocation",
+                "high",
+                "resource",
+                node,
+                f"{q} allocates about {size / 1024**3:.0f} GB in memory",
+            )
 
     def _decoder(self, node: ast.Call, q: str) -> None:
         folded = self.folder.fold(node)
         if folded is None:
             return
         text = as_text(folded.value)
-        if text is None or not text.isprintable() and not all(
-            c.isprintable() or c in "\n\r\t" for c in text
-        ):
+        if text is None or not all(c.isprintable() or c in "\n\r\t" for c in text):
             return
         if not _looks_like_code(text):
             return
         shown = text if len(text) <= 60 else text[:57] + "..."
         if self._feeds_runner(node):
             return  # the exec/system call that runs it reports the payload itself
-        self.add("decoded-payload", "high", "dynamic-code", node,
-                 f"{q} decodes a hidden payload: {shown!r}")
+        self.add(
+            "decoded-payload",
+            "high",
+            "dynamic-code",
+            node,
+            f"{q} decodes a hidden payload: {shown!r}",
+        )
         inner: list[Finding] = []
         try:
             ast.parse(text)
@@ -1366,16 +2012,18 @@ class PythonAnalyzer:
             inner = self.bash_scan(text, self.line(node), self.depth + 1)
         for f in inner:
             if severity_rank(f.severity) >= severity_rank("high"):
-                self.findings.append(Finding(f.rule, f.severity, f.category, f.line,
-                                             f"hidden payload: {f.message}"))
+                self.findings.append(
+                    Finding(f.rule, f.severity, f.category, f.line, f"hidden payload: {f.message}")
+                )
 
     def _feeds_runner(self, node: ast.AST) -> bool:
         current = self.parent(node)
         while current is not None and not isinstance(current, ast.stmt):
             if isinstance(current, ast.Call):
                 q = self.qual(current.func)
-                if q is not None and (q in DYNAMIC_CALLS or q in SHELL_CALLS
-                                      or q in SUBPROCESS_CALLS):
+                if q is not None and (
+                    q in DYNAMIC_CALLS or q in SHELL_CALLS or q in SUBPROCESS_CALLS
+                ):
                     return True
             current = self.parent(current)
         return False
@@ -1385,15 +2033,29 @@ class PythonAnalyzer:
         if self.depth:
             return
         # Introspection used to reach something harmful is an escape, not curiosity.
-        harmful = [f for f in self.findings if f.category in ("process", "dynamic-code",
-                                                               "filesystem") and
-                   severity_rank(f.severity) >= severity_rank("high")]
+        harmful = [
+            f
+            for f in self.findings
+            if f.category in ("process", "dynamic-code", "filesystem")
+            and severity_rank(f.severity) >= severity_rank("high")
+        ]
         escalated: list[Finding] = []
         for f in self.findings:
-            if f.category == "introspection" and f.severity == "high" and harmful and \
-                    f.rule not in ("computed-attribute",):
-                escalated.append(Finding(f.rule, "critical", f.category, f.line,
-                                         f"{f.message}; used to reach code that runs commands"))
+            if (
+                f.category == "introspection"
+                and f.severity == "high"
+                and harmful
+                and f.rule not in ("computed-attribute",)
+            ):
+                escalated.append(
+                    Finding(
+                        f.rule,
+                        "critical",
+                        f.category,
+                        f.line,
+                        f"{f.message}; used to reach code that runs commands",
+                    )
+                )
             else:
                 escalated.append(f)
         self.findings = escalated
@@ -1414,8 +2076,11 @@ def _has_exit(loop: ast.While | ast.For) -> bool:
             return True
         if isinstance(sub, ast.Call):
             func = sub.func
-            name = func.attr if isinstance(func, ast.Attribute) else (
-                func.id if isinstance(func, ast.Name) else "")
+            name = (
+                func.attr
+                if isinstance(func, ast.Attribute)
+                else (func.id if isinstance(func, ast.Name) else "")
+            )
             if name in ("exit", "_exit", "quit"):
                 return True
     return False

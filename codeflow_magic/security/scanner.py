@@ -14,7 +14,7 @@ import warnings
 from typing import Any
 
 from ..models import Finding, severity_rank
-from .bash_rules import scan_bash
+from .bash_rules import exfiltration, scan_bash
 from .python_rules import PythonAnalyzer
 
 LANGUAGES: tuple[str, ...] = ("python", "ipython", "bash")
@@ -29,7 +29,7 @@ def _ipython_transform(code: str) -> str:
     if _transformer is None:
         from IPython.core.inputtransformer2 import TransformerManager
 
-        _transformer = TransformerManager()
+        _transformer = TransformerManager()  # type: ignore[no-untyped-call]
     return str(_transformer.transform_cell(code))
 
 
@@ -70,17 +70,32 @@ def _scan_python(code: str, language: str, first_line: int, depth: int) -> list[
             )
         ]
         # Still look at it as text: a broken cell can carry a working shell line.
-        findings.extend(f for f in scan_bash(code, first_line, None, depth + 1)
-                        if severity_rank(f.severity) >= severity_rank("high"))
+        findings.extend(
+            f
+            for f in scan_bash(code, first_line, None, depth + 1)
+            if severity_rank(f.severity) >= severity_rank("high")
+        )
         return findings
     analyzer = PythonAnalyzer(tree, code, first_line, depth, _bash_callback, _code_callback)
-    return analyzer.run()
+    try:
+        return analyzer.run()
+    except RecursionError:
+        return [_internal("code is nested too deeply to check", first_line)]
+    except Exception as exc:  # fail closed: a scanner bug must not let code through unseen
+        return [_internal(f"the scanner failed on this code ({type(exc).__name__})", first_line)]
+
+
+def _internal(message: str, line: int) -> Finding:
+    return Finding(
+        "scanner-error", "high", "dynamic-code", line, f"{message}; it cannot be checked"
+    )
 
 
 def _bash_callback(text: str, first_line: int, depth: int) -> list[Finding]:
     if depth > MAX_DEPTH:
-        return [Finding("nesting", "high", "dynamic-code", first_line,
-                        "nests code too deep to check")]
+        return [
+            Finding("nesting", "high", "dynamic-code", first_line, "nests code too deep to check")
+        ]
     return scan_bash(text, first_line, _python_from_bash, depth)
 
 
@@ -90,8 +105,9 @@ def _python_from_bash(code: str, first_line: int, depth: int) -> list[Finding]:
 
 def _code_callback(code: str, language: str, first_line: int, depth: int) -> list[Finding]:
     if depth > MAX_DEPTH:
-        return [Finding("nesting", "high", "dynamic-code", first_line,
-                        "nests code too deep to check")]
+        return [
+            Finding("nesting", "high", "dynamic-code", first_line, "nests code too deep to check")
+        ]
     if language == "bash":
         return scan_bash(code, first_line, _python_from_bash, depth)
     return _scan_python(code, language, first_line, depth)
@@ -108,23 +124,15 @@ def _dedupe_and_sort(findings: list[Finding]) -> list[Finding]:
     # finding of the same category (reading it, writing it).
     covered = {(f.line, f.category) for f in unique if f.rule != "mention"}
     unique = [f for f in unique if f.rule != "mention" or (f.line, f.category) not in covered]
-    unique.sort(key=lambda f: (-severity_rank(f.severity), f.line if f.line is not None else 1 << 30,
-                               f.rule, f.message))
+    unique.sort(
+        key=lambda f: (
+            -severity_rank(f.severity),
+            f.line if f.line is not None else 1 << 30,
+            f.rule,
+            f.message,
+        )
+    )
     return unique
-
-
-def _exfiltration(findings: list[Finding]) -> list[Finding]:
-    """Credentials read plus a network send in the same code: that is exfiltration."""
-    secrets = [f for f in findings if f.category == "secrets"
-               and severity_rank(f.severity) >= severity_rank("high")]
-    network = [f for f in findings if f.category == "network"
-               and severity_rank(f.severity) >= severity_rank("medium")]
-    if secrets and network:
-        first = min(network, key=lambda f: f.line or 0)
-        return [Finding("exfiltration", "critical", "secrets", first.line,
-                        "reads credentials or the environment and talks to the network "
-                        f"(likely exfiltration: {secrets[0].message}; {first.message})")]
-    return []
 
 
 def scan_code(code: str, language: str = "python") -> list[Finding]:
@@ -137,11 +145,16 @@ def scan_code(code: str, language: str = "python") -> list[Finding]:
         from ..errors import UsageError
 
         raise UsageError(f"unknown language {language!r}; choose one of {', '.join(LANGUAGES)}")
-    if lang == "bash":
-        findings = scan_bash(code, 1, _python_from_bash, 0)
-    else:
-        findings = _scan_python(code, lang, 1, 0)
-    findings.extend(_exfiltration(findings))
+    try:
+        if lang == "bash":
+            findings = scan_bash(code, 1, _python_from_bash, 0)
+        else:
+            findings = _scan_python(code, lang, 1, 0)
+    except RecursionError:
+        findings = [_internal("code is nested too deeply to check", 1)]
+    except Exception as exc:  # fail closed, as above
+        findings = [_internal(f"the scanner failed on this code ({type(exc).__name__})", 1)]
+    findings.extend(exfiltration(findings))
     return _dedupe_and_sort(findings)
 
 

@@ -249,7 +249,12 @@ function fromRecord(record: IRunRecord): Derived {
 }
 
 function fromMetadata(meta: IRequestMetadata): Derived {
-  const history = Array.isArray(meta.history) ? meta.history : [];
+  // Per-attempt summaries live in `history`, or in `attempts` when that is a list.
+  const history = Array.isArray(meta.history)
+    ? meta.history
+    : Array.isArray(meta.attempts)
+      ? (meta.attempts as Array<Record<string, unknown>>)
+      : [];
   const attempts = sortAttempts(history.map((h, i) => toAttemptView(h, i)));
   const state: RequestState =
     meta.success === true ? 'succeeded' : meta.success === false ? 'failed' : 'idle';
@@ -362,12 +367,16 @@ export class CodeflowModel {
     } else {
       derived = fromAttempts([], 'idle');
     }
+    // A replaced request's source is code: its words are kept in the metadata.
+    const isMagic = snapshot.source.trimStart().startsWith('%%codeflow');
     const request =
-      requestText(snapshot.source) ||
+      (isMagic ? requestText(snapshot.source) : '') ||
       str(snapshot.metadata?.request) ||
-      str(snapshot.record?.request);
+      str(snapshot.record?.request) ||
+      requestText(snapshot.source);
     const title = request.split('\n').find(line => line.trim() !== '')?.trim() ?? '';
-    const metaLinked = str(snapshot.metadata?.linked_cell_id);
+    const metaLinked =
+      str(snapshot.metadata?.linked_cell_id) || str(snapshot.metadata?.linked_cell);
     return {
       ...derived,
       cellId: snapshot.id,

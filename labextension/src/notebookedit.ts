@@ -109,6 +109,11 @@ export function applyWriteBack(model: INotebookModel, message: IWriteBack): bool
     return true;
   }
   const linkedId = setLinkedCode(model, message.cell_id, message.code, message.code_metadata);
-  request.setMetadata(METADATA_KEY, { ...message.request_metadata, linked_cell_id: linkedId });
+  const metadata: Record<string, unknown> = { ...message.request_metadata, linked_cell_id: linkedId };
+  if ('linked_cell' in metadata) {
+    // The kernel cannot know the new cell's id; fill in its own key too.
+    metadata.linked_cell = linkedId;
+  }
+  request.setMetadata(METADATA_KEY, metadata);
   return true;
 }

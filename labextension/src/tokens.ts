@@ -78,10 +78,12 @@ export interface IRequestMetadata {
   request?: string;
   model?: string;
   success?: boolean;
-  attempts?: number;
+  /** A count, or the per-attempt summaries themselves. */
+  attempts?: number | Array<Record<string, unknown>>;
   run_id?: string;
   cache_keys?: string[];
   linked_cell_id?: string;
+  linked_cell?: string | null;
   history?: Array<Record<string, unknown>>;
 }
 

@@ -322,7 +322,8 @@ def test_sidebar_renderer_writeback_and_restore(
         assert "undefined_name = 42" in linked[0]["source"]
         assert request["codeflow"]["success"] is True
         assert request["codeflow"]["linked_cell_id"] == linked[0]["id"]
-        assert request["codeflow"]["attempts"] == 2
+        summaries = request["codeflow"]["attempts"]
+        assert (len(summaries) if isinstance(summaries, list) else summaries) == 2
         record = next(
             o["data"]["application/vnd.codeflow.run+json"]
             for o in request["outputs"]

@@ -35,7 +35,11 @@ def server() -> Iterator[ModelServer]:
 
 
 def clean_env(extra: dict[str, str] | None = None, home: Path | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_", "CODEFLOW_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANTHROPIC_", "OPENAI_", "CODEFLOW_"))
+    }
     if home is not None:
         env["XDG_CONFIG_HOME"] = str(home / ".config")
     env.update(extra or {})
@@ -46,8 +50,13 @@ def clean_env(extra: dict[str, str] | None = None, home: Path | None = None) -> 
 def codeflow(tmp_path: Path, server: ModelServer):  # type: ignore[no-untyped-def]
     """Run `codeflow ARGS...` in tmp_path with the server's URL and a test key."""
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 180, input: str | None = None,
-            use_server: bool = True) -> Result:
+    def run(
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 180,
+        input: str | None = None,
+        use_server: bool = True,
+    ) -> Result:
         base = server.env() if use_server else {}
         proc = subprocess.run(
             [*CODEFLOW, *args],

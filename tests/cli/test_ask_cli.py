@@ -22,17 +22,49 @@ def fix(code: str) -> str:
 @pytest.mark.parametrize(
     ("request_text", "first", "trigger", "second", "category", "extra"),
     [
-        ("print the answer", "print(answer)", "NameError", "answer = 42\nprint(answer)", "runtime", []),
-        ("dump a dict as json", "import jsonn\nprint(jsonn.dumps({'a': 1}))", "ModuleNotFoundError",
-         "import json\nprint(json.dumps({'a': 1}))", "import", []),
-        ("count to three", "for i in range(3)\n    print(i)", "SyntaxError",
-         "for i in range(3):\n    print(i)", "syntax", []),
-        ("set result to ten", "result = 9", "CheckFailed", "result = 10", "logical", ["--check", "result == 10"]),
+        (
+            "print the answer",
+            "print(answer)",
+            "NameError",
+            "answer = 42\nprint(answer)",
+            "runtime",
+            [],
+        ),
+        (
+            "dump a dict as json",
+            "import jsonn\nprint(jsonn.dumps({'a': 1}))",
+            "ModuleNotFoundError",
+            "import json\nprint(json.dumps({'a': 1}))",
+            "import",
+            [],
+        ),
+        (
+            "count to three",
+            "for i in range(3)\n    print(i)",
+            "SyntaxError",
+            "for i in range(3):\n    print(i)",
+            "syntax",
+            [],
+        ),
+        (
+            "set result to ten",
+            "result = 9",
+            "CheckFailed",
+            "result = 10",
+            "logical",
+            ["--check", "result == 10"],
+        ),
     ],
 )
 def test_fixes_a_broken_first_attempt_of_each_class(
-    codeflow, server: ModelServer, request_text: str, first: str, trigger: str, second: str,
-    category: str, extra: list[str],
+    codeflow,
+    server: ModelServer,
+    request_text: str,
+    first: str,
+    trigger: str,
+    second: str,
+    category: str,
+    extra: list[str],
 ) -> None:
     server.add_rule(contains=trigger, reply=fix(second))
     server.add_rule(contains=request_text, reply=py(first))
@@ -63,7 +95,9 @@ def test_endless_loop_is_interrupted_as_environment_error(codeflow, server: Mode
 
 
 def test_mistyped_shell_command_is_fixed(codeflow, server: ModelServer) -> None:
-    server.add_rule(contains="command not found", reply="```bash\nls -1 | sort\n```\nFix: ls, not lss")
+    server.add_rule(
+        contains="command not found", reply="```bash\nls -1 | sort\n```\nFix: ls, not lss"
+    )
     server.add_rule(contains="list files", reply="```bash\nlss -1\n```")
     res = codeflow("ask", "list files here", "--language", "bash", "--format", "json", "--no-cache")
     assert res.code == 0, res.stderr
@@ -87,7 +121,9 @@ def test_gives_up_within_max_attempts_with_status_1(codeflow, server: ModelServe
 def test_matplotlib_figure_comes_back_as_png(codeflow, server: ModelServer) -> None:
     server.add_rule(
         contains="plot",
-        reply=py("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [2, 4, 1])\nplt.title('t')\nplt.show()"),
+        reply=py(
+            "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [2, 4, 1])\nplt.title('t')\nplt.show()"
+        ),
     )
     res = codeflow("ask", "plot three points", "--format", "json", "--no-cache")
     assert res.code == 0, res.stderr
@@ -107,12 +143,37 @@ def test_formats_and_progress_stay_off_stdout(codeflow, server: ModelServer) -> 
     assert plain.stdout.startswith("SUCCESS after 1 attempt")
     js = codeflow("ask", "greet me", "--format", "json")
     record = js.json()
-    assert set(record) >= {"request", "language", "model", "success", "final_code", "outputs", "attempts", "metrics"}
-    assert set(record["metrics"]) >= {"generation_s", "execution_s", "improvement_s", "total_s",
-                                      "input_tokens", "output_tokens", "llm_calls", "cache_hits"}
+    assert set(record) >= {
+        "request",
+        "language",
+        "model",
+        "success",
+        "final_code",
+        "outputs",
+        "attempts",
+        "metrics",
+    }
+    assert set(record["metrics"]) >= {
+        "generation_s",
+        "execution_s",
+        "improvement_s",
+        "total_s",
+        "input_tokens",
+        "output_tokens",
+        "llm_calls",
+        "cache_hits",
+    }
     attempt = record["attempts"][0]
-    assert set(attempt) >= {"number", "code", "success", "outputs", "error", "explanation",
-                            "generation_s", "execution_s"}
+    assert set(attempt) >= {
+        "number",
+        "code",
+        "success",
+        "outputs",
+        "error",
+        "explanation",
+        "generation_s",
+        "execution_s",
+    }
 
 
 def test_failure_markdown_names_error_type_and_root_cause(codeflow, server: ModelServer) -> None:
@@ -147,7 +208,14 @@ def test_usage_errors_exit_2_with_a_message(codeflow, args: list[str], message: 
 
 def test_seed_style_dotted_override_is_accepted(codeflow, server: ModelServer) -> None:
     server.enqueue(py("1/0"), py("print('ok')"))
-    res = codeflow("ask", "x", "--format", "json", "--no-cache", "flows.code_execution.improvement.max_attempts=1")
+    res = codeflow(
+        "ask",
+        "x",
+        "--format",
+        "json",
+        "--no-cache",
+        "flows.code_execution.improvement.max_attempts=1",
+    )
     assert res.code == 1
     assert len(res.json()["attempts"]) == 1
 
@@ -174,13 +242,20 @@ def test_provider_failures_have_their_own_status(codeflow, server: ModelServer) 
     assert res.code == 3 and "rejected" in res.stderr.lower()
     res = codeflow("ask", "x", "--no-cache", env={"ANTHROPIC_API_KEY": ""}, use_server=False)
     assert res.code == 3 and "ANTHROPIC_API_KEY" in res.stderr
-    res = codeflow("ask", "x", "--no-cache", env={"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"},
-                   use_server=False)
+    res = codeflow(
+        "ask",
+        "x",
+        "--no-cache",
+        env={"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"},
+        use_server=False,
+    )
     assert res.code == 3 and "reach" in res.stderr
     assert "Traceback" not in res.stderr
 
 
-def test_cache_hit_then_offline_replay_then_replay_miss(codeflow, server: ModelServer, tmp_path: Path) -> None:
+def test_cache_hit_then_offline_replay_then_replay_miss(
+    codeflow, server: ModelServer, tmp_path: Path
+) -> None:
     server.add_rule(contains="cached request", reply=py("print(7 * 6)"))
     first = codeflow("ask", "cached request", "--format", "json")
     assert first.code == 0, first.stderr
@@ -190,8 +265,14 @@ def test_cache_hit_then_offline_replay_then_replay_miss(codeflow, server: ModelS
     assert len(entries) == 1
     second = codeflow("ask", "cached request", "--format", "json")
     assert second.json()["metrics"]["cache_hits"] == 1 and len(server.requests) == 1
-    offline = codeflow("ask", "cached request", "--format", "json", env={"CODEFLOW_CACHE": "replay"},
-                       use_server=False)
+    offline = codeflow(
+        "ask",
+        "cached request",
+        "--format",
+        "json",
+        env={"CODEFLOW_CACHE": "replay"},
+        use_server=False,
+    )
     assert offline.code == 0, offline.stderr
     assert offline.json()["outputs"] == first.json()["outputs"]
     miss = codeflow("ask", "never asked before", env={"CODEFLOW_CACHE": "replay"}, use_server=False)

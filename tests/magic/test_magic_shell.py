@@ -29,8 +29,14 @@ class RecordingPublisher(DisplayPublisher):
         self.calls: list[dict[str, Any]] = []
 
     def publish(  # type: ignore[override]
-        self, data: dict[str, Any], metadata: Any = None, source: Any = None, *,
-        transient: dict[str, Any] | None = None, update: bool = False, **kw: Any,
+        self,
+        data: dict[str, Any],
+        metadata: Any = None,
+        source: Any = None,
+        *,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **kw: Any,
     ) -> None:
         self.calls.append({"data": data, "transient": transient or {}, "update": update})
 
@@ -52,7 +58,9 @@ def magics(shell: InteractiveShell) -> CodeflowMagics:
 
 
 @pytest.fixture()
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shell: InteractiveShell) -> Iterator[ModelServer]:
+def server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shell: InteractiveShell
+) -> Iterator[ModelServer]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CODEFLOW_CACHE", raising=False)
     monkeypatch.delenv("CODEFLOW_OVERRIDES", raising=False)
@@ -142,7 +150,7 @@ def test_quoted_check_and_dotted_override(
 ) -> None:
     server.add_rule("check is false", PY.format("w = 'a b'"))
     server.add_rule("make w", PY.format("w = 'ab'"))
-    run(shell, '%%codeflow --check "w == \'a b\'" improvement.max_attempts=2\nmake w')
+    run(shell, "%%codeflow --check \"w == 'a b'\" improvement.max_attempts=2\nmake w")
     record = magics.history[-1]
     assert record.check == "w == 'a b'"
     assert record.success and len(record.attempts) == 2
@@ -181,7 +189,10 @@ def test_help_lists_the_options(magics: CodeflowMagics) -> None:
 
 
 def test_line_magic_status_history_and_bad_subcommand(
-    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer, capsys: pytest.CaptureFixture[str]
+    shell: InteractiveShell,
+    magics: CodeflowMagics,
+    server: ModelServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     server.add_rule("say hi", PY.format("print('hi')"))
     run(shell, "%%codeflow\nsay hi")
@@ -201,7 +212,9 @@ def test_timeout_interrupts_and_keeps_state(
     shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer
 ) -> None:
     server.add_rule("TimeoutError", PY.format("spin_done = True"))
-    server.add_rule("spin", PY.format("spin_started = True\nimport time\nwhile True:\n    time.sleep(0.01)"))
+    server.add_rule(
+        "spin", PY.format("spin_started = True\nimport time\nwhile True:\n    time.sleep(0.01)")
+    )
     run(shell, "%%codeflow --timeout 1 --no-writeback\nspin")
     record = magics.history[-1]
     assert record.attempts[0].error is not None

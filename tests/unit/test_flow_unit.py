@@ -36,7 +36,12 @@ async def test_first_attempt_success_records_outputs_and_metrics() -> None:
 
 async def test_runtime_error_is_fixed_and_fix_prompt_carries_the_error() -> None:
     record, provider, _, _ = await run(
-        [block("print(undefined_name)"), block("undefined_name = 1\nprint(undefined_name)", "Root cause: missing\nFix: define it")]
+        [
+            block("print(undefined_name)"),
+            block(
+                "undefined_name = 1\nprint(undefined_name)", "Root cause: missing\nFix: define it"
+            ),
+        ]
     )
     assert record.success
     assert [a.success for a in record.attempts] == [False, True]
@@ -58,7 +63,9 @@ async def test_gives_up_after_max_attempts() -> None:
 
 
 async def test_repeated_code_stops_early() -> None:
-    record, provider, executor, _ = await run([block("1/0"), block("1/0"), block("x=1")], max_attempts=3)
+    record, provider, executor, _ = await run(
+        [block("1/0"), block("1/0"), block("x=1")], max_attempts=3
+    )
     assert record.stop_reason == "repeated_code"
     assert len(record.attempts) == 1
     assert executor.executed.count("1/0\n") == 1
@@ -83,7 +90,12 @@ async def test_check_failure_is_logical_and_fixed() -> None:
 
 async def test_quality_gate_low_score_is_logical() -> None:
     record, provider, _, _ = await run(
-        [block("print(1)"), "Score: 3/10\nReason: prints the wrong thing", block("print(2)"), "Score: 9/10\nReason: fine"],
+        [
+            block("print(1)"),
+            "Score: 3/10\nReason: prints the wrong thing",
+            block("print(2)"),
+            "Score: 9/10\nReason: fine",
+        ],
         verify=True,
     )
     assert record.success
@@ -163,7 +175,9 @@ async def test_redaction_applies_before_record() -> None:
             out["text"] = out["text"].replace("s3cr3t-value", "[REDACTED]")
         return out
 
-    record, _, _, _ = await run([block("print('s3cr3t' + '-value')")], flow_kwargs={"redact": redact})
+    record, _, _, _ = await run(
+        [block("print('s3cr3t' + '-value')")], flow_kwargs={"redact": redact}
+    )
     assert "s3cr3t-value" not in str(record.outputs) and "[REDACTED]" in str(record.outputs)
 
 

@@ -18,19 +18,34 @@ from codeflow_magic.models import Attempt, AttemptError
         ("```Python\nprint(1)\n```", "python", "print(1)\n", "python"),
         ("~~~python\nprint(1)\n~~~", "python", "print(1)\n", "python"),
         ("````python\nx = '```'\n````", "python", "x = '```'\n", "python"),
-        ("Sure:\r\n```python\r\nprint(1)\r\nprint(2)\r\n```\r\nDone.", "python", "print(1)\nprint(2)\n", "python"),
+        (
+            "Sure:\r\n```python\r\nprint(1)\r\nprint(2)\r\n```\r\nDone.",
+            "python",
+            "print(1)\nprint(2)\n",
+            "python",
+        ),
         ("```sh\nls -la\n```", "bash", "ls -la\n", "bash"),
         ("```bash\necho hi\n```", "bash", "echo hi\n", "bash"),
         ("```console\n$ echo hi\n$ pwd\n```", "bash", "echo hi\npwd\n", "bash"),
         ("```python {.numberLines}\nprint(1)\n```", "python", "print(1)\n", "python"),
         # several blocks: the first one in the wanted language
-        ("```text\noutput\n```\n```python\na = 1\n```\n```python\nb = 2\n```", "python", "a = 1\n", "python"),
+        (
+            "```text\noutput\n```\n```python\na = 1\n```\n```python\nb = 2\n```",
+            "python",
+            "a = 1\n",
+            "python",
+        ),
         ("```bash\npip install x\n```\n```python\nimport x\n```", "python", "import x\n", "python"),
         # a reply in the other language is run as what it is
         ("```bash\necho hi\n```", "python", "echo hi\n", "bash"),
         # auto picks the block's language
         ("```bash\nls\n```", "auto", "ls\n", "bash"),
-        ("```\nimport os\nprint(os.getcwd())\n```", "auto", "import os\nprint(os.getcwd())\n", "python"),
+        (
+            "```\nimport os\nprint(os.getcwd())\n```",
+            "auto",
+            "import os\nprint(os.getcwd())\n",
+            "python",
+        ),
         ("```\nls -la | wc -l\n```", "auto", "ls -la | wc -l\n", "bash"),
         # unclosed final fence (a cut-off reply)
         ("```python\nprint(1)\n", "python", "print(1)\n", "python"),
@@ -64,7 +79,10 @@ def test_explanation_excludes_the_code() -> None:
 
 def test_generate_prompt_has_request_language_state_and_check() -> None:
     req = prompts.build_generate(
-        "plot revenue", language="python", state="df: DataFrame (12, 3) cols month:int", check="len(df)==12"
+        "plot revenue",
+        language="python",
+        state="df: DataFrame (12, 3) cols month:int",
+        check="len(df)==12",
     )
     text = req.messages[0].content
     assert "plot revenue" in text and "Python" in text
@@ -73,12 +91,26 @@ def test_generate_prompt_has_request_language_state_and_check() -> None:
 
 def test_fix_prompt_for_import_errors_offers_alternatives() -> None:
     failed = Attempt(
-        number=1, code="import pandaz\n", success=False,
-        error=AttemptError("import", "ModuleNotFoundError", "No module named 'pandaz'", line=1,
-                           source_line="import pandaz", root_cause="module `pandaz` is not installed"),
+        number=1,
+        code="import pandaz\n",
+        success=False,
+        error=AttemptError(
+            "import",
+            "ModuleNotFoundError",
+            "No module named 'pandaz'",
+            line=1,
+            source_line="import pandaz",
+            root_cause="module `pandaz` is not installed",
+        ),
     )
-    req = prompts.build_fix("load csv", language="python", failed=failed, earlier=[],
-                            output_text="", alternatives=["pandas"])
+    req = prompts.build_fix(
+        "load csv",
+        language="python",
+        failed=failed,
+        earlier=[],
+        output_text="",
+        alternatives=["pandas"],
+    )
     text = req.messages[0].content
     assert "Error class: import" in text and "pandas" in text and "Do not try to install" in text
     assert req.purpose == "fix"
@@ -86,7 +118,13 @@ def test_fix_prompt_for_import_errors_offers_alternatives() -> None:
 
 @pytest.mark.parametrize(
     ("text", "score"),
-    [("Score: 8/10\nReason: ok", 8.0), ("score 3", 3.0), ("I'd say 6.5/10.", 6.5), ("Score: 12/10", 10.0), ("great", None)],
+    [
+        ("Score: 8/10\nReason: ok", 8.0),
+        ("score 3", 3.0),
+        ("I'd say 6.5/10.", 6.5),
+        ("Score: 12/10", 10.0),
+        ("great", None),
+    ],
 )
 def test_parse_score(text: str, score: float | None) -> None:
     assert prompts.parse_score(text)[0] == score

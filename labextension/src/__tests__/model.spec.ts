@@ -190,6 +190,33 @@ describe('CodeflowModel state', () => {
     expect(entry.runId).toBe('r9');
   });
 
+  it('reads summaries stored under `attempts` and the words of a replaced request', () => {
+    const model = new CodeflowModel();
+    model.sync(
+      snapshotCells([
+        {
+          id: 'r',
+          cell_type: 'code',
+          source: '# %%codeflow\n# print it\nprint(42)\n',
+          metadata: {
+            codeflow: {
+              request: 'print it',
+              success: true,
+              linked_cell: null,
+              attempts: [
+                { number: 1, kind: 'generate', success: false, category: 'runtime', ename: 'NameError', evalue: null },
+                { number: 2, kind: 'fix', success: true, category: null, ename: null, evalue: null }
+              ]
+            }
+          }
+        }
+      ])
+    );
+    const entry = model.entries[0];
+    expect(entry).toMatchObject({ state: 'succeeded', attemptCount: 2, title: 'print it' });
+    expect(entry.lastError).toMatchObject({ ename: 'NameError' });
+  });
+
   it('prefers the record in the outputs over the metadata', () => {
     const model = new CodeflowModel();
     model.sync(

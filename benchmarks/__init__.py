@@ -1,0 +1,1 @@
+"""Benchmarks: commands that measure codeflow side by side with its peers."""

@@ -1,0 +1,1 @@
+"""Scanner evaluation: `python -m benchmarks.scanner`."""

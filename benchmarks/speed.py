@@ -1,0 +1,467 @@
+"""The speed suite: every line is two things measured side by side in the same run.
+
+Run with `make bench` (or `python -m benchmarks`). Each bench returns a `Line` with the
+measured values, the ratio and the target; nothing here is asserted in the test suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from modelserver import ModelServer, Reply  # noqa: E402
+
+PY = sys.executable
+
+
+@dataclass
+class Line:
+    key: str
+    what: str
+    codeflow: str
+    baseline: str
+    ratio: float | None
+    target: str
+    ok: bool
+
+
+def _env(server: ModelServer, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CODEFLOW_"))}
+    env.update(server.env())
+    env.update(extra)
+    return env
+
+
+# -- a. executor overhead ------------------------------------------------------------------------
+
+
+async def _exec_overhead(runs: int) -> tuple[float, float]:
+    from codeflow_magic.executors.kernel import KernelExecutor
+
+    with tempfile.TemporaryDirectory() as wd:
+        ex = KernelExecutor(work_dir=Path(wd))
+        await ex.start()
+        kc = ex._kc  # the same warm kernel and client, driven raw
+        assert kc is not None
+
+        async def raw() -> None:
+            msg_id = kc.execute("1+1", store_history=False)
+            while True:
+                reply = await kc.get_shell_msg(timeout=10)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+            while True:
+                msg = await kc.get_iopub_msg(timeout=10)
+                if (
+                    msg["parent_header"].get("msg_id") == msg_id
+                    and msg["msg_type"] == "status"
+                    and msg["content"]["execution_state"] == "idle"
+                ):
+                    break
+
+        ours: list[float] = []
+        base: list[float] = []
+        for _ in range(20):  # warm both paths
+            await ex.execute("1+1")
+            await raw()
+        for _ in range(runs):
+            t = time.perf_counter()
+            await ex.execute("1+1")
+            ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            await raw()
+            base.append(time.perf_counter() - t)
+        await ex.shutdown()
+    return statistics.median(ours), statistics.median(base)
+
+
+def bench_executor(runs: int = 300) -> Line:
+    ours, base = asyncio.run(_exec_overhead(runs))
+    ratio = ours / base
+    return Line(
+        "a",
+        "executor round trip vs raw jupyter_client (median of 1+1)",
+        f"{ours * 1000:.2f} ms",
+        f"{base * 1000:.2f} ms",
+        ratio,
+        "<= 1.10x",
+        ratio <= 1.10,
+    )
+
+
+# -- b. orchestration overhead per request ----------------------------------------------------
+
+
+def _notebook(cells: list[tuple[str, str]]) -> dict[str, object]:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    for kind, src in cells:
+        nb.cells.append(
+            nbformat.v4.new_code_cell(src) if kind == "code" else nbformat.v4.new_markdown_cell(src)
+        )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    return dict(nb)
+
+
+def _run_notebook(path: Path, env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [
+            PY,
+            "-m",
+            "codeflow_magic.cli",
+            "run",
+            str(path),
+            "-o",
+            str(path.with_suffix(".out.ipynb")),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    elapsed = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"codeflow run failed: {proc.stderr[-2000:]}")
+    return elapsed
+
+
+def bench_orchestration(n: int = 20) -> Line:
+    import nbformat
+
+    codes = [f"v{i} = {i} * 2\nprint(v{i})" for i in range(n)]
+    with ModelServer() as server, tempfile.TemporaryDirectory() as tmp:
+        for i, code in enumerate(codes):
+            server.add_rule(contains=f"request number {i} ", reply=f"```python\n{code}\n```")
+        d = Path(tmp)
+        magic = [("code", "%load_ext codeflow_magic")] + [
+            ("code", f"%%codeflow --no-cache --no-writeback\nrequest number {i} please")
+            for i in range(n)
+        ]
+        plain = [("code", "%load_ext codeflow_magic")] + [("code", c) for c in codes]
+        nbformat.write(nbformat.from_dict(_notebook(magic)), str(d / "magic.ipynb"))
+        nbformat.write(nbformat.from_dict(_notebook(plain)), str(d / "plain.ipynb"))
+        env = _env(server)
+        _run_notebook(d / "plain.ipynb", env)  # warm caches of the OS and Python
+        t_magic = min(_run_notebook(d / "magic.ipynb", env) for _ in range(2))
+        t_plain = min(_run_notebook(d / "plain.ipynb", env) for _ in range(2))
+    per_request = (t_magic - t_plain) / n
+    return Line(
+        "b",
+        f"codeflow run: {n} %%codeflow cells vs the same code in plain cells (instant model)",
+        f"{t_magic:.2f} s",
+        f"{t_plain:.2f} s",
+        t_magic / t_plain,
+        f"<= 10 ms added per request (measured {per_request * 1000:.1f} ms)",
+        per_request <= 0.010,
+    )
+
+
+# -- c. cold start -----------------------------------------------------------------------------
+
+_COLD = textwrap.dedent(
+    """
+    import json, sys, time
+    t0 = time.perf_counter()
+    from codeflow_magic.api import CodeFlow
+    from codeflow_magic.config import load_settings
+    cf = CodeFlow(load_settings(["cache.mode=off"]), work_dir=sys.argv[1])
+    record = cf.run("cold start request")
+    total = time.perf_counter() - t0
+    cf.close()
+    print(json.dumps({"total": total, "success": record.success}))
+    """
+)
+
+_KERNEL_ONLY = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    t0 = time.perf_counter()
+    from codeflow_magic.executors.kernel import KernelExecutor
+    async def main():
+        ex = KernelExecutor(work_dir=sys.argv[1])
+        await ex.start()
+        r = await ex.execute("print(6 * 7)")
+        t = time.perf_counter() - t0
+        await ex.shutdown()
+        return t
+    print(json.dumps({"total": asyncio.run(main())}))
+    """
+)
+
+
+def _py_json(code: str, env: dict[str, str], *args: str) -> dict[str, float]:
+    proc = subprocess.run(
+        [PY, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def bench_cold_start(latency: float = 1.0) -> Line:
+    with ModelServer() as server, tempfile.TemporaryDirectory() as wd:
+        server.add_rule(
+            contains="cold start request",
+            reply=Reply(text="```python\nprint(6 * 7)\n```", latency=latency),
+        )
+        env = _env(server)
+        kernel = min(_py_json(_KERNEL_ONLY, env, wd)["total"] for _ in range(3))
+        cold = [_py_json(_COLD, env, wd)["total"] for _ in range(3)]
+    best = min(cold)
+    bound = max(latency, kernel) + 0.100
+    return Line(
+        "c",
+        f"cold start: first request, {latency:g} s model latency, kernel started meanwhile",
+        f"{best:.3f} s",
+        f"max({latency:g}, kernel {kernel:.3f}) + 0.1 = {bound:.3f} s",
+        best / bound,
+        "<= 1.00x of the bound",
+        best <= bound,
+    )
+
+
+# -- d. streaming: execute at the closing fence --------------------------------------------------
+
+
+async def _time_to_result(server_url: str, early: bool) -> float:
+    from codeflow_magic.api import CodeFlow
+    from codeflow_magic.config import load_settings
+    from codeflow_magic.models import FlowEvent
+
+    settings = load_settings(["cache.mode=off", f"execution.execute_at_fence={early}"])
+    with tempfile.TemporaryDirectory() as wd:
+        cf = CodeFlow(settings, work_dir=Path(wd))
+        await cf.astart()
+        await cf.executor.execute("1")
+        t0 = time.perf_counter()
+        seen: dict[str, float] = {}
+
+        def on_event(event: FlowEvent) -> None:
+            if event.kind == "executed" and "t" not in seen:
+                seen["t"] = time.perf_counter() - t0
+
+        await cf.arun("streaming request", on_event=on_event)
+        await cf.aclose()
+    return seen["t"]
+
+
+def bench_streaming() -> Line:
+    chunks = ["Here it is:\n", "```python\nprint('result')\n```\n"] + [
+        f"Explanation line {i}: this part explains the code at length.\n" for i in range(20)
+    ]
+    with ModelServer() as server:
+        os.environ["ANTHROPIC_BASE_URL"] = server.url
+        os.environ["ANTHROPIC_API_KEY"] = "bench"
+        server.add_rule(
+            contains="streaming request", reply=Reply(chunks=chunks, chunk_delay=0.1), times=None
+        )
+        early = min(asyncio.run(_time_to_result(server.url, True)) for _ in range(2))
+        late = min(asyncio.run(_time_to_result(server.url, False)) for _ in range(2))
+    gain = late - early
+    return Line(
+        "d",
+        "streaming: result when the fence closes vs after the whole message (2 s of prose after code)",
+        f"{early:.3f} s",
+        f"{late:.3f} s",
+        early / late,
+        ">= 1.5 s earlier",
+        gain >= 1.5,
+    )
+
+
+# -- e. batch ------------------------------------------------------------------------------------
+
+
+def _batch(
+    file: Path, parallel: int, env: dict[str, str], cwd: Path
+) -> tuple[float, list[dict[str, object]]]:
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [
+            PY,
+            "-m",
+            "codeflow_magic.cli",
+            "batch",
+            str(file),
+            "--parallel",
+            str(parallel),
+            "--no-cache",
+            "-q",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+    )
+    elapsed = time.perf_counter() - t
+    records = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return elapsed, records
+
+
+def bench_batch(n: int = 16, parallel: int = 8, latency: float = 1.0) -> Line:
+    with ModelServer() as server, tempfile.TemporaryDirectory() as tmp:
+        for i in range(n):
+            server.add_rule(
+                contains=f"batch item {i} ",
+                reply=Reply(text=f"```python\nprint({i} * {i})\n```", latency=latency),
+                times=None,
+            )
+        d = Path(tmp)
+        file = d / "requests.txt"
+        file.write_text("".join(f"batch item {i} squared\n" for i in range(n)))
+        env = _env(server)
+        t_par, rec_par = _batch(file, parallel, env, d)
+        t_seq, rec_seq = _batch(file, 1, env, d)
+    ok_all = len(rec_par) == n and all(r.get("success") for r in rec_par) and len(rec_seq) == n
+    speedup = t_seq / t_par
+    return Line(
+        "e",
+        f"batch: {n} requests, {latency:g} s latency, --parallel {parallel} vs one by one",
+        f"{t_par:.2f} s ({sum(1 for r in rec_par if r.get('success'))}/{n} ok)",
+        f"{t_seq:.2f} s",
+        speedup,
+        ">= 7x faster",
+        ok_all and speedup >= 7.0,
+    )
+
+
+# -- f. prompt economy ---------------------------------------------------------------------------
+
+_ECONOMY = textwrap.dedent(
+    """
+    import json, resource, sys
+    from codeflow_magic.api import CodeFlow
+    from codeflow_magic.config import load_settings
+    cf = CodeFlow(load_settings(["cache.mode=off"]), work_dir=sys.argv[1])
+    rec = cf.run(sys.argv[2])
+    cf.close()
+    print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "success": rec.success}))
+    """
+)
+
+
+def bench_prompt_economy() -> Line:
+    small = "print('one line')\nraise ValueError('boom')"
+    huge = "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 1_000_000 + '\\n')\nraise ValueError('boom')"
+    sizes: dict[str, int] = {}
+    rss: dict[str, float] = {}
+    with ModelServer() as server, tempfile.TemporaryDirectory() as wd:
+        server.add_rule(contains="ValueError", reply="```python\nprint('fixed')\n```", times=None)
+        server.add_rule(contains="small output", reply=f"```python\n{small}\n```", times=None)
+        server.add_rule(contains="huge output", reply=f"```python\n{huge}\n```", times=None)
+        env = _env(server)
+        for name in ("small", "huge"):
+            before = len(server.requests)
+            rss[name] = _py_json(_ECONOMY, env, wd, f"{name} output please")["rss_mb"]
+            fix_prompts = [r for r in server.requests[before:] if "ValueError" in r.last_user]
+            sizes[name] = len(fix_prompts[0].last_user)
+    budget = 16_000
+    ok = sizes["huge"] <= budget and rss["huge"] <= rss["small"] * 1.5
+    return Line(
+        "f",
+        "prompt economy: fix prompt and peak RSS after 100 MB of output vs one line",
+        f"{sizes['huge']:,} chars, {rss['huge']:.0f} MB",
+        f"{sizes['small']:,} chars, {rss['small']:.0f} MB",
+        sizes["huge"] / sizes["small"],
+        f"prompt <= {budget:,} chars, RSS <= 1.5x",
+        ok,
+    )
+
+
+# -- g. replay -----------------------------------------------------------------------------------
+
+
+def bench_replay(n: int = 10) -> Line:
+    import nbformat
+
+    codes = [f"w{i} = sum(range({i} * 100))\nprint(w{i})" for i in range(n)]
+    with ModelServer() as server, tempfile.TemporaryDirectory() as tmp:
+        for i, code in enumerate(codes):
+            server.add_rule(contains=f"replay request {i} ", reply=f"```python\n{code}\n```")
+        d = Path(tmp)
+        magic = [("code", "%load_ext codeflow_magic")] + [
+            ("code", f"%%codeflow --no-writeback\nreplay request {i} now") for i in range(n)
+        ]
+        plain = [("code", "%load_ext codeflow_magic")] + [("code", c) for c in codes]
+        nbformat.write(nbformat.from_dict(_notebook(magic)), str(d / "magic.ipynb"))
+        nbformat.write(nbformat.from_dict(_notebook(plain)), str(d / "plain.ipynb"))
+        _run_notebook(d / "magic.ipynb", _env(server))  # records the responses beside the notebook
+        offline = {
+            k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CODEFLOW_"))
+        }
+        offline["CODEFLOW_CACHE"] = "replay"
+        t_replay = min(_run_notebook(d / "magic.ipynb", offline) for _ in range(3))
+        t_plain = min(_run_notebook(d / "plain.ipynb", offline) for _ in range(3))
+    ratio = t_replay / t_plain
+    return Line(
+        "g",
+        f"replay: a notebook of {n} requests from the cache vs the same code in plain cells",
+        f"{t_replay:.2f} s",
+        f"{t_plain:.2f} s",
+        ratio,
+        "<= 1.20x",
+        ratio <= 1.20,
+    )
+
+
+# -- h. import time ------------------------------------------------------------------------------
+
+_LOAD_EXT = textwrap.dedent(
+    """
+    import json, time
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    t = time.perf_counter()
+    shell.run_line_magic("load_ext", "codeflow_magic")
+    print(json.dumps({"total": time.perf_counter() - t}))
+    """
+)
+
+
+def bench_import() -> Line:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEFLOW_")}
+    times = [_py_json(_LOAD_EXT, env)["total"] for _ in range(5)]
+    best = statistics.median(times)
+    return Line(
+        "h",
+        "%load_ext codeflow_magic in a fresh IPython (median of 5)",
+        f"{best * 1000:.0f} ms",
+        "300 ms budget",
+        best / 0.300,
+        "<= 300 ms",
+        best <= 0.300,
+    )
+
+
+ALL: dict[str, Callable[[], Line]] = {
+    "a": bench_executor,
+    "b": bench_orchestration,
+    "c": bench_cold_start,
+    "d": bench_streaming,
+    "e": bench_batch,
+    "f": bench_prompt_economy,
+    "g": bench_replay,
+    "h": bench_import,
+}

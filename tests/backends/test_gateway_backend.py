@@ -1,0 +1,188 @@
+"""`--backend gateway` against a real `jupyter kernelgateway` with a token, on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import escape_battery as eb
+import pytest
+import pytest_asyncio
+from conftest import need
+
+from codeflow_magic.config import load_settings
+from codeflow_magic.errors import BackendUnavailable
+from codeflow_magic.executors import make_executor
+from codeflow_magic.executors.gateway import GatewayExecutor
+
+pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="module")]
+
+TOKEN = "gw-test-token-1234"
+CAP = 20_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def gateway_url() -> Iterator[str]:
+    have = shutil.which("jupyter-kernelgateway", path=os.path.dirname(sys.executable))
+    need(have is not None, "jupyter_kernel_gateway is not installed in this environment")
+    port = _free_port()
+    home = tempfile.mkdtemp(prefix="cf-kg-")
+    env = {k: v for k, v in os.environ.items() if "KEY" not in k and "TOKEN" not in k}
+    env.update(
+        JUPYTER_RUNTIME_DIR=os.path.join(home, "runtime"),
+        JUPYTER_DATA_DIR=os.path.join(home, "data"),
+        IPYTHONDIR=os.path.join(home, "ipython"),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kernel_gateway",
+            "--KernelGatewayApp.ip=127.0.0.1",
+            f"--KernelGatewayApp.port={port}",
+            f"--KernelGatewayApp.auth_token={TOKEN}",
+            "--KernelGatewayApp.port_retries=0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=home,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            pytest.fail(f"kernel gateway exited: {err[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("kernel gateway did not listen within 60s")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def gateway(gateway_url: str) -> AsyncIterator[GatewayExecutor]:
+    settings = load_settings(
+        extra={
+            "execution.gateway_url": gateway_url,
+            "execution.gateway_token": TOKEN,
+            "execution.max_output_chars": CAP,
+            "execution.interrupt_grace": 5.0,
+        }
+    )
+    ex = make_executor(settings, work_dir=Path.cwd(), backend="gateway")
+    assert isinstance(ex, GatewayExecutor)
+    await ex.start()
+    try:
+        yield ex
+    finally:
+        await ex.shutdown()
+
+
+async def test_state_and_png(gateway: GatewayExecutor) -> None:
+    await eb.check_state_and_png(gateway)
+
+
+async def test_timeout_interrupts_and_keeps_state(gateway: GatewayExecutor) -> None:
+    await eb.check_endless_loop(gateway)
+
+
+async def test_bash(gateway: GatewayExecutor) -> None:
+    await eb.check_bash(gateway)
+
+
+async def test_output_cap(gateway: GatewayExecutor) -> None:
+    await eb.check_output_cap(gateway, CAP)
+
+
+async def test_errors_are_results(gateway: GatewayExecutor) -> None:
+    result = await gateway.execute("1 / 0")
+    assert result.status == "error" and result.ename == "ZeroDivisionError"
+    assert any(o.get("output_type") == "error" for o in result.outputs)
+
+
+async def test_describe_state(gateway: GatewayExecutor) -> None:
+    await eb.run_ok(gateway, "frame_rows = list(range(5))")
+    summary = await gateway.describe_state()
+    assert "frame_rows" in summary
+
+
+async def test_ignored_interrupt_restarts(gateway: GatewayExecutor) -> None:
+    await eb.run_ok(gateway, "lost = 1")
+    code = (
+        "import time\n"
+        "while True:\n"
+        "    try:\n"
+        "        time.sleep(0.1)\n"
+        "    except KeyboardInterrupt:\n"
+        "        pass\n"
+    )
+    result = await gateway.execute(code, timeout=2)
+    assert result.status == "timeout" and result.restarted and not result.state_kept
+    check = await gateway.execute("print('lost' in globals())")
+    assert eb.stdout(check).strip() == "False"
+
+
+async def test_death_is_noticed_and_kernel_restarted(gateway: GatewayExecutor) -> None:
+    await eb.run_ok(gateway, "doomed = 1")
+    result = await gateway.execute("import os\nos._exit(1)", timeout=60)
+    assert result.status == "died", result
+    assert result.restarted and not result.state_kept
+    out = await eb.run_ok(gateway, "print('doomed' in globals(), 6 * 7)")
+    assert out.split() == ["False", "42"]
+
+
+async def test_deleted_kernel_is_replaced(gateway: GatewayExecutor) -> None:
+    old = gateway.kernel_id
+    await gateway._rest("DELETE", f"/api/kernels/{old}")
+    result = await gateway.execute("import time\ntime.sleep(5)", timeout=60)
+    assert result.status == "died", result
+    assert gateway.kernel_id and gateway.kernel_id != old
+    assert (await eb.run_ok(gateway, "print(5 + 5)")).strip() == "10"
+
+
+async def test_wrong_token_is_a_clear_error(gateway_url: str) -> None:
+    ex = GatewayExecutor(url=gateway_url, token="wrong-token")
+    with pytest.raises(BackendUnavailable, match=r"rejected the token \(HTTP 403\)|HTTP 401"):
+        await ex.start()
+    assert ex.kernel_id is None
+
+
+async def test_unreachable_gateway_is_a_clear_error() -> None:
+    ex = GatewayExecutor(url=f"http://127.0.0.1:{_free_port()}", token=TOKEN, connect_timeout=5)
+    with pytest.raises(BackendUnavailable, match="unreachable"):
+        await ex.start()
+
+
+async def test_missing_url_is_a_clear_error() -> None:
+    settings = load_settings()
+    with pytest.raises(BackendUnavailable, match="gateway URL"):
+        make_executor(settings, work_dir=Path.cwd(), backend="gateway")
