@@ -122,6 +122,7 @@ class CodeFlow:
         self._fix_provider: Provider | None = None
         self._confirm_install = confirm_install
         self._flow: Flow | None = None
+        self._start_task: asyncio.Future[None] | None = None
         self._loop: _LoopThread | None = None
         self.history: list[RunRecord] = []
 
@@ -217,6 +218,7 @@ class CodeFlow:
             improve=improve,
             scan_policy=scan,
         )
+        await self._warm()
         record = await self.flow.run(
             request.strip(),
             options,
@@ -227,6 +229,26 @@ class CodeFlow:
         )
         self.history.append(record)
         return record
+
+    async def _warm(self) -> None:
+        """Launch the kernel first, then import the model SDK on a thread meanwhile.
+
+        The kernel needs the event loop to come up; importing the SDK is plain blocking work.
+        Done in this order, a cold first request costs max(kernel start, generation), not
+        their sum.
+        """
+        if self._flow is not None:
+            return
+        executor = self.executor
+        if not getattr(executor, "started", True):
+            self._start_task = asyncio.ensure_future(executor.start())
+            for _ in range(3):
+                await asyncio.sleep(0)  # let the launch reach the kernel's process start
+        await asyncio.to_thread(lambda: (self.provider, self.fix_provider))
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Run a coroutine on this session's private loop (the one its kernel lives on)."""
+        return self._loop_thread().submit(coro)
 
     async def aclose(self) -> None:
         if self._executor is not None:

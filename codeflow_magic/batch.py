@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +20,8 @@ from typing import Any
 from .config import Settings
 from .errors import ProviderError, UsageError
 from .executors import make_executor
-from .executors.base import Executor
-from .models import RunRecord
+from .executors.base import Executor, OutputCallback
+from .models import ExecutionResult, RunRecord
 
 RESET_CODE = "get_ipython().run_line_magic('reset', '-f')\n"
 ITEM_KEYS = {"request", "language", "check", "max_attempts", "focus", "timeout", "verify", "id"}
@@ -78,23 +79,67 @@ def _validate_item(opts: dict[str, Any], where: str) -> None:
 
 
 class KernelPool:
-    """A fixed set of started executors handed out one request at a time."""
+    """Up to `max_size` executors handed out one request at a time.
 
-    def __init__(self, executors: Sequence[Executor]) -> None:
-        self.executors = list(executors)
+    A request holds a kernel only while its code runs, never while the model generates, so
+    few kernels serve many requests when the code is quick. The pool starts as many kernels as
+    there are cores at once, and grows by one (up to `max_size`) whenever a request finds no
+    free kernel and none is starting: a kernel start costs about half a second of CPU, and
+    starting eight at once on two cores would delay every one of them.
+    """
+
+    def __init__(
+        self, factory: Callable[[], Executor], max_size: int, eager: int | None = None
+    ) -> None:
+        self.factory = factory
+        self.max_size = max(1, max_size)
+        self.eager = min(self.max_size, eager if eager is not None else (os.cpu_count() or 2))
+        self.executors: list[Executor] = []
         self._free: asyncio.Queue[Executor] = asyncio.Queue()
-        for ex in self.executors:
-            self._free.put_nowait(ex)
+        self._starting = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._errors: list[BaseException] = []
 
     @classmethod
     def create(cls, settings: Settings, size: int, *, work_dir: Path) -> KernelPool:
-        return cls([make_executor(settings, work_dir=work_dir) for _ in range(size)])
+        return cls(lambda: make_executor(settings, work_dir=work_dir), size)
+
+    def _grow(self) -> None:
+        executor = self.factory()
+        self.executors.append(executor)
+        self._starting += 1
+
+        async def start() -> None:
+            try:
+                await executor.start()
+                self._free.put_nowait(executor)
+            except BaseException as exc:  # surfaced to the waiting request in `acquire`
+                self._errors.append(exc)
+                self.executors.remove(executor)
+            finally:
+                self._starting -= 1
+
+        task = asyncio.ensure_future(start())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
-        await asyncio.gather(*(ex.start() for ex in self.executors))
+        """Start the eager kernels (returns at once; they come up in the background)."""
+        while len(self.executors) < self.eager:
+            self._grow()
 
     async def acquire(self) -> Executor:
-        return await self._free.get()
+        if self._free.empty() and self._starting == 0 and len(self.executors) < self.max_size:
+            self._grow()
+        while True:
+            if self._errors and not self.executors:
+                raise self._errors[0]
+            try:
+                return await asyncio.wait_for(self._free.get(), timeout=0.5)
+            except asyncio.TimeoutError:
+                # Still busy after a while: long-running code, so another kernel helps.
+                if self._starting == 0 and len(self.executors) < self.max_size:
+                    self._grow()
 
     async def release(self, executor: Executor) -> None:
         try:
@@ -103,7 +148,59 @@ class KernelPool:
             self._free.put_nowait(executor)
 
     async def shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         await asyncio.gather(*(ex.shutdown() for ex in self.executors), return_exceptions=True)
+
+
+class _PooledExecutor:
+    """One request's view of the pool: a kernel is taken at the first execution (not while the
+    model generates) and kept until the request ends, so its own runs share state."""
+
+    name = "kernel"
+    started = True
+
+    def __init__(self, pool: KernelPool) -> None:
+        self.pool = pool
+        self._executor: Executor | None = None
+        self.supports_install = False
+
+    async def _get(self) -> Executor:
+        if self._executor is None:
+            self._executor = await self.pool.acquire()
+            self.supports_install = self._executor.supports_install
+        return self._executor
+
+    async def start(self) -> None:
+        await self._get()
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        language: str = "python",
+        timeout: float | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> ExecutionResult:
+        ex = await self._get()
+        return await ex.execute(code, language=language, timeout=timeout, on_output=on_output)
+
+    async def describe_state(self, max_chars: int = 2000) -> str:
+        if self._executor is None:
+            return ""  # a fresh request on a reset kernel has no state to describe
+        return await self._executor.describe_state(max_chars)
+
+    async def install(self, package: str, timeout: float | None = None) -> ExecutionResult:
+        ex = await self._get()
+        return await ex.install(package, timeout=timeout)
+
+    async def shutdown(self) -> None:
+        await self.release()
+
+    async def release(self) -> None:
+        if self._executor is not None:
+            ex, self._executor = self._executor, None
+            await self.pool.release(ex)
 
 
 ResultCallback = Callable[[BatchItem, RunRecord | None, str | None], None]
@@ -125,16 +222,23 @@ async def arun_batch(
     from .providers import make_provider
 
     wd = (work_dir or Path.cwd()).resolve()
-    provider = make_provider(settings, work_dir=wd, cache_mode=cache_mode)
     own_pool = pool is None
     pool = pool or KernelPool.create(settings, max(1, min(parallel, len(items))), work_dir=wd)
+    await pool.start()  # kernels first: they come up while the SDK is imported
+    for _ in range(3):
+        await asyncio.sleep(0)
+    provider = await asyncio.to_thread(make_provider, settings, work_dir=wd, cache_mode=cache_mode)
     scanner, blocking, fmt = _security_hooks()
     redact = _redactor(settings)
     results: list[RunRecord | None] = [None] * len(items)
-    warm = asyncio.ensure_future(pool.start())
+    limit = asyncio.Semaphore(max(1, parallel))
 
     async def one(item: BatchItem) -> None:
-        executor = await pool.acquire()
+        async with limit:
+            await _one(item)
+
+    async def _one(item: BatchItem) -> None:
+        executor = _PooledExecutor(pool)
         try:
             flow = Flow(
                 provider,
@@ -155,11 +259,10 @@ async def arun_batch(
             if on_result:
                 on_result(item, None, str(exc))
         finally:
-            await pool.release(executor)
+            await executor.release()
 
     try:
         await asyncio.gather(*(one(item) for item in items))
-        await warm
     finally:
         if own_pool:
             await pool.shutdown()

@@ -26,6 +26,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("codeflow_magic.runner", "register"),
     ("codeflow_magic.security.cli", "register"),
     ("codeflow_magic.executors.doctor", "register"),
+    ("codeflow_magic.executors.image", "register"),
 )
 
 

@@ -19,7 +19,7 @@ SECRET_NAME_PATTERNS: tuple[str, ...] = (
     r".*_ACCESS_KEY(_ID)?",
     r".*_PRIVATE_KEY",
     r".*_SECRET_KEY",
-    r".*_(SIGNING|ENCRYPTION|MASTER|ACCOUNT|SERVICE|AUTH|CLIENT|LICENSE|SUBSCRIPTION)_KEY",
+    r".*_KEY",
     r".*TOKEN.*",
     r".*SECRET.*",
     r".*PASSWORD.*",
@@ -53,7 +53,8 @@ SECRET_NAME_PATTERNS: tuple[str, ...] = (
 
 `ANTHROPIC_*` and `OPENAI_*` are dropped whole (base URLs included): generated code has no
 business talking to the model. Bare `*_KEY` names count only with a word that makes them
-secret (`_API_KEY`, `_SECRET_KEY`, `_ACCESS_KEY`...), so `SORT_KEY` or `PRIMARY_KEY` survive.
+Any `*_KEY` counts (`STRIPE_KEY`, `SORT_KEY` alike): a name cannot tell a vendor's key from a
+setting, and a kernel missing a harmless variable costs far less than one holding a key.
 """
 
 _NAME_RE = re.compile("|".join(f"(?:{p})" for p in SECRET_NAME_PATTERNS), re.IGNORECASE)
@@ -67,7 +68,7 @@ MIN_SECRET_LEN = 8
 
 def is_secret_name(name: str, extra_names: Iterable[str] = ()) -> bool:
     """True when an environment variable of this name should never reach generated code."""
-    if name in set(extra_names):
+    if name.upper() in {n.upper() for n in extra_names}:
         return True
     if name.upper() in HARMLESS_NAMES:
         return False

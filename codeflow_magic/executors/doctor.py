@@ -42,20 +42,28 @@ def check_kernel(settings: Settings) -> Check:
         spec = KernelSpecManager().get_kernel_spec(name)
     except NoSuchKernel:
         return Check(
-            "kernel", False, f"no Jupyter kernel named {name!r}",
+            "kernel",
+            False,
+            f"no Jupyter kernel named {name!r}",
             f"{sys.executable} -m ipykernel install --user",
         )
     exe = spec.argv[0] if spec.argv else ""
     if exe not in ("python", "python3", "{python}") and not shutil.which(exe):
-        return Check("kernel", False, f"kernel {name!r} starts {exe}, which is missing",
-                     f"{sys.executable} -m ipykernel install --user --name {name}")
+        return Check(
+            "kernel",
+            False,
+            f"kernel {name!r} starts {exe}, which is missing",
+            f"{sys.executable} -m ipykernel install --user --name {name}",
+        )
     return Check("kernel", True, f"Jupyter kernel {name!r} ({spec.display_name})")
 
 
 def check_inline(settings: Settings) -> Check:
     del settings
     return Check(
-        "inline", True, "notebook only: runs in the notebook's own kernel via %%codeflow",
+        "inline",
+        True,
+        "notebook only: runs in the notebook's own kernel via %%codeflow",
         warning="not available from the command line",
     )
 
@@ -70,8 +78,14 @@ def _sandbox_smoke() -> str | None:
         argv = prov._bwrap_argv(tmp, tmp)
         if os.geteuid() == 0:
             setpriv = tool("setpriv") or "setpriv"
-            argv = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                    "--inh-caps=-all", *argv]
+            argv = [
+                setpriv,
+                f"--reuid={NOBODY}",
+                f"--regid={NOBODY}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                *argv,
+            ]
         argv += [sys.executable, "-c", "import ipykernel, socket; print('inside')"]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
@@ -94,7 +108,9 @@ def check_sandbox(settings: Settings) -> Check:
     failure = _sandbox_smoke()
     if failure:
         return Check(
-            "sandbox", False, f"bubblewrap could not start Python: {failure}",
+            "sandbox",
+            False,
+            f"bubblewrap could not start Python: {failure}",
             "sysctl -w kernel.unprivileged_userns_clone=1 (user namespaces must be allowed)",
         )
     warning = ""
@@ -104,8 +120,9 @@ def check_sandbox(settings: Settings) -> Check:
             warning = f"no cgroup access ({cg}): memory backstop, pids and cpu limits off"
     else:
         warning = "not root: limits are rlimits only (no cgroups)"
-    return Check("sandbox", True, "bubblewrap sandbox starts Python as an unprivileged uid",
-                 warning=warning)
+    return Check(
+        "sandbox", True, "bubblewrap sandbox starts Python as an unprivileged uid", warning=warning
+    )
 
 
 def check_docker(settings: Settings) -> Check:
@@ -114,14 +131,18 @@ def check_docker(settings: Settings) -> Check:
 
     docker = docker_cli()
     if not docker:
-        return Check("docker", False, "the docker CLI is not installed", "apt-get install docker.io")
+        return Check(
+            "docker", False, "the docker CLI is not installed", "apt-get install docker.io"
+        )
     problem = daemon_problem(docker)
     if problem:
         return Check("docker", False, problem[0], problem[1])
     image = settings.execution.docker_image
     if not image_exists(image, docker):
         return Check(
-            "docker", False, f"image {image} is not built (first use builds it, ~3 minutes)",
+            "docker",
+            False,
+            f"image {image} is not built (first use builds it, ~3 minutes)",
             "codeflow sandbox build",
         )
     return Check("docker", True, f"dockerd answers and image {image} is present")
@@ -131,30 +152,48 @@ def check_gateway(settings: Settings) -> Check:
     url = settings.execution.gateway_url.rstrip("/")
     if not url:
         return Check(
-            "gateway", False, "no gateway URL configured",
+            "gateway",
+            False,
+            "no gateway URL configured",
             "codeflow ask ... --backend gateway --gateway-url URL (or execution.gateway_url=URL)",
         )
     token = settings.execution.gateway_token
     headers = {"Authorization": f"token {token}"} if token else {}
     request = urllib.request.Request(f"{url}/api/kernelspecs", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - user-configured
+        with urllib.request.urlopen(request, timeout=5) as resp:
             data = json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
-            return Check("gateway", False, f"{url} rejected the token (HTTP {exc.code})",
-                         "pass the gateway's token: --gateway-token TOKEN")
-        return Check("gateway", False, f"{url} answered HTTP {exc.code}",
-                     "check that the URL points at a Jupyter Kernel Gateway")
+            return Check(
+                "gateway",
+                False,
+                f"{url} rejected the token (HTTP {exc.code})",
+                "pass the gateway's token: --gateway-token TOKEN",
+            )
+        return Check(
+            "gateway",
+            False,
+            f"{url} answered HTTP {exc.code}",
+            "check that the URL points at a Jupyter Kernel Gateway",
+        )
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        return Check("gateway", False, f"{url} is unreachable ({reason})",
-                     "start it: jupyter kernelgateway --KernelGatewayApp.auth_token=TOKEN")
+        return Check(
+            "gateway",
+            False,
+            f"{url} is unreachable ({reason})",
+            "start it: jupyter kernelgateway --KernelGatewayApp.auth_token=TOKEN",
+        )
     name = settings.execution.kernel_name
     specs = data.get("kernelspecs", {}) if isinstance(data, dict) else {}
     if specs and name not in specs:
-        return Check("gateway", False, f"{url} has no kernel {name!r} (has: {', '.join(specs)})",
-                     "--kernel NAME with one of the gateway's kernels")
+        return Check(
+            "gateway",
+            False,
+            f"{url} has no kernel {name!r} (has: {', '.join(specs)})",
+            "--kernel NAME with one of the gateway's kernels",
+        )
     return Check("gateway", True, f"{url} answers with kernel {name!r}")
 
 

@@ -204,6 +204,10 @@ class GatewayExecutor:
             raise BackendError(f"cannot open the kernel websocket: {exc}") from None
         except OSError as exc:
             raise BackendUnavailable(f"the gateway at {self.url} is unreachable ({exc})") from None
+        # Small request frames: without TCP_NODELAY each waits for a delayed ACK (~40 ms).
+        stream = getattr(ws, "stream", None)
+        if stream is not None:
+            stream.set_nodelay(True)
         self._ws = ws
         self._queue = asyncio.Queue()
         self._reader = asyncio.ensure_future(self._read(ws, self._queue))

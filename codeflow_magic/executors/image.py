@@ -61,7 +61,7 @@ def apt_mirror(codename: str | None = None, root: Path = Path("/etc/apt")) -> st
     """The Debian mirror URI apt uses here for the release's main suite (read, never assumed)."""
     codename = codename or os_codename()
     candidates: list[tuple[str, list[str], list[str]]] = []  # (uri, suites, components)
-    files = [root / "sources.list"] + sorted((root / "sources.list.d").glob("*"))
+    files = [root / "sources.list", *sorted((root / "sources.list.d").glob("*"))]
     for path in files:
         try:
             text = path.read_text()

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from queue import Empty
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from ..errors import BackendError, BackendUnavailable, UsageError
 from ..models import LANGUAGES, ExecutionResult, Output
+from ..secrets import scrub_env
 from .base import OutputCallback
 from .outputs import OutputCollector
 from .snippets import bash_snippet, describe_state_snippet, pip_install_snippet
@@ -46,11 +47,6 @@ _IOPUB_WAIT_S = 0.25
 _IDLE_AFTER_REPLY_S = 2.0
 _START_TIMEOUT_S = 60.0
 
-_SECRET_NAME = re.compile(
-    r"API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY"
-    r"|COOKIE|_KEY$|^ANTHROPIC_|^OPENAI_|^AWS_(ACCESS|SECRET|SESSION|SECURITY)"
-)
-
 # A plain requirement: a project name, optional extras, optional single version clause.
 _REQUIREMENT = re.compile(
     r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
@@ -59,18 +55,12 @@ _REQUIREMENT = re.compile(
 )
 
 
-def _scrub_env(environ: Mapping[str, str], extra_names: Iterable[str] = ()) -> dict[str, str]:
-    """A copy of `environ` without variables whose names look like credentials.
-
-    Generated code runs in the kernel: it must not be able to read the user's model API key or
-    cloud credentials, whatever it prints or sends. Names are matched, values never inspected.
-    """
-    extra = {name.upper() for name in extra_names}
-    return {
-        name: value
-        for name, value in environ.items()
-        if name.upper() not in extra and not _SECRET_NAME.search(name.upper())
-    }
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def _short_tmp() -> str:
@@ -168,7 +158,7 @@ class KernelExecutor:
     def kernel_env(self) -> dict[str, str]:
         """The kernel's environment: ours without secrets, plus private Jupyter dirs."""
         assert self._run_dir is not None
-        env = _scrub_env(os.environ, self.secret_env)
+        env = scrub_env(os.environ, self.secret_env)
         env.pop("MPLBACKEND", None)  # ipykernel then picks the inline backend: figures as PNG
         env.update(self.extra_env)
         env["IPYTHONDIR"] = str(self._run_dir / "ipython")
@@ -201,18 +191,33 @@ class KernelExecutor:
                 "(python -m ipykernel install --user) or set execution.kernel_name"
             ) from None
         extra = ["--HistoryManager.enabled=False"] if any("ipykernel" in a for a in argv) else []
+        # The kernel's own stderr goes to a log in its run dir: a kernel killed while starting
+        # (a pool shutting down) must not spill tracebacks into the user's terminal, and a
+        # kernel that fails to start is explained from that log.
+        log_path = run_dir / "kernel.log"
+        log = open(log_path, "wb")
         try:
             await km.start_kernel(
-                extra_arguments=extra, env=self.kernel_env(), cwd=str(self.work_dir)
+                extra_arguments=extra,
+                env=self.kernel_env(),
+                cwd=str(self.work_dir),
+                stderr=log,
             )
         except Exception as exc:
+            log.close()
             self._remove_run_dir()
             raise BackendError(f"the {self.name} kernel could not start: {exc}") from exc
+        finally:
+            if not log.closed:
+                log.close()  # the child keeps its own descriptor
         self._km = km
         try:
             self._kc = await self._connect(km)
-        except BackendError:
+        except BackendError as exc:
+            tail = _log_tail(log_path)
             await self._stop_kernel()
+            if tail:
+                raise BackendError(f"{exc}; the kernel said:\n{tail}") from exc
             raise
 
     async def _connect(self, km: AsyncKernelManager) -> AsyncKernelClient:

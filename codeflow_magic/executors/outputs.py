@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbformat.v4 import output_from_msg
 
 from ..models import Output
 
@@ -136,6 +135,33 @@ def output_text_for_prompt(outputs: Iterable[Mapping[str, Any]], max_chars: int)
     return cap_text(text, max_chars)[0]
 
 
+def output_from_msg(msg_type: str, content: Mapping[str, Any]) -> Output:
+    """An nbformat v4 output dict from an iopub message's content.
+
+    Written here rather than imported from nbformat: importing nbformat pulls in jsonschema and
+    its format checkers, seconds of start-up on a loaded machine, on every codeflow start.
+    """
+    if msg_type == "stream":
+        return {"output_type": "stream", "name": content["name"], "text": content["text"]}
+    if msg_type == "error":
+        return {
+            "output_type": "error",
+            "ename": content["ename"],
+            "evalue": content["evalue"],
+            "traceback": list(content.get("traceback", [])),
+        }
+    out: Output = {
+        "output_type": msg_type,
+        "data": dict(content.get("data", {})),
+        "metadata": dict(content.get("metadata", {})),
+    }
+    if msg_type == "execute_result":
+        out["execution_count"] = content.get("execution_count")
+    elif msg_type != "display_data":
+        raise ValueError(f"not an output message: {msg_type}")
+    return out
+
+
 @dataclass
 class _Stream:
     """A stream output under construction: chunks, not one growing string (no quadratic joins)."""
@@ -223,7 +249,7 @@ class OutputCollector:
         if msg_type == "stream":
             self._add_stream(str(content.get("name", "stdout")), str(content.get("text", "")))
             return
-        node = output_from_msg({"header": {"msg_type": msg_type}, "content": content})  # type: ignore[no-untyped-call]
+        node = output_from_msg(msg_type, content)
         out: Output = dict(node)
         display_id = (content.get("transient") or {}).get("display_id")
         if display_id and msg_type == "display_data":

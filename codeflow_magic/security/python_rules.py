@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ..models import Finding, severity_rank
 from ..secrets import is_secret_name
 from . import paths
-from .fold import _DECODERS, Folded, Folder, PathStr, as_text
+from .fold import _DECODERS, Folded, Folder, as_text
 from .paths import COMPUTED, Verdict
 
 BashScan = Callable[[str, int, int], list[Finding]]
@@ -562,6 +562,8 @@ class PythonAnalyzer:
         self.b = collector.b
         self.findings: list[Finding] = []
         self._qual_memo: dict[int, str | None] = {}
+        self._binding_memo: dict[str, ast.expr | None] = {}
+        self._alias_memo: dict[str, str | None] = {}
         self._alias_active: set[str] = set()
         self.folder = Folder(self.qual, self.binding)
         self._parents: dict[int, ast.AST] = {}
@@ -589,15 +591,20 @@ class PythonAnalyzer:
 
     # -- resolution -------------------------------------------------------------------------
     def binding(self, name: str) -> ast.expr | None:
+        """The one expression `name` is bound to (all its assignments alike), else None."""
+        if name in self._binding_memo:
+            return self._binding_memo[name]
         values = self.b.assigns.get(name)
-        if not values or name in self.b.imports or name in self.b.opaque:
-            return None
-        if len(values) == 1:
-            return values[0]
-        first = ast.dump(values[0])
-        if all(ast.dump(v) == first for v in values[1:]):
-            return values[0]
-        return None
+        result: ast.expr | None = None
+        if values and name not in self.b.imports and name not in self.b.opaque:
+            if len(values) == 1:
+                result = values[0]
+            else:
+                first = ast.dump(values[0])
+                if all(ast.dump(v) == first for v in values[1:]):
+                    result = values[0]
+        self._binding_memo[name] = result
+        return result
 
     def _alias(self, name: str) -> str | None:
         if name in self.b.opaque:
@@ -609,13 +616,17 @@ class PythonAnalyzer:
         if assigns and not imports:
             if name in self._alias_active:
                 return None
+            if name in self._alias_memo:
+                return self._alias_memo[name]
             self._alias_active.add(name)
             try:
                 resolved = {self.qual(v) for v in assigns}
             finally:
                 self._alias_active.discard(name)
-            if len(resolved) == 1:
-                return next(iter(resolved))
+            result = next(iter(resolved)) if len(resolved) == 1 else None
+            if not self._alias_active:
+                self._alias_memo[name] = result
+            return result
         return None
 
     def qual(self, node: ast.AST) -> str | None:
@@ -1011,12 +1022,6 @@ class PythonAnalyzer:
                     node,
                     "reaches the builtins namespace through globals()",
                 )
-        if q == "builtins" or (
-            isinstance(node.value, ast.Name) and node.value.id == "__builtins__"
-        ):
-            key = self.folder.fold_str(node.slice)
-            if key in ("eval", "exec", "__import__", "compile", "open", "getattr"):
-                pass  # the call using it is judged by its resolved name
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if id(node) in self._docstrings or not isinstance(node.value, str):
@@ -1376,8 +1381,6 @@ class PythonAnalyzer:
             self.add_verdict(
                 "read-secret", paths.read_verdict(self._path_text(func.value)), node, f".{attr}"
             )
-        elif attr in ("recv", "recvfrom") and self._loops is None:
-            pass
 
     # -- processes --------------------------------------------------------------------------
     def _command_findings(
@@ -1483,9 +1486,6 @@ class PythonAnalyzer:
             self._command_findings(node, q, command, False, True)
             return
         text, decoded = self.folder.fold_text(arg)
-        if text is not None and not shell and " " in text and COMPUTED not in text:
-            # Without a shell the whole string is the program name; judge it as typed.
-            pass
         self._command_findings(node, q, text, decoded, True)
 
     def _line_magic(self, node: ast.Call) -> None:
@@ -2114,7 +2114,3 @@ def _join_argv(parts: list[str]) -> str:
         else:
             out.append(shlex.quote(p))
     return " ".join(out)
-
-
-def is_pathstr(value: object) -> bool:
-    return isinstance(value, PathStr)

@@ -31,16 +31,13 @@ async def run_ok(ex: Executor, code: str, timeout: float = 60.0) -> str:
 async def check_state_and_png(ex: Executor) -> None:
     await run_ok(ex, "counter = 41")
     assert (await run_ok(ex, "counter += 1\nprint(counter)")).strip() == "42"
-    code = (
-        "import matplotlib.pyplot as plt\n"
-        "plt.plot([1, 2, 3], [3, 1, 2])\n"
-        "plt.show()\n"
-    )
+    code = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\nplt.show()\n"
     result = await ex.execute(code, timeout=120)
     assert result.ok, result
     pngs = [
-        o for o in result.outputs if o.get("output_type") == "display_data"
-        and "image/png" in o.get("data", {})
+        o
+        for o in result.outputs
+        if o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
     ]
     assert pngs, result.outputs
     assert len(pngs[0]["data"]["image/png"]) > 1000

@@ -82,8 +82,18 @@ def ask(server: ModelServer, work_dir: Path, *args: str) -> tuple[int, dict[str,
     env["XDG_CONFIG_HOME"] = str(work_dir / ".config")
     env.update(server.env())
     proc = subprocess.run(
-        [sys.executable, "-m", "codeflow_magic.cli", "ask", *args, "--format", "json",
-         "--no-cache", "--work-dir", str(work_dir)],
+        [
+            sys.executable,
+            "-m",
+            "codeflow_magic.cli",
+            "ask",
+            *args,
+            "--format",
+            "json",
+            "--no-cache",
+            "--work-dir",
+            str(work_dir),
+        ],
         cwd=work_dir,
         env=env,
         capture_output=True,
@@ -96,19 +106,20 @@ def ask(server: ModelServer, work_dir: Path, *args: str) -> tuple[int, dict[str,
 
 def final_stdout(record: dict[str, Any]) -> str:
     return "".join(
-        str(o.get("text", "")) for o in record.get("outputs", ()) if o.get("output_type") == "stream"
+        str(o.get("text", ""))
+        for o in record.get("outputs", ())
+        if o.get("output_type") == "stream"
     )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_escape_battery_through_the_flow(
-    backend: str, server: ModelServer, work_dir: Path
-) -> None:
+def test_escape_battery_through_the_flow(backend: str, server: ModelServer, work_dir: Path) -> None:
     _require(backend)
     assert "ANTHROPIC_API_KEY" in server.env()  # the CLI itself holds a key
     server.add_rule(contains="probe the machine", reply=py(ESCAPE_CODE))
-    code, record, stderr = ask(server, work_dir, "probe the machine", "--backend", backend,
-                               "--scan", "off")
+    code, record, stderr = ask(
+        server, work_dir, "probe the machine", "--backend", backend, "--scan", "off"
+    )
     assert code == 0, stderr
     seen = ast.literal_eval(final_stdout(record).strip())
     assert seen == {"net": "blocked", "shadow": "denied", "write": "denied", "key": None}
@@ -146,8 +157,15 @@ def test_memory_limit_is_an_environment_failure_then_fixed(
     )
     server.add_rule(contains="allocate a lot", reply=py("big = b'x' * (3 * 1024**3)"))
     code, record, stderr = ask(
-        server, work_dir, "allocate a lot", "--backend", backend, "--memory-limit", "512m",
-        "--scan", "off",
+        server,
+        work_dir,
+        "allocate a lot",
+        "--backend",
+        backend,
+        "--memory-limit",
+        "512m",
+        "--scan",
+        "off",
     )
     first = record["attempts"][0]
     assert first["success"] is False, stderr

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,8 +19,8 @@ from codeflow_magic.config import load_settings
 from codeflow_magic.errors import BackendUnavailable
 from codeflow_magic.executors import make_executor
 from codeflow_magic.executors.docker import daemon_problem, leftover_containers
-from codeflow_magic.executors.kernel import KernelExecutor
 from codeflow_magic.executors.image import image_exists
+from codeflow_magic.executors.kernel import KernelExecutor
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
 

@@ -21,7 +21,11 @@ def doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     base.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "codeflow_magic.cli", "doctor", *args],
-        capture_output=True, text=True, timeout=180, env=base, check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=base,
+        check=False,
     )
 
 

@@ -15,8 +15,13 @@ from codeflow_magic.executors.limits import Limits, format_size, parse_size
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("512m", 512 * 1024**2), ("2g", 2 * 1024**3), ("1.5G", int(1.5 * 1024**3)),
-     ("64MiB", 64 * 1024**2), ("100000000", 100_000_000)],
+    [
+        ("512m", 512 * 1024**2),
+        ("2g", 2 * 1024**3),
+        ("1.5G", int(1.5 * 1024**3)),
+        ("64MiB", 64 * 1024**2),
+        ("100000000", 100_000_000),
+    ],
 )
 def test_parse_size(text: str, value: int) -> None:
     assert parse_size(text) == value
@@ -56,12 +61,19 @@ def test_apt_mirror_from_deb822_and_legacy_lists(tmp_path: Path) -> None:
 
 
 def test_kernelspec_names_the_provisioner_and_message_interrupts(tmp_path: Path) -> None:
-    write_kernelspec(tmp_path, "k", ["python", "-f", "{connection_file}"], "codeflow-bwrap",
-                     {"memory_limit": "512m"}, "K")
+    write_kernelspec(
+        tmp_path,
+        "k",
+        ["python", "-f", "{connection_file}"],
+        "codeflow-bwrap",
+        {"memory_limit": "512m"},
+        "K",
+    )
     spec = json.loads((tmp_path / "k" / "kernel.json").read_text())
     assert spec["interrupt_mode"] == "message"
     assert spec["metadata"]["kernel_provisioner"] == {
-        "provisioner_name": "codeflow-bwrap", "config": {"memory_limit": "512m"}
+        "provisioner_name": "codeflow-bwrap",
+        "config": {"memory_limit": "512m"},
     }
 
 

@@ -267,6 +267,7 @@ def run_cell(page: Any, index: int) -> None:
 def test_sidebar_renderer_writeback_and_restore(
     playwright_browser: Any, lab: dict[str, Any]
 ) -> None:
+    (ARTIFACTS / "failure.png").unlink(missing_ok=True)
     context = playwright_browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     console: list[str] = []

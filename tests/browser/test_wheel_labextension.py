@@ -87,6 +87,7 @@ def test_wheel_from_a_clean_tree_ships_the_labextension(tmp_path: Path) -> None:
         assert "package.json" in shared
         assert "install.json" in shared
         assert "static/style.js" in shared
+        assert not [n for n in names if "node_modules" in n or n.endswith(".ts")]
         assert any(k.startswith("static/remoteEntry.") for k in shared)
         assert "schemas/codeflow-labextension/plugin.json" in shared
 

@@ -10,7 +10,8 @@ import pytest
 from codeflow_magic.config import load_settings
 from codeflow_magic.errors import BackendError, BackendUnavailable
 from codeflow_magic.executors import make_executor
-from codeflow_magic.executors.kernel import KernelExecutor, _scrub_env
+from codeflow_magic.executors.kernel import KernelExecutor
+from codeflow_magic.secrets import scrub_env as _scrub_env
 
 pytestmark = [pytest.mark.kernel]
 

@@ -41,7 +41,11 @@ HARMFUL = [
     ("echo key >> /root/.ssh/authorized_keys", "critical", "SSH login key"),
     ("kill -9 -1", "critical", "every process"),
     ("shutdown -h now", "critical", "shuts the machine down"),
-    ("python3 -c \"import shutil, os; shutil.rmtree(os.path.expanduser('~'))\"", "critical", "home"),
+    (
+        "python3 -c \"import shutil, os; shutil.rmtree(os.path.expanduser('~'))\"",
+        "critical",
+        "home",
+    ),
     ("python - <<EOF\nimport os\nos.system('rm -rf ~')\nEOF", "critical", "home"),
     ("cat <<EOF > ~/.bashrc\nevil\nEOF", "critical", "start-up file"),
     ("chmod -R 777 /", "high", "permissions"),

@@ -49,6 +49,8 @@ ENV = {
         "X_API_KEY",
         "slack_token",
         "DATABASE_URL",
+        "STRIPE_KEY",
+        "SORT_KEY",
     ],
 )
 def test_secret_names(name: str) -> None:
@@ -56,7 +58,7 @@ def test_secret_names(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["PATH", "HOME", "SORT_KEY", "PRIMARY_KEY", "LANG", "TOKENIZERS_PARALLELISM", "PWD"]
+    "name", ["PATH", "HOME", "KEYBOARD", "LANG", "TOKENIZERS_PARALLELISM", "PWD", "MONKEY_COUNT"]
 )
 def test_harmless_names(name: str) -> None:
     assert not is_secret_name(name)
@@ -67,8 +69,8 @@ def test_patterns_are_exported() -> None:
 
 
 def test_scrub_env_drops_secrets_and_extra_names() -> None:
-    out = scrub_env(ENV, extra_names=["MY_INTERNAL"])
-    assert set(out) == {"PATH", "HOME", "SORT_KEY", "LANG", "TOKENIZERS_PARALLELISM"}
+    out = scrub_env(ENV, extra_names=["my_internal"])  # extra names match in any case
+    assert set(out) == {"PATH", "HOME", "LANG", "TOKENIZERS_PARALLELISM"}
     assert out["PATH"] == ENV["PATH"]
     assert "MY_INTERNAL" in scrub_env(ENV)  # only dropped when named
 
