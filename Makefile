@@ -3,17 +3,22 @@
 # unprivileged user can read it.
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV   := .venv
-BIN    := $(VENV)/bin
+BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.codeflow-installed
+# jlpm (yarn) takes its registry from npm's own configuration: no host is written anywhere.
+export YARN_NPM_REGISTRY_SERVER ?= $(shell npm config get registry 2>/dev/null | sed 's:/*$$::')
+export PATH := $(BIN):$(PATH)
 
 .PHONY: setup demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml labextension/package.json
+$(STAMP): pyproject.toml labextension/package.json labextension/yarn.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	cd labextension && jlpm install --immutable >/dev/null
+	$(BIN)/jupyter labextension develop --overwrite . >/dev/null
 	touch $(STAMP)
 
 demo: setup
@@ -23,7 +28,8 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
-	cd labextension && ../$(BIN)/jlpm test
+	env -u ANTHROPIC_API_KEY CODEFLOW_CACHE=replay $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks/
+	cd labextension && jlpm test
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not browser and not docker and not sandbox and not gateway and not slow"
@@ -36,4 +42,5 @@ bench: setup
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) reports test-artifacts codeflow_magic/labextension labextension/lib labextension/node_modules
+	rm -rf $(VENV) reports test-artifacts codeflow_magic/labextension \
+	    labextension/lib labextension/node_modules labextension/.yarn

@@ -23,7 +23,7 @@ async def run(replies, request="do it", **opts):  # type: ignore[no-untyped-def]
 
 
 async def test_first_attempt_success_records_outputs_and_metrics() -> None:
-    record, provider, _, events = await run([block("x = 6 * 7\nprint(x)")])
+    record, _, _, events = await run([block("x = 6 * 7\nprint(x)")])
     assert record.success and record.stop_reason == "success"
     assert len(record.attempts) == 1
     assert record.outputs[0]["text"] == "42\n"
@@ -63,7 +63,7 @@ async def test_gives_up_after_max_attempts() -> None:
 
 
 async def test_repeated_code_stops_early() -> None:
-    record, provider, executor, _ = await run(
+    record, _, executor, _ = await run(
         [block("1/0"), block("1/0"), block("x=1")], max_attempts=3
     )
     assert record.stop_reason == "repeated_code"
