@@ -208,6 +208,25 @@ _KERNEL_ONLY = textwrap.dedent(
 )
 
 
+_GEN_ONLY = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from pathlib import Path
+    t0 = time.perf_counter()
+    from codeflow_magic.config import load_settings
+    from codeflow_magic.providers import make_provider
+    from codeflow_magic.prompts import build_generate
+    async def main():
+        p = make_provider(load_settings(["cache.mode=off"]), work_dir=Path(sys.argv[1]))
+        await p.complete(build_generate("cold start request", language="python"))
+        t = time.perf_counter() - t0
+        await p.aclose()
+        return t
+    print(json.dumps({"total": asyncio.run(main())}))
+    """
+)
+
+
 def _py_json(code: str, env: dict[str, str], *args: str) -> dict[str, float]:
     proc = subprocess.run(
         [PY, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300
@@ -226,14 +245,16 @@ def bench_cold_start(latency: float = 1.0) -> Line:
         )
         env = _env(server)
         kernel = min(_py_json(_KERNEL_ONLY, env, wd)["total"] for _ in range(3))
+        generation = min(_py_json(_GEN_ONLY, env, wd)["total"] for _ in range(3))
         cold = [_py_json(_COLD, env, wd)["total"] for _ in range(3)]
     best = min(cold)
-    bound = max(latency, kernel) + 0.100
+    bound = max(generation, kernel) + 0.100
     return Line(
         "c",
-        f"cold start: first request, {latency:g} s model latency, kernel started meanwhile",
+        f"cold start: first request in a fresh process, {latency:g} s model latency vs "
+        "generation and kernel start each alone in a fresh process",
         f"{best:.3f} s",
-        f"max({latency:g}, kernel {kernel:.3f}) + 0.1 = {bound:.3f} s",
+        f"max(gen {generation:.3f}, kernel {kernel:.3f}) + 0.1 = {bound:.3f} s",
         best / bound,
         "<= 1.00x of the bound",
         best <= bound,

@@ -8,6 +8,7 @@ both from plain scripts and from inside an already running loop (a Jupyter kerne
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
@@ -49,11 +50,34 @@ class _LoopThread:
 
 
 def _security_hooks() -> tuple[Any, Any, Any]:
-    try:
-        from .security import blocking_findings, format_findings, scan_code
-    except ImportError:
-        return None, None, None
-    return scan_code, blocking_findings, format_findings
+    """The scanner's entry points, imported on first use.
+
+    The rule tables take a noticeable moment to import; the first scan happens only after the
+    first reply, so `_prefetch_security` imports them on a thread while the model works.
+    """
+
+    def scan(code: str, language: str) -> Any:
+        from .security import scan_code
+
+        return scan_code(code, language)
+
+    def blocking(findings: Any, policy: str) -> Any:
+        from .security import blocking_findings
+
+        return blocking_findings(findings, policy)
+
+    def fmt(findings: Any) -> str:
+        from .security import format_findings
+
+        return format_findings(findings)
+
+    return scan, blocking, fmt
+
+
+def _prefetch_security() -> None:
+    threading.Thread(
+        target=importlib.import_module, args=("codeflow_magic.security",), daemon=True
+    ).start()
 
 
 def _redactor(settings: Settings) -> Any:
@@ -122,7 +146,6 @@ class CodeFlow:
         self._fix_provider: Provider | None = None
         self._confirm_install = confirm_install
         self._flow: Flow | None = None
-        self._start_task: asyncio.Future[None] | None = None
         self._loop: _LoopThread | None = None
         self.history: list[RunRecord] = []
 
@@ -231,20 +254,16 @@ class CodeFlow:
         return record
 
     async def _warm(self) -> None:
-        """Launch the kernel first, then import the model SDK on a thread meanwhile.
+        """Import the model SDK first (off the loop), and let the kernel start meanwhile.
 
-        The kernel needs the event loop to come up; importing the SDK is plain blocking work.
-        Done in this order, a cold first request costs max(kernel start, generation), not
-        their sum.
+        The SDK import is pure CPU and the first thing the model call needs; the kernel start
+        is mostly waiting on another process, so it overlaps the model's latency. A cold first
+        request then costs about max(kernel start, generation), not their sum.
         """
         if self._flow is not None:
             return
-        executor = self.executor
-        if not getattr(executor, "started", True):
-            self._start_task = asyncio.ensure_future(executor.start())
-            for _ in range(3):
-                await asyncio.sleep(0)  # let the launch reach the kernel's process start
-        await asyncio.to_thread(lambda: (self.provider, self.fix_provider))
+        _prefetch_security()
+        await asyncio.to_thread(lambda: self.flow)  # the SDK import
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Run a coroutine on this session's private loop (the one its kernel lives on)."""

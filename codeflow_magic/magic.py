@@ -6,7 +6,8 @@ The cell body is the request. The flow runs on a private event loop in a worker 
 kernel's own loop is busy running this very cell), while the main thread pumps jobs: running
 generated code in the shell (inline backend) and refreshing one live progress display. When
 the flow is done the final attempt's outputs are re-emitted as a plain cell would show them,
-followed by a status line and the run record; the final code is written back below the cell.
+followed by the run record (its status line and folded history in one output); the final
+code is written back below the cell.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ line_magic = cast(Callable[[str], Callable[[F], F]], _line_magic)
 
 OVERRIDES_ENV = "CODEFLOW_OVERRIDES"
 """JSON list of `section.name=value` strings applied to every request (set by `codeflow run`)."""
+
+CELL_OPTION_KEYS: dict[str, str] = {
+    "focus": "improvement.focus",
+    "max_attempts": "improvement.max_attempts",
+    "model": "generation.model",
+}
+"""One-shot per-cell options the sidebar may set (Python names) and the settings they change."""
 
 PROGRESS_INTERVAL = 0.2
 TAIL_CHARS = 600
@@ -207,29 +215,36 @@ class CodeflowMagics(Magics):
                     flat[f"{name}.{trait_name}"] = value
         return flat
 
-    def _frontend_overrides(self, cell_id: str | None) -> tuple[dict[str, Any], str | None]:
-        """The sidebar's settings and its one-shot options for this cell, as dotted keys."""
+    def _connected_link(self) -> Any:
+        """The frontend link when the JupyterLab extension answered, else None."""
         link = self.link
-        if link is None or not getattr(link, "connected", False):
-            return {}, None
-        values: dict[str, Any] = {}
-        try:
-            values.update(link.config_extra())
-        except Exception:
-            pass
-        keys = {
-            "model": "generation.model",
-            "max_attempts": "improvement.max_attempts",
-            "maxAttempts": "improvement.max_attempts",
-            "backend": "execution.backend",
-            "focus": "improvement.focus",
-            "language": "generation.language",
-        }
+        return link if link is not None and getattr(link, "connected", False) else None
+
+    def _frontend_overrides(self, cell_id: str | None) -> tuple[dict[str, Any], bool]:
+        """The sidebar's settings and its one-shot options for this cell, as dotted keys.
+
+        Returns (settings, write-back enabled). The settings come from the link in Python
+        names (`config_extra`); the one-shot options (the panel's "Improve" buttons) go on
+        top. An option the settings would reject is dropped: it came from the panel, not from
+        the user's typing, and must not break the cell.
+        """
+        from .config import validate_value
+        from .errors import ConfigError
+
+        link = self._connected_link()
+        if link is None:
+            return {}, True
+        values: dict[str, Any] = dict(link.config_extra())
         for name, value in self._pop_options(link, cell_id).items():
-            if name in keys and value not in (None, ""):
-                values[keys[name]] = value
-        enabled = getattr(link, "writeback_enabled", True)
-        return values, (None if enabled else "off")
+            key = CELL_OPTION_KEYS.get(name)
+            if key is None or value is None or value == "":
+                continue
+            try:
+                validate_value(key, value)
+            except ConfigError:
+                continue
+            values[key] = value
+        return values, bool(getattr(link, "writeback_enabled", True))
 
     @staticmethod
     def _pop_options(link: Any, cell_id: str | None) -> dict[str, Any]:
@@ -243,8 +258,11 @@ class CodeflowMagics(Magics):
 
     def settings_for(
         self, args: Any, cell_id: str | None = None
-    ) -> tuple[Any, dict[str, Any], str | None]:
-        """Effective settings: file < ipython config/%config < CODEFLOW_OVERRIDES < panel < line."""
+    ) -> tuple[Any, dict[str, Any], bool]:
+        """Effective settings: file < ipython config/%config < CODEFLOW_OVERRIDES < panel < line.
+
+        Also says whether the panel allows write-back (True without a panel).
+        """
         from .config import build_config, make_settings, parse_overrides
 
         flat: dict[str, Any] = dict(self._configured())
@@ -385,7 +403,7 @@ class CodeflowMagics(Magics):
         except CodeFlowError as exc:
             raise IPythonUsageError(str(exc)) from None
         mode = "replace" if args.replace else "below"
-        if args.no_writeback or panel_writeback == "off":
+        if args.no_writeback or not panel_writeback:
             mode = "off"
         record = self._run(flow, request, args, settings, cell_id)
         if record is None:
@@ -429,12 +447,9 @@ class CodeflowMagics(Magics):
             raise IPythonUsageError(str(exc)) from None
         if isinstance(executor, InlineExecutor):
             executor.pump = pump
-        link = (
-            self.link if self.link is not None and getattr(self.link, "connected", False) else None
-        )
+        link = self._connected_link()
         progress = Progress(request, settings.improvement.max_attempts, link, cell_id or "")
-        loop = flow._loop_thread()
-        future = loop.submit(
+        future = flow.submit(
             flow.arun(
                 request,
                 check=args.check,
@@ -476,12 +491,16 @@ class CodeflowMagics(Magics):
         clear_output(wait=True)
 
     def _show(self, record: RunRecord) -> None:
-        """Final outputs as a plain cell shows them, then the status line, then the record."""
+        """Final outputs as a plain cell shows them, then the record.
+
+        The record bundle carries the status line itself (rendered by the extension, or in its
+        HTML/text fallbacks), so no separate status output is published: it would show twice.
+        """
         import sys
 
         from IPython.core.display_functions import publish_display_data
 
-        from .report import record_bundle, record_html_status
+        from .report import record_bundle
 
         for out in record.outputs:
             kind = out.get("output_type")
@@ -497,12 +516,7 @@ class CodeflowMagics(Magics):
                     or f"{out.get('ename')}: {out.get('evalue')}"
                 )
                 sys.stderr.write(text + "\n")
-        status_text, status_html = record_html_status(record)
-        publish_display_data(
-            data={"text/plain": status_text, "text/html": status_html},
-            metadata={"codeflow_status": True},
-        )
-        publish_display_data(data=record_bundle(record, with_status=False))
+        publish_display_data(data=record_bundle(record))
 
     def _write_back(
         self, record: RunRecord, request: str, line: str, mode: str, cell_id: str | None
@@ -520,14 +534,16 @@ class CodeflowMagics(Magics):
         code = generated_source(data)
         if mode == "replace":
             code = replaced_source(data, line, request)
-        link = self.link
-        if link is not None and getattr(link, "connected", False) and cell_id:
+        link = self._connected_link()
+        if link is not None and cell_id:
+            # The frontend fills in the linked cell's id for "below": only it knows the new id.
+            linked = cell_id if mode == "replace" else None
             try:
                 done = bool(
                     link.write_back(
                         cell_id,
                         code,
-                        request_metadata(data, request=request, mode=mode),
+                        request_metadata(data, request=request, linked_cell_id=linked),
                         code_metadata(cell_id, data),
                         mode,
                     )
@@ -573,8 +589,7 @@ class CodeflowMagics(Magics):
         mode = resolve_cache_mode(None, settings.cache.mode)
         kernel = "this notebook's shell" if backend == "inline" else settings.execution.kernel_name
         running = [f for f in self._flows.values() if getattr(f, "_executor", None) is not None]
-        link = self.link
-        connected = bool(link is not None and getattr(link, "connected", False))
+        connected = self._connected_link() is not None
         return "\n".join(
             [
                 f"backend:   {backend}",

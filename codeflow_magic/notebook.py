@@ -57,6 +57,18 @@ def is_generated_cell(cell: Mapping[str, Any]) -> bool:
     return isinstance(meta, Mapping) and bool(meta.get("generated_from"))
 
 
+def is_replaced_cell(cell: Mapping[str, Any]) -> bool:
+    """A request cell that `--replace` turned into code: it links to itself."""
+    meta = cell.get("metadata", {}).get(META_KEY, {})
+    return (
+        cell.get("cell_type") == "code"
+        and isinstance(meta, Mapping)
+        and bool(meta.get("request"))
+        and "generated_from" not in meta
+        and meta.get("linked_cell_id") == cell.get("id")
+    )
+
+
 def new_cell_id() -> str:
     return uuid.uuid4().hex[:8]
 
@@ -121,36 +133,51 @@ def attempts_summary(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+REQUEST_METADATA_KEYS: tuple[str, ...] = (
+    "request",
+    "model",
+    "success",
+    "attempts",
+    "history",
+    "run_id",
+    "cache_keys",
+    "linked_cell_id",
+)
+"""The one shape of a request cell's `metadata.codeflow` (the labextension reads the same)."""
+
+CODE_METADATA_KEYS: tuple[str, ...] = ("generated_from", "run_id")
+"""The one shape of a written-back code cell's `metadata.codeflow`."""
+
+
 def request_metadata(
     record: Mapping[str, Any],
     *,
     request: str | None = None,
-    linked_cell: str | None = None,
-    mode: str = "below",
+    linked_cell_id: str | None = None,
 ) -> dict[str, Any]:
-    """`metadata.codeflow` of a request cell: what was asked, what came of it, where it went."""
+    """`metadata.codeflow` of a request cell: what was asked, what came of it, where it went.
+
+    `attempts` is the count and `history` the short per-attempt facts; the full record stays in
+    the cell's output. `linked_cell_id` is the cell holding the code (the request cell itself
+    after `--replace`), None until something was written.
+    """
+    summary = attempts_summary(record)
     keys = [a.get("cache_key") for a in record.get("attempts", ()) if a.get("cache_key")]
     return {
         "request": request if request is not None else str(record.get("request", "")),
-        "language": record.get("language", "python"),
-        "model": record.get("model", ""),
+        "model": str(record.get("model", "")),
         "success": bool(record.get("success")),
-        "stop_reason": record.get("stop_reason", ""),
-        "attempts": attempts_summary(record),
+        "attempts": len(summary),
+        "history": summary,
+        "run_id": str(record.get("run_id", "")),
         "cache_keys": keys,
-        "run_id": record.get("run_id", ""),
-        "linked_cell": linked_cell,
-        "writeback": mode,
+        "linked_cell_id": linked_cell_id,
     }
 
 
 def code_metadata(request_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    """`metadata.codeflow` of a generated cell: the link back to its request."""
-    return {
-        "generated_from": request_id,
-        "run_id": record.get("run_id", ""),
-        "language": record.get("language", "python"),
-    }
+    """`metadata.codeflow` of a generated cell: the link back to its request and run."""
+    return {"generated_from": request_id, "run_id": str(record.get("run_id", ""))}
 
 
 def replaced_source(record: Mapping[str, Any], magic_args: str, request: str) -> str:
@@ -204,14 +231,14 @@ def apply_writeback(
         linked = find_linked_cell(nb, request_id)
         linked_id = str(nb["cells"][linked]["id"]) if linked is not None else None
         cell["metadata"][META_KEY] = request_metadata(
-            record, request=request, linked_cell=linked_id, mode=mode
+            record, request=request, linked_cell_id=linked_id
         )
         return None
 
     if mode == "replace":
         cell["source"] = replaced_source(record, magic_args, request)
         cell["metadata"][META_KEY] = request_metadata(
-            record, request=request, linked_cell=request_id, mode=mode
+            record, request=request, linked_cell_id=request_id
         )
         return request_id
 
@@ -233,7 +260,7 @@ def apply_writeback(
         target["execution_count"] = None
         target.setdefault("metadata", {})[META_KEY] = code_metadata(request_id, record)
     cell["metadata"][META_KEY] = request_metadata(
-        record, request=request, linked_cell=str(target["id"]), mode=mode
+        record, request=request, linked_cell_id=str(target["id"])
     )
     return str(target["id"])
 
@@ -246,7 +273,7 @@ def history(nb: Notebook) -> list[dict[str, Any]]:
             continue
         parts = split_request(cell_source(cell))
         meta = cell.get("metadata", {}).get(META_KEY, {})
-        if parts is None and not (isinstance(meta, Mapping) and meta.get("writeback") == "replace"):
+        if parts is None and not is_replaced_cell(cell):
             continue
         request = parts[1].strip() if parts else str(meta.get("request", ""))
         rows.append(

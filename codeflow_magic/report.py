@@ -77,7 +77,9 @@ def _attempt_html(attempt: Mapping[str, Any]) -> str:
     ok = bool(attempt.get("success"))
     err = attempt.get("error") or {}
     head = f"Attempt {attempt.get('number')} ({_esc(attempt.get('kind', 'generate'))}): " + (
-        "✅ ok" if ok else f"❌ {_esc(err.get('category', 'error'))} error"
+        '<span style="color:#1a7f37">✓ ok</span>'
+        if ok
+        else f'<span style="color:#cf222e">✗ {_esc(err.get("category", "error"))} error</span>'
     )
     facts = [
         f"generation {seconds(float(attempt.get('generation_s', 0)))}",
@@ -115,18 +117,25 @@ def _attempt_html(attempt: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def record_html_status(record: RunRecord | Mapping[str, Any]) -> tuple[str, str]:
-    """The status line as (text, html)."""
+def record_html_status(record: RunRecord | Mapping[str, Any]) -> str:
+    """The status line as HTML.
+
+    The mark is a plain check or cross (in every common text font) rather than the emoji of
+    the text line, which renders as an empty box where no emoji font is installed.
+    """
     rec = _record(record)
     colour = "#1a7f37" if rec.success else "#cf222e"
     text = status_line(rec)
-    return text, (
-        f'<div style="font-family:sans-serif;font-size:13px;color:{colour};font-weight:600">'
-        f"{_esc(text)}</div>"
+    words = text.split(" ", 1)[1] if text.startswith(("✅ ", "❌ ")) else text
+    mark = "✓" if rec.success else "✗"
+    return (
+        f'<div class="codeflow-status" style="font-family:sans-serif;font-size:13px;'
+        f'color:{colour};font-weight:600"><span aria-hidden="true">{mark}</span> '
+        f"{_esc(words)}</div>"
     )
 
 
-def record_html(record: RunRecord | Mapping[str, Any], *, with_status: bool = True) -> str:
+def record_html(record: RunRecord | Mapping[str, Any]) -> str:
     """Status line plus the collapsible attempt history (closed by default)."""
     rec = _record(record)
     data = rec.to_dict()
@@ -138,7 +147,7 @@ def record_html(record: RunRecord | Mapping[str, Any], *, with_status: bool = Tr
     attempts = "".join(_attempt_html(a) for a in data["attempts"])
     errors = [a.error.ename for a in rec.attempts if a.error is not None]
     named = f"; errors: {', '.join(errors)}" if errors else ""
-    status = record_html_status(rec)[1] if with_status else ""
+    status = record_html_status(rec)
     return (
         '<div class="codeflow-record" style="font-family:sans-serif;font-size:13px">'
         f"{status}"
@@ -151,10 +160,10 @@ def record_html(record: RunRecord | Mapping[str, Any], *, with_status: bool = Tr
     )
 
 
-def record_text(record: RunRecord | Mapping[str, Any], *, with_status: bool = True) -> str:
+def record_text(record: RunRecord | Mapping[str, Any]) -> str:
     """Plain-text fallback: status line and one line per attempt."""
     rec = _record(record)
-    lines = [status_line(rec)] if with_status else [f"codeflow history ({rec.model}):"]
+    lines = [status_line(rec)]
     for attempt in rec.attempts:
         if attempt.success:
             lines.append(f"  attempt {attempt.number} ({attempt.kind}): ok")
@@ -165,15 +174,18 @@ def record_text(record: RunRecord | Mapping[str, Any], *, with_status: bool = Tr
     return "\n".join(lines)
 
 
-def record_bundle(
-    record: RunRecord | Mapping[str, Any], *, with_status: bool = True
-) -> dict[str, Any]:
-    """The one display_data bundle carrying a run: machine record + html + text."""
+def record_bundle(record: RunRecord | Mapping[str, Any]) -> dict[str, Any]:
+    """The one display_data bundle carrying a run and its status line.
+
+    JupyterLab with the extension renders the machine record (status line and history);
+    every other frontend (classic Notebook, VS Code, nbconvert, GitHub) picks the HTML or the
+    text, which carry the same status line, so the status appears exactly once everywhere.
+    """
     rec = _record(record)
     return {
         RECORD_MIME: rec.to_dict(),
-        "text/html": record_html(rec, with_status=with_status),
-        "text/plain": record_text(rec, with_status=with_status),
+        "text/html": record_html(rec),
+        "text/plain": record_text(rec),
     }
 
 
@@ -231,11 +243,9 @@ def output_markdown(out: Mapping[str, Any]) -> str:
 
 
 def is_status_output(out: Mapping[str, Any]) -> bool:
-    """The magic's own status/record displays (left out of "the code's outputs")."""
+    """The magic's own record display (left out of "the code's outputs")."""
     data = out.get("data")
-    return isinstance(data, Mapping) and (
-        RECORD_MIME in data or bool(out.get("metadata", {}).get("codeflow_status"))
-    )
+    return isinstance(data, Mapping) and RECORD_MIME in data
 
 
 # ---------------------------------------------------------------- notebook reports
@@ -320,7 +330,14 @@ def _summary_table_html(summaries: Iterable[NotebookSummary]) -> str:
 
 
 TABLE_STYLE = "border-collapse:collapse;font-size:13px;margin:8px 0"
-TD_STYLE = "border:1px solid #d0d7de;padding:3px 8px;text-align:left"
+TD_STYLE = "border:1px solid #d0d7de;padding:3px 8px;text-align:left;white-space:nowrap"
+WRAP_TD = f'<td style="{TD_STYLE};white-space:normal">'
+"""The request column wraps; numbers and short words stay on one line."""
+
+
+def _result_mark(success: bool) -> str:
+    colour, mark, word = ("#1a7f37", "✓", "ok") if success else ("#cf222e", "✗", "failed")
+    return f'<span style="color:{colour};font-weight:600">{mark} {word}</span>'
 
 
 def _style_table(markup: str) -> str:
@@ -346,14 +363,14 @@ def notebook_report_html(summaries: Sequence[NotebookSummary], title: str = "cod
                 rec = r.record
                 if rec is None:
                     rows.append(
-                        f"<tr><td>{r.index + 1}</td><td>{_esc(r.request[:120])}</td>"
+                        f"<tr><td>{r.index + 1}</td>{WRAP_TD}{_esc(r.request[:120])}</td>"
                         "<td>not run</td><td></td><td></td><td></td><td></td><td></td></tr>"
                     )
                     continue
                 m = rec.metrics
                 rows.append(
-                    f"<tr><td>{r.index + 1}</td><td>{_esc(r.request[:120])}</td>"
-                    f"<td>{'✅' if rec.success else '❌'}</td><td>{len(rec.attempts)}</td>"
+                    f"<tr><td>{r.index + 1}</td>{WRAP_TD}{_esc(r.request[:120])}</td>"
+                    f"<td>{_result_mark(rec.success)}</td><td>{len(rec.attempts)}</td>"
                     f"<td>{_esc(_error_classes(rec))}</td><td>{seconds(m.total_s)}</td>"
                     f"<td>{m.input_tokens + m.output_tokens}</td><td>{m.cache_hits}</td></tr>"
                 )

@@ -180,6 +180,40 @@ async def execute_notebook(
     progress: Any = None,
 ) -> None:
     """Run every cell; apply write-back after each request cell; skip just-written cells."""
+    nb = run.nb
+    name = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    with tempfile.TemporaryDirectory(
+        prefix="codeflow-", dir=_socket_dir(), ignore_cleanup_errors=True
+    ) as folder:
+        await _execute_cells(
+            run,
+            name=name,
+            connection_file=Path(folder) / "kernel.json",
+            timeout=timeout,
+            allow_errors=allow_errors,
+            env=env,
+            progress=progress,
+        )
+
+
+def _socket_dir() -> str | None:
+    """A short parent folder for the kernel's sockets (a Unix socket path has ~107 bytes)."""
+    return "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else None
+
+
+async def _execute_cells(
+    run: NotebookRun,
+    *,
+    name: str,
+    connection_file: Path,
+    timeout: float | None,
+    allow_errors: bool,
+    env: dict[str, str],
+    progress: Any,
+) -> None:
+    """The kernel talks over IPC sockets beside `connection_file`: local Unix sockets, so no
+    plain-text TCP port is opened (and ipykernel prints no warning about one)."""
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
 
@@ -187,9 +221,10 @@ async def execute_notebook(
 
     nb = run.nb
     ensure_cell_ids(nb)
-    name = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    km = AsyncKernelManager(kernel_name=name, transport="ipc", connection_file=str(connection_file))
     client = NotebookClient(
         nb,
+        km=km,
         timeout=timeout,
         kernel_name=name,
         allow_errors=allow_errors,
@@ -198,7 +233,9 @@ async def execute_notebook(
     )
     produced: set[str] = set()
     try:
-        async with client.async_setup_kernel(env=env):
+        # The kernel's cwd is the notebook's folder (nbclient passes resources' path as cwd);
+        # cleanup_kc: we made the manager, so nbclient would otherwise leave the kernel running.
+        async with client.async_setup_kernel(env=env, cleanup_kc=True):
             assert client.kc is not None
             msg_id = client.kc.kernel_info()
             info = await client.async_wait_for_reply(msg_id)

@@ -13,6 +13,7 @@ a kernel provisioner; nothing here assumes the kernel is a local child process b
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import re
 import shutil
@@ -22,20 +23,25 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from queue import Empty
-from typing import TYPE_CHECKING, Any
-
-from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from jupyter_client.manager import AsyncKernelManager
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import BackendError, BackendUnavailable, UsageError
 from ..models import LANGUAGES, ExecutionResult, Output
 from ..secrets import scrub_env
 from .base import OutputCallback
-from .outputs import OutputCollector
-from .snippets import bash_snippet, describe_state_snippet, pip_install_snippet
+from .outputs import OutputCollector, marked_drops
+from .snippets import (
+    bash_snippet,
+    describe_state_snippet,
+    output_cap_startup,
+    pip_install_snippet,
+)
 
 if TYPE_CHECKING:
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+
     from ..config import Settings
 
 __all__ = ["KernelExecutor"]
@@ -44,6 +50,7 @@ DeathReason = Callable[[], Awaitable[str]]
 
 _ALIVE_POLL_S = 0.3
 _IOPUB_WAIT_S = 0.25
+_IOPUB_HWM = 64
 _IDLE_AFTER_REPLY_S = 2.0
 _START_TIMEOUT_S = 60.0
 
@@ -53,6 +60,11 @@ _REQUIREMENT = re.compile(
     r"(?:\[[A-Za-z0-9](?:[A-Za-z0-9._,-]*[A-Za-z0-9])?\])?"
     r"(?:(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!-]+)?$"
 )
+
+
+def _dropped(collector: OutputCollector, outputs: Sequence[Output]) -> int:
+    """Characters cut by our collector, or by the kernel's own cap (its marker says how many)."""
+    return max(collector.dropped_chars, marked_drops(outputs))
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:
@@ -107,6 +119,7 @@ class KernelExecutor:
         self._kc: AsyncKernelClient | None = None
         self._run_dir: Path | None = None
         self._cleanup: weakref.finalize | None = None  # type: ignore[type-arg]
+        self._log: BinaryIO | None = None
         self._start_lock = asyncio.Lock()
         self._exec_lock = asyncio.Lock()
 
@@ -169,7 +182,11 @@ class KernelExecutor:
         if not self.work_dir.is_dir():
             raise BackendError(f"work directory {self.work_dir} does not exist")
         run_dir = Path(tempfile.mkdtemp(prefix="cf-", dir=_short_tmp()))
-        (run_dir / "ipython").mkdir()
+        startup = run_dir / "ipython" / "profile_default" / "startup"
+        startup.mkdir(parents=True)
+        (startup / "00-codeflow-output-cap.py").write_text(
+            output_cap_startup(max(1000, self.max_output_chars - 200)), encoding="utf-8"
+        )
         (run_dir / "runtime").mkdir()
         self._run_dir = run_dir
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(run_dir), True)
@@ -180,6 +197,12 @@ class KernelExecutor:
         }
         if self.kernel_spec_manager is not None:
             kwargs["kernel_spec_manager"] = self.kernel_spec_manager
+        # Imported here, on a thread, not at module level: building an executor stays free, and
+        # the import overlaps the first model call without holding up the event loop.
+        await asyncio.to_thread(importlib.import_module, "jupyter_client.manager")
+        from jupyter_client.kernelspec import NoSuchKernel
+        from jupyter_client.manager import AsyncKernelManager
+
         km = AsyncKernelManager(**kwargs)
         km.shutdown_wait_time = 3.0
         try:
@@ -196,6 +219,7 @@ class KernelExecutor:
         # kernel that fails to start is explained from that log.
         log_path = run_dir / "kernel.log"
         log = open(log_path, "wb")
+        self._log = log
         try:
             await km.start_kernel(
                 extra_arguments=extra,
@@ -204,12 +228,8 @@ class KernelExecutor:
                 stderr=log,
             )
         except Exception as exc:
-            log.close()
             self._remove_run_dir()
             raise BackendError(f"the {self.name} kernel could not start: {exc}") from exc
-        finally:
-            if not log.closed:
-                log.close()  # the child keeps its own descriptor
         self._km = km
         try:
             self._kc = await self._connect(km)
@@ -222,6 +242,12 @@ class KernelExecutor:
 
     async def _connect(self, km: AsyncKernelManager) -> AsyncKernelClient:
         kc = km.client()
+        # Bound what zmq may queue in this process while a flood of output arrives faster than
+        # it is read: past the mark the kernel's publisher drops messages, which the output
+        # cap would have dropped anyway; the reply still carries any error.
+        import zmq
+
+        kc.context.setsockopt(zmq.RCVHWM, _IOPUB_HWM)
         kc.start_channels()
         try:
             await kc.wait_for_ready(timeout=self.startup_timeout)
@@ -275,6 +301,9 @@ class KernelExecutor:
         self._remove_run_dir()
 
     def _remove_run_dir(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         if self._cleanup is not None:
             self._cleanup()
             self._cleanup = None
@@ -456,7 +485,7 @@ class KernelExecutor:
         status = content.get("status")
         if status == "ok" or (status is None and not _first_error(outputs)):
             return ExecutionResult(
-                outputs=outputs, duration_s=duration, dropped_chars=collector.dropped_chars
+                outputs=outputs, duration_s=duration, dropped_chars=_dropped(collector, outputs)
             )
         err = _first_error(outputs) or {}
         ename = str(content.get("ename") or err.get("ename") or "Error")
@@ -471,7 +500,7 @@ class KernelExecutor:
                 str(t) for t in (content.get("traceback") or err.get("traceback") or ())
             ),
             duration_s=duration,
-            dropped_chars=collector.dropped_chars,
+            dropped_chars=_dropped(collector, outputs),
         )
 
     def _timeout_result(
@@ -496,7 +525,7 @@ class KernelExecutor:
             evalue=f"execution exceeded {_seconds(limit)}; {what}",
             traceback=traceback if state_kept else (),
             duration_s=time.monotonic() - began,
-            dropped_chars=collector.dropped_chars,
+            dropped_chars=_dropped(collector, outputs),
             restarted=not state_kept,
             state_kept=state_kept,
             detail=(

@@ -48,6 +48,19 @@ def drop_marker(dropped: int) -> str:
     return f"... [codeflow: {dropped:,} characters dropped] ..."
 
 
+_MARKER_RE = re.compile(r"\.\.\. \[codeflow: ([\d,]+) characters dropped\] \.\.\.")
+
+
+def marked_drops(outputs: Iterable[Mapping[str, Any]]) -> int:
+    """Characters that a cap upstream (the kernel's own) reported dropping in stream text."""
+    total = 0
+    for out in outputs:
+        if out.get("output_type") == "stream":
+            for m in _MARKER_RE.finditer(_join(out.get("text", ""))):
+                total += int(m.group(1).replace(",", ""))
+    return total
+
+
 def cap_text(text: str, max_chars: int) -> tuple[str, int]:
     """Keep the head and the tail of `text` within about `max_chars`; returns (text, dropped).
 

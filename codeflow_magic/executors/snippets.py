@@ -18,6 +18,7 @@ __all__ = [
     "INSTALL_ERROR",
     "bash_snippet",
     "describe_state_snippet",
+    "output_cap_startup",
     "pip_install_snippet",
 ]
 
@@ -263,3 +264,86 @@ print(_codeflow_state(%(max_chars)d), end="")
 def describe_state_snippet(max_chars: int) -> str:
     """Python that prints a bounded summary of the user's variables (nothing when empty)."""
     return _STATE % {"max_chars": max(0, int(max_chars))}
+
+
+_OUTPUT_CAP = r'''
+def _codeflow_output_cap(limit):
+    """Cap what one cell may write to stdout/stderr, in the kernel itself.
+
+    ipykernel batches writes into one message per flush: 100 MB printed in a loop would reach
+    the client as one 100 MB message. Keeping the head and a bounded tail here keeps both
+    processes' memory flat; the tail and a marker are written when the cell ends.
+    """
+    import collections
+    import sys
+
+    ip = get_ipython()  # noqa: F821 - an IPython startup file
+    head_limit = limit // 2
+    tail_limit = limit - head_limit
+
+    class _Cap:
+        def __init__(self, stream):
+            self.stream = stream
+            self.write_through = stream.write
+            self.reset()
+
+        def reset(self, *args):
+            self.sent = 0
+            self.tail = collections.deque()
+            self.tail_len = 0
+            self.dropped = 0
+
+        def write(self, text):
+            if not isinstance(text, str) or not text:
+                return self.write_through(text)
+            n = len(text)
+            if self.sent < head_limit:
+                part = text[: head_limit - self.sent]
+                self.write_through(part)
+                self.sent += len(part)
+                text = text[len(part):]
+            if text:
+                self.tail.append(text)
+                self.tail_len += len(text)
+                while self.tail_len > tail_limit:
+                    excess = self.tail_len - tail_limit
+                    first = self.tail[0]
+                    if len(first) <= excess:
+                        self.tail.popleft()
+                        self.tail_len -= len(first)
+                        self.dropped += len(first)
+                    else:
+                        self.tail[0] = first[excess:]
+                        self.tail_len -= excess
+                        self.dropped += excess
+            return n
+
+        def finish(self, *args):
+            if self.dropped:
+                sep = "" if self.sent == 0 else "\n"
+                self.write_through(f"{sep}{MARKER.format(self.dropped)}\n")
+            if self.tail:
+                self.write_through("".join(self.tail))
+            self.reset()
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if type(stream).__name__ != "OutStream":
+            continue
+        cap = _Cap(stream)
+        stream.write = cap.write
+        ip.events.register("pre_run_cell", cap.reset)
+        ip.events.register("post_run_cell", cap.finish)
+
+
+_codeflow_output_cap(LIMIT)
+del _codeflow_output_cap
+'''
+
+
+def output_cap_startup(max_chars: int) -> str:
+    """An IPython startup file that caps each cell's stdout/stderr at the source."""
+    from .outputs import drop_marker
+
+    marker = drop_marker(0).replace("0", "{:,}", 1)
+    return _OUTPUT_CAP.replace("MARKER", repr(marker)).replace("LIMIT", str(int(max_chars)))
