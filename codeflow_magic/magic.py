@@ -244,7 +244,7 @@ class CodeflowMagics(Magics):
             except ConfigError:
                 continue
             values[key] = value
-        return values, bool(getattr(link, "writeback_enabled", True))
+        return values, bool(link.writeback_enabled)
 
     @staticmethod
     def _pop_options(link: Any, cell_id: str | None) -> dict[str, Any]:

@@ -121,10 +121,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
             ? ((model.cells.get(linkedIndex).getMetadata(METADATA_KEY) as Record<string, unknown>) ??
               {})
             : {};
-        setLinkedCode(model, cellId, attempt.code, {
-          ...previous,
-          restored_attempt: attempt.number
-        });
+        // Same cell, same run: only the code changes (the metadata keeps its one shape).
+        setLinkedCode(model, cellId, attempt.code, previous);
       }
     });
 

@@ -11,11 +11,14 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import {
   IAttemptRecord,
+  IAttemptSummary,
+  ICodeMetadata,
   IFlowEvent,
   IRequestMetadata,
   IRunRecord,
   METADATA_KEY,
-  RECORD_MIME
+  RECORD_MIME,
+  REQUEST_METADATA_KEYS
 } from './tokens';
 
 export type RequestState = 'idle' | 'running' | 'succeeded' | 'failed';
@@ -249,13 +252,10 @@ function fromRecord(record: IRunRecord): Derived {
 }
 
 function fromMetadata(meta: IRequestMetadata): Derived {
-  // Per-attempt summaries live in `history`, or in `attempts` when that is a list.
-  const history = Array.isArray(meta.history)
-    ? meta.history
-    : Array.isArray(meta.attempts)
-      ? (meta.attempts as Array<Record<string, unknown>>)
-      : [];
-  const attempts = sortAttempts(history.map((h, i) => toAttemptView(h, i)));
+  const history: IAttemptSummary[] = Array.isArray(meta.history) ? meta.history : [];
+  const attempts = sortAttempts(
+    history.map((h, i) => toAttemptView((asObject(h) ?? {}) as Record<string, unknown>, i))
+  );
   const state: RequestState =
     meta.success === true ? 'succeeded' : meta.success === false ? 'failed' : 'idle';
   const base = fromAttempts(attempts, state);
@@ -265,6 +265,29 @@ function fromMetadata(meta: IRequestMetadata): Derived {
     runId: str(meta.run_id),
     model: str(meta.model)
   };
+}
+
+/**
+ * The request cell's metadata after a write-back: the kernel's keys (and no others), with
+ * the id of the cell now holding the code, which only the frontend knows for a new cell.
+ */
+export function writeBackRequestMetadata(
+  fromKernel: Record<string, unknown>,
+  linkedCellId: string | null
+): IRequestMetadata {
+  const out: Record<string, unknown> = {};
+  for (const key of REQUEST_METADATA_KEYS) {
+    if (key in fromKernel) {
+      out[key] = fromKernel[key];
+    }
+  }
+  out.linked_cell_id = linkedCellId;
+  return out as IRequestMetadata;
+}
+
+/** A written-back code cell's metadata: the link to its request and the run it came from. */
+export function codeCellMetadata(requestId: string, fromKernel: Record<string, unknown>): ICodeMetadata {
+  return { generated_from: requestId, run_id: str(fromKernel.run_id) };
 }
 
 /** Words shown for a running request, by event kind. */
@@ -375,8 +398,7 @@ export class CodeflowModel {
       str(snapshot.record?.request) ||
       requestText(snapshot.source);
     const title = request.split('\n').find(line => line.trim() !== '')?.trim() ?? '';
-    const metaLinked =
-      str(snapshot.metadata?.linked_cell_id) || str(snapshot.metadata?.linked_cell);
+    const metaLinked = str(snapshot.metadata?.linked_cell_id);
     return {
       ...derived,
       cellId: snapshot.id,

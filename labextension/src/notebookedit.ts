@@ -9,7 +9,7 @@
 import { ICellModel, ICodeCellModel } from '@jupyterlab/cells';
 import { INotebookModel } from '@jupyterlab/notebook';
 
-import { IPlainCell } from './model';
+import { codeCellMetadata, IPlainCell, writeBackRequestMetadata } from './model';
 import { METADATA_KEY } from './tokens';
 
 export interface IWriteBack {
@@ -80,7 +80,7 @@ export function setLinkedCode(
   if (requestIndex < 0) {
     return null;
   }
-  const metadata = { ...codeMetadata, generated_from: requestId };
+  const metadata = codeCellMetadata(requestId, codeMetadata);
   const linkedIndex = findLinkedIndex(model, requestId);
   if (linkedIndex >= 0) {
     const linked = cellAt(model, linkedIndex);
@@ -104,16 +104,15 @@ export function applyWriteBack(model: INotebookModel, message: IWriteBack): bool
   }
   const request = cellAt(model, index);
   if (message.mode === 'replace') {
+    // The request cell itself now holds the code.
     request.sharedModel.setSource(message.code);
-    request.setMetadata(METADATA_KEY, { ...message.request_metadata });
+    request.setMetadata(
+      METADATA_KEY,
+      writeBackRequestMetadata(message.request_metadata, message.cell_id)
+    );
     return true;
   }
   const linkedId = setLinkedCode(model, message.cell_id, message.code, message.code_metadata);
-  const metadata: Record<string, unknown> = { ...message.request_metadata, linked_cell_id: linkedId };
-  if ('linked_cell' in metadata) {
-    // The kernel cannot know the new cell's id; fill in its own key too.
-    metadata.linked_cell = linkedId;
-  }
-  request.setMetadata(METADATA_KEY, metadata);
+  request.setMetadata(METADATA_KEY, writeBackRequestMetadata(message.request_metadata, linkedId));
   return true;
 }

@@ -73,19 +73,51 @@ export interface IRunRecord {
   focus?: string;
 }
 
-/** What the request cell's `codeflow` metadata holds. */
+/** One attempt as the request cell's metadata summarises it (no code, no timings). */
+export interface IAttemptSummary {
+  number?: number;
+  kind?: string;
+  success?: boolean;
+  category?: string | null;
+  ename?: string | null;
+  evalue?: string | null;
+}
+
+/**
+ * What the request cell's `codeflow` metadata holds; the kernel (`notebook.request_metadata`)
+ * writes exactly these keys.
+ */
 export interface IRequestMetadata {
   request?: string;
   model?: string;
   success?: boolean;
-  /** A count, or the per-attempt summaries themselves. */
-  attempts?: number | Array<Record<string, unknown>>;
+  /** How many attempts the last run made. */
+  attempts?: number;
+  /** One summary per attempt, in order. */
+  history?: IAttemptSummary[];
   run_id?: string;
   cache_keys?: string[];
-  linked_cell_id?: string;
-  linked_cell?: string | null;
-  history?: Array<Record<string, unknown>>;
+  /** The cell holding the code: the linked cell below, or the request itself after replace. */
+  linked_cell_id?: string | null;
 }
+
+/** The request cell's metadata keys, in the kernel's order. */
+export const REQUEST_METADATA_KEYS: ReadonlyArray<keyof IRequestMetadata> = [
+  'request',
+  'model',
+  'success',
+  'attempts',
+  'history',
+  'run_id',
+  'cache_keys',
+  'linked_cell_id'
+];
+
+/** What a written-back code cell's `codeflow` metadata holds (a type: it is JSON as is). */
+export type ICodeMetadata = {
+  generated_from: string;
+  run_id: string;
+};
 
 /** A live progress event (`FlowEvent`) as the kernel sends it. */
 export interface IFlowEvent {

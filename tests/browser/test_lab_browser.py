@@ -25,6 +25,8 @@ import nbformat
 import pytest
 from conftest import REPO_ROOT, need
 
+from codeflow_magic.notebook import REQUEST_METADATA_KEYS
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -46,7 +48,9 @@ RUN_MS = 180_000
 
 BROKEN = "print(undefined_name)\n"
 FIXED = "undefined_name = 42\nprint(undefined_name)\n"
+IMPROVED = "undefined_name = 6 * 7\nprint(undefined_name)\n"
 RULES = [
+    {"contains": "Improve it.", "text": f"Computed.\n\n```python\n{IMPROVED}```"},
     {"contains": "NameError", "text": f"The name was never defined.\n\n```python\n{FIXED}```"},
     {"contains": "undefined_name", "text": f"```python\n{BROKEN}```"},
 ]
@@ -321,10 +325,15 @@ def test_sidebar_renderer_writeback_and_restore(
         assert len(linked) == 1, nb_cells
         assert nb_cells[index + 1]["id"] == linked[0]["id"]
         assert "undefined_name = 42" in linked[0]["source"]
-        assert request["codeflow"]["success"] is True
-        assert request["codeflow"]["linked_cell_id"] == linked[0]["id"]
-        summaries = request["codeflow"]["attempts"]
-        assert (len(summaries) if isinstance(summaries, list) else summaries) == 2
+        # One metadata shape, the same keys the kernel's notebook module writes.
+        meta = request["codeflow"]
+        assert set(meta) == set(REQUEST_METADATA_KEYS), meta
+        assert meta["success"] is True and meta["linked_cell_id"] == linked[0]["id"]
+        assert meta["attempts"] == 2
+        assert [(h["kind"], h["success"], h["ename"]) for h in meta["history"]] == [
+            ("generate", False, "NameError"),
+            ("fix", True, None),
+        ]
         record = next(
             o["data"]["application/vnd.codeflow.run+json"]
             for o in request["outputs"]
@@ -332,11 +341,16 @@ def test_sidebar_renderer_writeback_and_restore(
         )
         assert [a["success"] for a in record["attempts"]] == [False, True]
         assert record["attempts"][0]["error"]["ename"] == "NameError"
+        assert meta["run_id"] == record["run_id"]
+        assert linked[0]["codeflow"] == {"generated_from": request_id, "run_id": record["run_id"]}
 
         # The output renderer: status line, history folded until opened.
         rendered = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-codeflow-record")
         rendered.wait_for()
         assert "succeeded" in rendered.locator(".jp-codeflow-status").inner_text()
+        # The status line shows once: the record renders it, no other output repeats it.
+        output_area = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea")
+        assert output_area.inner_text().count("succeeded") == 1, output_area.inner_text()
         details = rendered.locator("details.jp-codeflow-history")
         assert details.get_attribute("open") is None
         details.locator("summary").click()
@@ -382,8 +396,41 @@ def test_sidebar_renderer_writeback_and_restore(
         after = cells(page)
         relinked = [c for c in after if (c["codeflow"] or {}).get("generated_from") == request_id]
         assert [c["id"] for c in relinked] == [linked[0]["id"]]
+        assert relinked[0]["codeflow"] == linked[0]["codeflow"]  # same shape after a restore
         assert len(after) == len(nb_cells)
         shot(page, "04-restored")
+
+        # "Improve: optimize" in the sidebar re-runs the request with that focus.
+        entry.get_by_role("button", name="Improve (optimize) request:", exact=False).click()
+        page.wait_for_function(
+            """(id) => {
+              const model = window.jupyterapp.shell.currentWidget.content.model;
+              const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+              for (let i = 0; i < model.cells.length; i++) {
+                const c = model.cells.get(i);
+                if (c.id !== id) continue;
+                const recs = c.outputs.toJSON()
+                  .map(o => (o.data || {})['application/vnd.codeflow.run+json'])
+                  .filter(Boolean);
+                const rec = recs[recs.length - 1];
+                return !!rec && rec.focus === 'optimize' && k.status === 'idle';
+              }
+              return false;
+            }""",
+            arg=request_id,
+            timeout=RUN_MS,
+        )
+        improved_cells = cells(page)
+        improved = next(c for c in improved_cells if c["id"] == request_id)
+        rec = next(
+            o["data"]["application/vnd.codeflow.run+json"]
+            for o in improved["outputs"]
+            if "application/vnd.codeflow.run+json" in o.get("data", {})
+        )
+        assert rec["attempts"][-1]["kind"] == "improve", rec["attempts"]
+        assert rec["attempts"][-1]["code"] == IMPROVED
+        assert len(improved_cells) == len(nb_cells)  # the linked cell is updated in place
+        shot(page, "05-improved")
     except Exception:
         shot(page, "failure")
         print("\n".join(console[-50:]))

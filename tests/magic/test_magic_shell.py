@@ -98,7 +98,9 @@ def test_generated_code_sees_and_leaves_variables_and_fix_replaces_failure(
     # only the final attempt's output is shown; the failed attempt's traceback is not
     assert "y is 42" in out.getvalue()
     assert "Traceback" not in out.getvalue()
-    assert "name 'yy' is not defined" not in out.getvalue().split("codeflow history")[0]
+    shown, _, history = out.getvalue().partition("✅ succeeded after 2 attempts")
+    assert "name 'yy' is not defined" not in shown  # only in the history, below the status
+    assert "attempt 1 (generate): runtime NameError" in history
     # write-back without a frontend: a set_next_input payload with the final code
     assert shell.rl_next_input == "y = x * 2\nprint('y is', y)"
     # the kernel state went into the prompt: the model was told about x
@@ -125,10 +127,15 @@ def test_progress_is_one_display_updated_in_place(
     assert len(progress) < 40  # throttled, not one per streamed piece
     clear_at = next(i for i, c in enumerate(recorder.calls) if c.get("clear"))
     after = recorder.calls[clear_at + 1 :]
-    # final outputs as a plain cell shows them: the execute_result value, then status, then record
+    # final outputs as a plain cell shows them: the execute_result value, then the record,
+    # which carries the one status line (no status output of its own: it would show twice)
     assert after[0]["data"]["text/plain"] == "10"
+    assert len(after) == 2 and RECORD_MIME in after[1]["data"]
     assert after[1]["data"]["text/plain"].startswith("✅ succeeded after 1 attempt")
-    assert RECORD_MIME in after[2]["data"] and "<details" in after[2]["data"]["text/html"]
+    html = after[1]["data"]["text/html"]
+    assert (
+        "succeeded after 1 attempt" in html and "<details" in html and "<details open" not in html
+    )
     assert shell.user_ns["z"] == 5
 
 

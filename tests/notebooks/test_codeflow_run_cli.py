@@ -14,6 +14,7 @@ import pytest
 from modelserver import ModelServer
 
 from codeflow_magic.models import RECORD_MIME
+from codeflow_magic.notebook import CODE_METADATA_KEYS, REQUEST_METADATA_KEYS
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 PY = "```python\n{}\n```"
@@ -76,6 +77,7 @@ def test_run_writes_back_reports_and_replays_offline(notebook: Path, tmp_path: P
         done = codeflow(str(notebook), "--report", "report.html", env=server.env(), cwd=tmp_path)
         prompts = server.prompts()
     assert done.returncode == 0, done.stderr
+    assert "without encryption" not in done.stderr
     assert notebook.read_bytes() == original  # never over the input without --inplace
     out = nbformat.read(tmp_path / "analysis.out.ipynb", as_version=4)
     assert [c.get("id") for c in out.cells][:2] == ["cell-0", "cell-1"]
@@ -84,10 +86,15 @@ def test_run_writes_back_reports_and_replays_offline(notebook: Path, tmp_path: P
     assert linked.source == "squares = [n * n for n in range(1, 5)]\nsquares"
     assert linked.execution_count is None and linked.outputs == []  # skipped, not re-run
     meta = request.metadata["codeflow"]
-    assert meta["success"] and meta["linked_cell"] == linked.id
-    assert meta["attempts"][0]["ename"] == "NameError" and meta["attempts"][1]["success"]
+    assert set(meta) == set(REQUEST_METADATA_KEYS)  # (saved with sorted keys)
+    assert meta["success"] and meta["linked_cell_id"] == linked.id and meta["attempts"] == 2
+    assert meta["history"][0]["ename"] == "NameError" and meta["history"][1]["success"]
+    assert set(linked.metadata["codeflow"]) == set(CODE_METADATA_KEYS)
     record_out = [o for o in request.outputs if RECORD_MIME in o.get("data", {})]
     assert len(record_out) == 1
+    # one status line: the record's; no other output repeats it
+    texts = ["".join(o.get("data", {}).get("text/plain", "")) for o in request.outputs]
+    assert sum("succeeded after" in t for t in texts) == 1
     html = record_out[0]["data"]["text/html"]
     assert "<details" in html and "<details open" not in html and "NameError" in html
     # the second request saw the variable the first one made (the prompt carried the state)
@@ -110,6 +117,31 @@ def test_run_writes_back_reports_and_replays_offline(notebook: Path, tmp_path: P
     assert stream_text(rerun.cells[3]) == stream_text(out.cells[3]) == "30\n"
     rec = next(o for o in rerun.cells[1].outputs if RECORD_MIME in o.get("data", {}))
     assert rec["data"][RECORD_MIME]["metrics"]["cache_hits"] == 2
+
+
+def test_the_kernel_talks_over_ipc_from_the_notebook_folder(tmp_path: Path) -> None:
+    """No TCP port (and no ipykernel warning about one); sockets are cleaned up afterwards."""
+    folder = tmp_path / "nbdir"
+    folder.mkdir()
+    nb = make_notebook(
+        folder / "where.ipynb",
+        [
+            "import json, os\n"
+            "from ipykernel.connect import get_connection_file, get_connection_info\n"
+            "info = json.loads(get_connection_info())\n"
+            "print(info['transport'], os.getcwd(), get_connection_file(), sep='\\n')"
+        ],
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = codeflow(str(nb), env={}, cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert "without encryption" not in done.stderr and "TCP" not in done.stderr
+    out = nbformat.read(folder / "where.out.ipynb", as_version=4)
+    transport, cwd, connection_file = stream_text(out.cells[0]).splitlines()
+    assert transport == "ipc" and cwd == str(folder.resolve())
+    assert not Path(connection_file).parent.exists()  # the socket folder is gone
+    assert sorted(p.name for p in folder.iterdir()) == ["where.ipynb", "where.out.ipynb"]
 
 
 def test_a_failing_cell_exits_1_names_the_error_and_writes_nothing(tmp_path: Path) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import nbformat
 
 from codeflow_magic.models import RECORD_MIME, Attempt, AttemptError, Metrics, RunRecord
 from codeflow_magic.notebook import (
+    CODE_METADATA_KEYS,
+    REQUEST_METADATA_KEYS,
     apply_writeback,
     find_linked_cell,
     history,
@@ -79,8 +82,36 @@ def test_below_inserts_once_then_updates_in_place() -> None:
     assert [c.source for c in nb.cells] == ["x = 1", "%%codeflow\nmake y", "y = 2", "print(y)"]
     assert nb.cells[2].metadata["codeflow"]["generated_from"] == nb.cells[1].id
     meta = nb.cells[1].metadata["codeflow"]
-    assert meta["linked_cell"] == first and meta["cache_keys"] == ["k1", "k2"]
-    assert meta["attempts"][0]["ename"] == "NameError"
+    assert tuple(meta) == REQUEST_METADATA_KEYS
+    assert meta == {
+        "request": "make y",
+        "model": "m",
+        "success": True,
+        "attempts": 2,
+        "history": [
+            {
+                "number": 1,
+                "kind": "generate",
+                "success": False,
+                "category": "runtime",
+                "ename": "NameError",
+                "evalue": "name 'x' is not defined",
+            },
+            {
+                "number": 2,
+                "kind": "fix",
+                "success": True,
+                "category": None,
+                "ename": None,
+                "evalue": None,
+            },
+        ],
+        "run_id": "r1",
+        "cache_keys": ["k1", "k2"],
+        "linked_cell_id": first,
+    }
+    assert nb.cells[2].metadata["codeflow"] == {"generated_from": nb.cells[1].id, "run_id": "r1"}
+    assert tuple(nb.cells[2].metadata["codeflow"]) == CODE_METADATA_KEYS
     second = apply_writeback(nb, 1, record("y = 3").to_dict())
     assert second == first and len(nb.cells) == 4 and nb.cells[2].source == "y = 3"
     assert find_linked_cell(nb, nb.cells[1].id) == 2
@@ -90,7 +121,9 @@ def test_below_inserts_once_then_updates_in_place() -> None:
 def test_failed_runs_and_off_write_no_code_but_record_metadata() -> None:
     nb = notebook_with(record(success=False))
     assert apply_writeback(nb, 1, record(success=False).to_dict()) is None
-    assert len(nb.cells) == 3 and nb.cells[1].metadata["codeflow"]["success"] is False
+    meta = nb.cells[1].metadata["codeflow"]
+    assert len(nb.cells) == 3 and meta["success"] is False and meta["attempts"] == 2
+    assert meta["linked_cell_id"] is None and tuple(meta) == REQUEST_METADATA_KEYS
     assert apply_writeback(nb, 1, record().to_dict(), mode="off") is None
     assert len(nb.cells) == 3
 
@@ -101,8 +134,11 @@ def test_replace_keeps_the_request_as_a_comment_header_that_can_be_restored() ->
     source = nb.cells[1].source
     assert source == "# %%codeflow --max-attempts 2\n# make y\ny = 2"
     assert restore_request(source) == "%%codeflow --max-attempts 2\nmake y"
-    assert nb.cells[1].metadata["codeflow"]["request"] == "make y"
-    assert history(nb)[0]["request"] == "make y"
+    meta = nb.cells[1].metadata["codeflow"]
+    assert meta["request"] == "make y" and meta["linked_cell_id"] == nb.cells[1].id
+    assert tuple(meta) == REQUEST_METADATA_KEYS
+    # still listed as a request (by its self-link), though its source is plain code now
+    assert [row["request"] for row in history(nb)] == ["make y"]
 
 
 def test_bash_code_is_written_back_as_a_bash_cell() -> None:
@@ -116,6 +152,11 @@ def test_bundle_and_status_line() -> None:
     assert set(bundle) == {RECORD_MIME, "text/html", "text/plain"}
     assert RunRecord.from_dict(bundle[RECORD_MIME]) == rec
     assert "<details" in bundle["text/html"] and "<script" not in bundle["text/html"]
+    assert "<details open" not in bundle["text/html"]
+    # the fallbacks carry the one status line; HTML uses a mark every text font has
+    assert bundle["text/plain"].splitlines()[0] == status_line(rec)
+    assert "✓ succeeded after 2 attempts" in re.sub(r"<[^>]+>", "", bundle["text/html"])
+    assert "✅" not in bundle["text/html"] and "❌" not in bundle["text/html"]
     assert "NameError" in bundle["text/html"] and "y = x" in bundle["text/html"]
     assert status_line(rec) == "✅ succeeded after 2 attempts · 1.5 s · 240 tokens · 1 from cache"
     failed = status_line(record(success=False))

@@ -1,11 +1,13 @@
 import {
+  codeCellMetadata,
   CodeflowModel,
   IPlainCell,
   recordFromOutputs,
   requestText,
-  snapshotCells
+  snapshotCells,
+  writeBackRequestMetadata
 } from '../model';
-import { IRunRecord, RECORD_MIME } from '../tokens';
+import { IRunRecord, RECORD_MIME, REQUEST_METADATA_KEYS } from '../tokens';
 
 /** A record shaped like `RunRecord.to_dict()`: a NameError fixed on the second attempt. */
 function record(success = true): IRunRecord {
@@ -174,7 +176,7 @@ describe('CodeflowModel state', () => {
               linked_cell_id: 'g',
               history: [
                 { number: 1, kind: 'generate', success: false, category: 'runtime', ename: 'NameError' },
-                { number: 2, kind: 'fix', success: false, error: { category: 'syntax', ename: 'SyntaxError', evalue: 'bad' } }
+                { number: 2, kind: 'fix', success: false, category: 'syntax', ename: 'SyntaxError', evalue: 'bad' }
               ]
             }
           }
@@ -190,7 +192,7 @@ describe('CodeflowModel state', () => {
     expect(entry.runId).toBe('r9');
   });
 
-  it('reads summaries stored under `attempts` and the words of a replaced request', () => {
+  it('reads the words and history of a replaced request from its metadata', () => {
     const model = new CodeflowModel();
     model.sync(
       snapshotCells([
@@ -201,12 +203,16 @@ describe('CodeflowModel state', () => {
           metadata: {
             codeflow: {
               request: 'print it',
+              model: 'm',
               success: true,
-              linked_cell: null,
-              attempts: [
+              attempts: 2,
+              history: [
                 { number: 1, kind: 'generate', success: false, category: 'runtime', ename: 'NameError', evalue: null },
                 { number: 2, kind: 'fix', success: true, category: null, ename: null, evalue: null }
-              ]
+              ],
+              run_id: 'r1',
+              cache_keys: [],
+              linked_cell_id: 'r'
             }
           }
         }
@@ -215,6 +221,18 @@ describe('CodeflowModel state', () => {
     const entry = model.entries[0];
     expect(entry).toMatchObject({ state: 'succeeded', attemptCount: 2, title: 'print it' });
     expect(entry.lastError).toMatchObject({ ename: 'NameError' });
+    expect(entry.linkedCellId).toBe('r');
+  });
+
+  it('ignores a list under `attempts`: the count and the history have one place each', () => {
+    const model = new CodeflowModel();
+    const stray = [{ number: 1, success: false, ename: 'NameError' }];
+    model.sync(
+      snapshotCells([
+        requestCell('a', { metadata: { codeflow: { request: 'x', success: false, attempts: stray } } })
+      ])
+    );
+    expect(model.entries[0]).toMatchObject({ state: 'failed', attemptCount: 0, attempts: [] });
   });
 
   it('prefers the record in the outputs over the metadata', () => {
@@ -320,5 +338,50 @@ describe('CodeflowModel state', () => {
     expect(model.entries.map(e => e.cellId)).toEqual(['a', 'b']);
     model.sync(snapshotCells([requestCell('b')]));
     expect(model.entries.map(e => e.cellId)).toEqual(['b']);
+  });
+});
+
+describe('write-back metadata', () => {
+  // What `codeflow_magic.notebook.request_metadata` sends for "below" (no linked id yet).
+  const fromKernel = {
+    request: 'print it',
+    model: 'm',
+    success: true,
+    attempts: 2,
+    history: [
+      { number: 1, kind: 'generate', success: false, category: 'runtime', ename: 'NameError', evalue: 'x' },
+      { number: 2, kind: 'fix', success: true, category: null, ename: null, evalue: null }
+    ],
+    run_id: 'r1',
+    cache_keys: ['k1', 'k2'],
+    linked_cell_id: null
+  };
+
+  it('fills in the linked cell id and keeps exactly the kernel keys', () => {
+    const meta = writeBackRequestMetadata({ ...fromKernel, stray: 1 }, 'new-cell');
+    expect(Object.keys(meta)).toEqual([...REQUEST_METADATA_KEYS]);
+    expect(meta).toEqual({ ...fromKernel, linked_cell_id: 'new-cell' });
+  });
+
+  it('reads back as the same entry the record gives', () => {
+    const model = new CodeflowModel();
+    const meta = writeBackRequestMetadata(fromKernel, 'g');
+    model.sync(snapshotCells([requestCell('a', { metadata: { codeflow: meta } })]));
+    expect(model.entry('a')).toMatchObject({
+      state: 'succeeded',
+      attemptCount: 2,
+      runId: 'r1',
+      model: 'm',
+      linkedCellId: 'g',
+      lastError: { category: 'runtime', ename: 'NameError', evalue: 'x' }
+    });
+  });
+
+  it('gives a code cell only its request and run', () => {
+    expect(codeCellMetadata('req', { generated_from: 'other', run_id: 'r1', language: 'python' })).toEqual({
+      generated_from: 'req',
+      run_id: 'r1'
+    });
+    expect(codeCellMetadata('req', {})).toEqual({ generated_from: 'req', run_id: '' });
   });
 });
