@@ -106,6 +106,33 @@ def test_wheel_from_a_clean_tree_ships_the_labextension(tmp_path: Path) -> None:
         # The Python package itself is in the wheel, next to the extension.
         assert "codeflow_magic/frontend.py" in names
 
+    # Installed into a clean environment (no node, no checkout), JupyterLab lists it enabled.
+    venv = tmp_path / "clean-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    installed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheels[0]), "jupyterlab"],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stderr[-4000:]
+    listed = subprocess.run(
+        [str(venv / "bin" / "jupyter"), "labextension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "VIRTUAL_ENV"))},
+    )
+    ours = [
+        line
+        for line in (listed.stdout + listed.stderr).splitlines()
+        if "codeflow-labextension" in line
+    ]
+    assert ours and "enabled" in ours[0] and "OK" in ours[0], listed.stdout + listed.stderr
+    assert str(venv) in listed.stdout + listed.stderr  # found in the clean prefix, not ours
+
 
 def test_development_install_is_listed_enabled() -> None:
     need(
