@@ -45,6 +45,8 @@ CELL_OPTION_KEYS: dict[str, str] = {
 """One-shot per-cell options the sidebar may set (Python names) and the settings they change."""
 
 PROGRESS_INTERVAL = 0.2
+PROGRESS_DELAY = 0.3
+"""A run that finishes sooner shows no progress display at all (no flicker, fewer messages)."""
 TAIL_CHARS = 600
 
 
@@ -152,11 +154,13 @@ class Progress:
             )
         return {"text/plain": text, "text/html": body}
 
-    def tick(self, force: bool = False) -> None:
-        """Render if due; main thread only."""
+    def tick(self, force: bool = False, render: bool = True) -> None:
+        """Render if due (and send pending events to the panel); main thread only."""
         now = time.monotonic()
         if not force and now - self._last_render < PROGRESS_INTERVAL:
             return
+        if self._handle is None and now - self.started < PROGRESS_DELAY:
+            render = False
         with self._lock:
             events = list(self._events)
             self._events.clear()
@@ -169,7 +173,9 @@ class Progress:
                     self._link.send_event(self._cell_id, ev)
                 except Exception:
                     break
-        if bundle is None:
+        if bundle is None or not render:
+            if not render:
+                self._dirty = self._dirty or bundle is not None
             return
         from IPython.display import display
 
@@ -475,13 +481,14 @@ class CodeflowMagics(Magics):
         finally:
             if isinstance(executor, InlineExecutor):
                 executor.pump = None
-        progress.tick(force=True)  # flush the last events to the panel
+        progress.tick(force=True, render=False)  # flush the last events to the panel
         if link is not None:
             try:
                 link.send_record(cell_id or "", record.to_dict())
             except Exception:
                 pass
-        self._clear()
+        if progress.display_id is not None:
+            self._clear()
         return record
 
     @staticmethod

@@ -331,6 +331,9 @@ def _error_body(api: str, reply: Reply) -> dict[str, Any]:
 def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Small SSE writes on a kept-alive connection otherwise meet the client's delayed ACK
+        # (about 40 ms a reply): an "instant" model must be instant.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -17,6 +17,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import concurrent.futures
+import contextlib
 import io
 import queue
 import re
@@ -38,6 +39,7 @@ from .outputs import OutputCollector
 if TYPE_CHECKING:
     from ..config import Settings
 
+R = TypeVar("R")
 T = TypeVar("T")
 
 _CELL_NUMBER = re.compile(r"(In\s*\[)\d+(\])|(ipython-input-)\d+(-)")
@@ -57,6 +59,14 @@ def _stable_traceback(stb: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 Job = tuple[Callable[[], Any], "concurrent.futures.Future[Any]"]
+
+
+def _noop() -> None:
+    return None
+
+
+def _wake_future() -> concurrent.futures.Future[None]:
+    return concurrent.futures.Future()
 
 
 class MainThreadPump:
@@ -98,6 +108,8 @@ class MainThreadPump:
         interval: float = 0.05,
     ) -> None:
         """Work through jobs until `done` completes; then drain what is still queued."""
+        # Wake the blocking `get` the moment the flow finishes, instead of at the next tick.
+        done.add_done_callback(lambda _: self._jobs.put((_noop, _wake_future())))
         while not done.done():
             try:
                 fn, future = self._jobs.get(timeout=interval)
@@ -253,10 +265,21 @@ class InlineExecutor:
         from . import snippets
 
         code = snippets.describe_state_snippet(max_chars)
-        result = await self._on_main(lambda: self.run_captured(code, 30.0, None, quiet=True))
-        text = "".join(
-            str(o.get("text", "")) for o in result.outputs if o.get("output_type") == "stream"
-        )
+        shell = self.shell
+
+        def describe() -> str:
+            # Our own snippet, so it runs as plain Python in a private namespace: no cell
+            # machinery, no history, no trace in the user's namespace.
+            out = io.StringIO()
+            scope: dict[str, Any] = {"get_ipython": lambda: shell, "__name__": "_codeflow"}
+            try:
+                with contextlib.redirect_stdout(out):
+                    exec(compile(code, "<codeflow-state>", "exec"), scope)
+            except Exception:
+                return ""
+            return out.getvalue()
+
+        text = await self._on_main(describe)
         return text.strip()[:max_chars]
 
     async def install(self, package: str, timeout: float | None = None) -> ExecutionResult:
@@ -277,7 +300,7 @@ class InlineExecutor:
             return snippets.bash_snippet(code)
         raise ValueError(f"the inline backend runs python and bash, not {language!r}")
 
-    async def _on_main(self, job: Callable[[], ExecutionResult]) -> ExecutionResult:
+    async def _on_main(self, job: Callable[[], R]) -> R:
         pump = self.pump
         if pump is None or pump.on_owner_thread:
             return job()

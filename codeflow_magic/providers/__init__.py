@@ -27,21 +27,39 @@ FALLBACK_MODEL = "claude-sonnet-4-6"
 
 @lru_cache(maxsize=1)
 def default_model() -> str:
-    """The newest Sonnet the installed SDK knows and does not list as deprecated."""
-    import typing
+    """The newest Sonnet the installed SDK knows and does not list as deprecated.
 
-    try:
-        from anthropic.resources.messages.messages import DEPRECATED_MODELS
-        from anthropic.types.model_param import ModelParam
-    except ImportError:  # an SDK without these tables: keep a known-good name
-        return FALLBACK_MODEL
-    names: list[str] = []
-    for arg in typing.get_args(ModelParam):
-        names.extend(a for a in typing.get_args(arg) if isinstance(a, str))
+    The SDK's tables are read from its source files rather than imported: importing the SDK
+    costs about a second, which a replayed notebook (that never calls the model) should not
+    pay just to learn the default name.
+    """
+    names, deprecated = _sdk_model_tables()
     for name in names:
-        if "sonnet" in name and name not in DEPRECATED_MODELS and not name[-8:].isdigit():
+        if "sonnet" in name and name not in deprecated and not name[-8:].isdigit():
             return name
     return FALLBACK_MODEL
+
+
+def _sdk_model_tables() -> tuple[list[str], set[str]]:
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec("anthropic")
+        if spec is None or spec.origin is None:
+            return [], set()
+        root = Path(spec.origin).parent
+        models_src = (root / "types" / "model_param.py").read_text(encoding="utf-8")
+        messages_src = (root / "resources" / "messages" / "messages.py").read_text(encoding="utf-8")
+    except (ImportError, OSError, ValueError):
+        return [], set()
+    names = re.findall(r'"(claude-[A-Za-z0-9.-]+)"', models_src)
+    start = messages_src.find("DEPRECATED_MODELS")
+    end = messages_src.find("}", start)
+    block = messages_src[start:end] if start >= 0 and end > start else ""
+    deprecated = set(re.findall(r'"(claude-[A-Za-z0-9.-]+)"\s*:', block))
+    return names, deprecated
 
 
 def split_model(spec: str) -> tuple[str, str]:
