@@ -186,3 +186,98 @@ async def test_missing_url_is_a_clear_error() -> None:
     settings = load_settings()
     with pytest.raises(BackendUnavailable, match="gateway URL"):
         make_executor(settings, work_dir=Path.cwd(), backend="gateway")
+
+
+def _ask_via_gateway(
+    url: str, server_env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CODEFLOW_"))}
+    env.update(server_env)
+    with tempfile.TemporaryDirectory(prefix="cf-gw-ask-") as wd:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "codeflow_magic.cli",
+                "ask",
+                *args,
+                "--backend",
+                "gateway",
+                "--gateway-url",
+                url,
+                "--gateway-token",
+                TOKEN,
+                "--format",
+                "json",
+                "--no-cache",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env=env,
+            cwd=wd,
+        )
+
+
+@pytest.mark.parametrize(
+    ("request_text", "first", "trigger", "second", "category", "extra"),
+    [
+        (
+            "print the answer",
+            "```python\nprint(answer)\n```",
+            "NameError",
+            "```python\nanswer = 42\nprint(answer)\n```",
+            "runtime",
+            [],
+        ),
+        (
+            "spin a while",
+            "```python\nwhile True:\n    pass\n```",
+            "TimeoutError",
+            "```python\nprint('bounded')\n```",
+            "environment",
+            ["--timeout", "3"],
+        ),
+        (
+            "list the files",
+            "```bash\nlss -1\n```",
+            "command not found",
+            "```bash\nls -1 | wc -l\n```",
+            "environment",
+            ["--language", "bash"],
+        ),
+        (
+            "set result to ten",
+            "```python\nresult = 9\n```",
+            "CheckFailed",
+            "```python\nresult = 10\n```",
+            "logical",
+            ["--check", "result == 10"],
+        ),
+    ],
+)
+async def test_the_flow_fixes_broken_first_attempts_on_the_gateway(
+    gateway_url: str,
+    request_text: str,
+    first: str,
+    trigger: str,
+    second: str,
+    category: str,
+    extra: list[str],
+) -> None:
+    import asyncio
+    import json
+
+    from modelserver import ModelServer
+
+    with ModelServer() as server:
+        server.add_rule(contains=trigger, reply=second + "\nFix: corrected")
+        server.add_rule(contains=request_text, reply=first)
+        done = await asyncio.to_thread(
+            _ask_via_gateway, gateway_url, server.env(), request_text, *extra
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(done.stdout)
+    assert record["backend"] == "gateway"
+    assert [a["success"] for a in record["attempts"]] == [False, True]
+    assert record["attempts"][0]["error"]["category"] == category
