@@ -183,8 +183,6 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
             elif os.path.isdir(link):
                 argv += ["--ro-bind", link, link]
         argv += ["--ro-bind", "/etc", "/etc"]
-        for prefix in [*python_prefixes(), *self.extra_ro_binds]:
-            argv += ["--ro-bind", prefix, prefix]
         argv += [
             "--proc",
             "/proc",
@@ -194,6 +192,12 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
             str(parse_size(self.tmp_size, what="tmp size")),
             "--tmpfs",
             "/tmp",
+        ]
+        # After the private /tmp: a Python environment (or work dir) that lives under /tmp on
+        # the host must be bound over it, not hidden by it. bwrap applies mounts in order.
+        for prefix in [*python_prefixes(), *self.extra_ro_binds]:
+            argv += ["--ro-bind", prefix, prefix]
+        argv += [
             "--bind",
             work_dir,
             work_dir,
