@@ -74,10 +74,20 @@ def _security_hooks() -> tuple[Any, Any, Any]:
     return scan, blocking, fmt
 
 
+def _prefetch(module: str) -> None:
+    """Import a module on a daemon thread, so that it is (nearly) loaded when first used."""
+    threading.Thread(target=_import_quietly, args=(module,), daemon=True).start()
+
+
+def _import_quietly(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        pass  # reported properly where the module is really needed
+
+
 def _prefetch_security() -> None:
-    threading.Thread(
-        target=importlib.import_module, args=("codeflow_magic.security",), daemon=True
-    ).start()
+    _prefetch("codeflow_magic.security")
 
 
 def _redactor(settings: Settings) -> Any:
@@ -146,6 +156,8 @@ class CodeFlow:
         self._fix_provider: Provider | None = None
         self._confirm_install = confirm_install
         self._flow: Flow | None = None
+        if self._provider is None and (cache_mode or self.settings.cache.mode) != "replay":
+            _prefetch("anthropic")  # the SDK import is the longest part of a cold start
         self._loop: _LoopThread | None = None
         self.history: list[RunRecord] = []
 
