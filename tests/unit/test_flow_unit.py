@@ -63,9 +63,7 @@ async def test_gives_up_after_max_attempts() -> None:
 
 
 async def test_repeated_code_stops_early() -> None:
-    record, _, executor, _ = await run(
-        [block("1/0"), block("1/0"), block("x=1")], max_attempts=3
-    )
+    record, _, executor, _ = await run([block("1/0"), block("1/0"), block("x=1")], max_attempts=3)
     assert record.stop_reason == "repeated_code"
     assert len(record.attempts) == 1
     assert executor.executed.count("1/0\n") == 1
