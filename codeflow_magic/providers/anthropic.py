@@ -42,6 +42,33 @@ def api_error_message(body: object, fallback: str) -> str:
     return fallback
 
 
+def translate_sdk_error(
+    exc: Exception, sdk: Any, *, url: str, timeout: float, key_var: str
+) -> Exception | None:
+    """Our error for an exception of an SDK (`anthropic` or `openai`: their exception classes
+    share names and shapes), or None when it is none of the SDK's own."""
+    if isinstance(exc, sdk.AuthenticationError):
+        message = api_error_message(exc.body, exc.message)
+        return AuthenticationError(
+            f"the API key was rejected by {url} (401): {message}; check {key_var}"
+        )
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderUnavailable(
+            f"cannot reach the model server at {url}: no answer within {timeout:g} s"
+        )
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return ProviderUnavailable(f"cannot reach the model server at {url}: {cause}")
+    if isinstance(exc, sdk.APIStatusError):
+        message = api_error_message(exc.body, exc.message)
+        return ProviderError(f"the model server at {url} answered {exc.status_code}: {message}")
+    if isinstance(exc, sdk.APIError):
+        return ProviderError(f"bad reply from the model server at {url}: {exc}")
+    if is_transport_error(exc):
+        return ProviderUnavailable(f"connection to the model server at {url} failed: {exc}")
+    return None
+
+
 def is_transport_error(exc: BaseException) -> bool:
     """An HTTP-library error that escaped the SDK (e.g. the peer closed mid-stream)."""
     module = type(exc).__module__
@@ -133,31 +160,13 @@ class AnthropicProvider:
                     if on_delta is not None and text:
                         on_delta(text)
                 final = await stream.get_final_message()
-        except anthropic.AuthenticationError as exc:
-            message = api_error_message(exc.body, exc.message)
-            raise AuthenticationError(
-                f"the API key was rejected by {url} (401): {message}; check ANTHROPIC_API_KEY"
-            ) from None
-        except anthropic.APITimeoutError:
-            raise ProviderUnavailable(
-                f"cannot reach the model server at {url}: no answer within {self.timeout:g} s"
-            ) from None
-        except anthropic.APIConnectionError as exc:
-            cause = exc.__cause__ or exc
-            raise ProviderUnavailable(f"cannot reach the model server at {url}: {cause}") from None
-        except anthropic.APIStatusError as exc:
-            message = api_error_message(exc.body, exc.message)
-            raise ProviderError(
-                f"the model server at {url} answered {exc.status_code}: {message}"
-            ) from None
-        except anthropic.APIError as exc:
-            raise ProviderError(f"bad reply from the model server at {url}: {exc}") from None
         except Exception as exc:
-            if is_transport_error(exc):
-                raise ProviderUnavailable(
-                    f"connection to the model server at {url} failed: {exc}"
-                ) from None
-            raise
+            mapped = translate_sdk_error(
+                exc, anthropic, url=url, timeout=self.timeout, key_var="ANTHROPIC_API_KEY"
+            )
+            if mapped is None:
+                raise
+            raise mapped from None
         text = "".join(block.text for block in final.content if block.type == "text")
         return LLMResponse(
             text=text,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AuthenticationError, ProviderError, ProviderUnavailable, UsageError
+from ..errors import AuthenticationError, UsageError
 from . import CLIENTS
-from .anthropic import _fingerprint, api_error_message, is_transport_error
+from .anthropic import _fingerprint, translate_sdk_error
 from .base import DeltaCallback, LLMRequest, LLMResponse
 
 if TYPE_CHECKING:
@@ -123,31 +123,13 @@ class OpenAICompatProvider:
                             on_delta(text)
                     if choice.finish_reason is not None:
                         finish = choice.finish_reason
-        except openai.AuthenticationError as exc:
-            message = api_error_message(exc.body, exc.message)
-            raise AuthenticationError(
-                f"the API key was rejected by {url} (401): {message}; check OPENAI_API_KEY"
-            ) from None
-        except openai.APITimeoutError:
-            raise ProviderUnavailable(
-                f"cannot reach the model server at {url}: no answer within {self.timeout:g} s"
-            ) from None
-        except openai.APIConnectionError as exc:
-            cause = exc.__cause__ or exc
-            raise ProviderUnavailable(f"cannot reach the model server at {url}: {cause}") from None
-        except openai.APIStatusError as exc:
-            message = api_error_message(exc.body, exc.message)
-            raise ProviderError(
-                f"the model server at {url} answered {exc.status_code}: {message}"
-            ) from None
-        except openai.APIError as exc:
-            raise ProviderError(f"bad reply from the model server at {url}: {exc}") from None
         except Exception as exc:
-            if is_transport_error(exc):
-                raise ProviderUnavailable(
-                    f"connection to the model server at {url} failed: {exc}"
-                ) from None
-            raise
+            mapped = translate_sdk_error(
+                exc, openai, url=url, timeout=self.timeout, key_var="OPENAI_API_KEY"
+            )
+            if mapped is None:
+                raise
+            raise mapped from None
         text = "".join(pieces)
         extra: dict[str, Any] = {}
         if usage is not None:
