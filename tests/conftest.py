@@ -6,27 +6,16 @@ docker, chromium, a gateway) fails instead: CI installs every tool, so a skip th
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-REQUIRE_ALL = os.environ.get("CODEFLOW_REQUIRE_ALL", "") not in ("", "0")
-
-
-def need(available: bool, reason: str) -> None:
-    """Skip when `available` is false, or fail when CI requires every tool."""
-    if available:
-        return
-    if REQUIRE_ALL:
-        pytest.fail(f"required in CI but unavailable: {reason}")
-    pytest.skip(reason)
+from needs import REPO_ROOT, REQUIRE_ALL, need  # noqa: E402,F401 - re-exported for fixtures
 
 
 @pytest.fixture

@@ -24,10 +24,10 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HT
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from ..errors import BackendError, BackendUnavailable, UsageError
-from ..models import LANGUAGES, ExecutionResult, Output
+from ..models import ExecutionResult, Output
 from .base import OutputCallback
+from .messaging import SnippetExecutorMixin
 from .outputs import OutputCollector
-from .snippets import bash_snippet, describe_state_snippet, pip_install_snippet
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -44,7 +44,7 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-class GatewayExecutor:
+class GatewayExecutor(SnippetExecutorMixin):
     """Runs code on one kernel of a remote Jupyter (Kernel|Enterprise) Gateway."""
 
     supports_install = False
@@ -344,48 +344,6 @@ class GatewayExecutor:
             await self._delete_kernel()
 
     # -- execution -----------------------------------------------------------------------
-
-    async def execute(
-        self,
-        code: str,
-        *,
-        language: str = "python",
-        timeout: float | None = None,
-        on_output: OutputCallback | None = None,
-    ) -> ExecutionResult:
-        if language not in LANGUAGES:
-            raise UsageError(
-                f"unknown language {language!r}; choose one of " + ", ".join(LANGUAGES)
-            )
-        source = bash_snippet(code) if language == "bash" else code
-        return await self._execute(
-            source, timeout=timeout, on_output=on_output, store_history=language == "python"
-        )
-
-    async def describe_state(self, max_chars: int = 2000) -> str:
-        if max_chars <= 0:
-            return ""
-        result = await self._execute(
-            describe_state_snippet(max_chars),
-            timeout=max(self.timeout, 10.0),
-            silent=True,
-            store_history=False,
-        )
-        if not result.ok:
-            return ""
-        text = "".join(
-            str(o.get("text", ""))
-            for o in result.outputs
-            if o.get("output_type") == "stream" and o.get("name") == "stdout"
-        )
-        return text[:max_chars]
-
-    async def install(self, package: str, timeout: float | None = None) -> ExecutionResult:
-        if not self.supports_install:
-            raise UsageError(f"the {self.name} backend does not allow installing packages")
-        return await self._execute(
-            pip_install_snippet(package), timeout=timeout, store_history=False
-        )
 
     async def _execute(
         self,

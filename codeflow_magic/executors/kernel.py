@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -26,15 +25,13 @@ from queue import Empty
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import BackendError, BackendUnavailable, UsageError
-from ..models import LANGUAGES, ExecutionResult, Output
+from ..models import ExecutionResult, Output
 from ..secrets import scrub_env
 from .base import OutputCallback
+from .messaging import SnippetExecutorMixin
 from .outputs import OutputCollector, marked_drops
 from .snippets import (
-    bash_snippet,
-    describe_state_snippet,
     output_cap_startup,
-    pip_install_snippet,
 )
 
 if TYPE_CHECKING:
@@ -53,13 +50,6 @@ _IOPUB_WAIT_S = 0.25
 _IOPUB_HWM = 64
 _IDLE_AFTER_REPLY_S = 2.0
 _START_TIMEOUT_S = 60.0
-
-# A plain requirement: a project name, optional extras, optional single version clause.
-_REQUIREMENT = re.compile(
-    r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
-    r"(?:\[[A-Za-z0-9](?:[A-Za-z0-9._,-]*[A-Za-z0-9])?\])?"
-    r"(?:(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!-]+)?$"
-)
 
 
 def _dropped(collector: OutputCollector, outputs: Sequence[Output]) -> int:
@@ -84,7 +74,7 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-class KernelExecutor:
+class KernelExecutor(SnippetExecutorMixin):
     """Runs code on one persistent Jupyter kernel (the `kernel` backend)."""
 
     def __init__(
@@ -310,62 +300,6 @@ class KernelExecutor:
         self._run_dir = None
 
     # -- execution -----------------------------------------------------------------------
-
-    async def execute(
-        self,
-        code: str,
-        *,
-        language: str = "python",
-        timeout: float | None = None,
-        on_output: OutputCallback | None = None,
-    ) -> ExecutionResult:
-        """Run code (Python, or Bash through a Python snippet); failures are in the result."""
-        if language not in LANGUAGES:
-            raise UsageError(
-                f"unknown language {language!r}; choose one of " + ", ".join(LANGUAGES)
-            )
-        source = bash_snippet(code) if language == "bash" else code
-        return await self._execute(
-            source,
-            timeout=timeout,
-            on_output=on_output,
-            store_history=language == "python",
-        )
-
-    async def describe_state(self, max_chars: int = 2000) -> str:
-        """A bounded summary of user variables, from a snippet that leaves no trace."""
-        if max_chars <= 0:
-            return ""
-        result = await self._execute(
-            describe_state_snippet(max_chars),
-            timeout=max(self.timeout, 10.0),
-            silent=True,
-            store_history=False,
-        )
-        if not result.ok:
-            return ""
-        text = "".join(
-            str(o.get("text", ""))
-            for o in result.outputs
-            if o.get("output_type") == "stream" and o.get("name") == "stdout"
-        )
-        return text[:max_chars]
-
-    async def install(self, package: str, timeout: float | None = None) -> ExecutionResult:
-        """`pip install <package>` with the kernel's own interpreter."""
-        package = package.strip()
-        if not _REQUIREMENT.match(package):
-            raise UsageError(
-                f"{package!r} is not a plain package requirement (expected a name such as "
-                "'requests', 'pandas[excel]' or 'numpy>=1.26')"
-            )
-        if not self.supports_install:
-            raise UsageError(f"the {self.name} backend does not allow installing packages")
-        return await self._execute(
-            pip_install_snippet(package),
-            timeout=timeout if timeout is not None else max(self.timeout, 300.0),
-            store_history=False,
-        )
 
     async def _execute(
         self,

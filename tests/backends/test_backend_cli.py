@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import need
 from modelserver import ModelServer
+from needs import need
 
 from codeflow_magic.executors.bwrap import sandbox_problem
 from codeflow_magic.executors.docker import daemon_problem

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import escape_battery as eb
 import pytest
-from conftest import need
+from needs import need
 
 from codeflow_magic.config import load_settings
 from codeflow_magic.errors import BackendUnavailable

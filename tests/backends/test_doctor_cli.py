@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import need
+from needs import need
 
 from codeflow_magic.executors.bwrap import sandbox_problem
 from codeflow_magic.executors.docker import daemon_problem

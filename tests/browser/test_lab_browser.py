@@ -23,7 +23,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import REPO_ROOT, need
+from needs import REPO_ROOT, need
 
 from codeflow_magic.notebook import REQUEST_METADATA_KEYS
 

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, need
+from needs import REPO_ROOT, need
 
 pytestmark = pytest.mark.slow
 

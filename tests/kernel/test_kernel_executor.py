@@ -6,7 +6,6 @@ import base64
 from pathlib import Path
 
 import pytest
-from conftest import CAP
 
 from codeflow_magic.errors import UsageError
 from codeflow_magic.executors.base import Executor
@@ -267,11 +266,12 @@ async def test_output_flood_is_capped(executor: KernelExecutor) -> None:
         "print('H' * 10**7)\nfor i in range(20000):\n    print('line', i)"
     )
     assert result.ok
+    cap = executor.max_output_chars
     text = _stream(result.outputs)
-    assert result.dropped_chars > 10**7 - CAP
+    assert result.dropped_chars > 10**7 - cap
     marker = f"... [codeflow: {result.dropped_chars:,} characters dropped] ..."
     assert marker in text
-    assert len(text) <= CAP + len(marker) + 2
+    assert len(text) <= cap + len(marker) + 2
     head, tail = text.split(marker)
     assert head.startswith("H" * 100)
     assert tail.rstrip().endswith("line 19999")
@@ -283,7 +283,7 @@ async def test_many_small_prints_are_capped(executor: KernelExecutor) -> None:
     assert result.dropped_chars > 0
     assert text.startswith("0\n1\n2\n")
     assert text.endswith("199999\n")
-    assert len(text) < CAP + 100
+    assert len(text) < executor.max_output_chars + 100
 
 
 async def test_install_rejects_bad_names(executor: KernelExecutor) -> None:
