@@ -34,7 +34,10 @@ class AuthenticationError(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    pass
+    """The model API could not answer for now (rate limit, overload, server error, timeout,
+    lost connection) even after retries: a distinct status, so scripts know to try again later."""
+
+    exit_status = 5
 
 
 class CacheMiss(ProviderError):
@@ -49,3 +52,9 @@ class BackendError(CodeFlowError):
 
 class BackendUnavailable(BackendError):
     """The backend cannot work on this machine; the message says why and how to fix it."""
+
+
+class NotebookBusy(CodeFlowError):
+    """Another codeflow run holds the notebook's lock; nothing was written."""
+
+    exit_status = 6
