@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 import threading
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
@@ -87,7 +88,8 @@ def _import_quietly(module: str) -> None:
 
 
 def _prefetch_security() -> None:
-    _prefetch("codeflow_magic.security")
+    if "codeflow_magic.security" not in sys.modules:
+        _prefetch("codeflow_magic.security")
 
 
 def _redactor(settings: Settings) -> Any:
@@ -215,6 +217,7 @@ class CodeFlow:
                 redact=_redactor(self.settings),
                 confirm_install=self._confirm_install,
                 fix_provider=self.fix_provider,
+                on_dispatch=_prefetch_security,
             )
         return self._flow
 
@@ -266,15 +269,15 @@ class CodeFlow:
         return record
 
     async def _warm(self) -> None:
-        """Import the model SDK first (off the loop), and let the kernel start meanwhile.
+        """Import the model SDK first (off the loop); everything else waits for the request.
 
-        The SDK import is pure CPU and the first thing the model call needs; the kernel start
-        is mostly waiting on another process, so it overlaps the model's latency. A cold first
-        request then costs about max(kernel start, generation), not their sum.
+        The SDK import is pure CPU and the first thing the model call needs. The kernel start
+        and the scanner's import begin once the request is on its way (the flow's dispatch
+        hook), so they overlap the model's latency instead of slowing the request down. A
+        cold first request then costs about max(kernel start, generation), not their sum.
         """
         if self._flow is not None:
             return
-        _prefetch_security()
         await asyncio.to_thread(lambda: self.flow)  # the SDK import
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:

@@ -107,6 +107,33 @@ class _Run:
         self.generation_s = 0.0
         self.improvement_s = 0.0
         self.execution_s = 0.0
+        self.start_task: asyncio.Task[None] | None = None
+        self.dispatched = False
+
+    def start_executor(self) -> None:
+        """Start the executor in the background (once), and warm what the reply will need.
+
+        Called when the first model request is on its way: starting earlier would compete
+        with preparing that request for the CPU (and the interpreter lock); starting then
+        hides the kernel start behind the model's latency.
+        """
+        if self.dispatched:
+            return
+        self.dispatched = True
+        executor = self.flow.executor
+        if not getattr(executor, "started", True):
+            self.start_task = asyncio.ensure_future(executor.start())
+        if self.flow.on_dispatch is not None:
+            try:
+                self.flow.on_dispatch()
+            except Exception:  # warming is an optimisation; it must never fail a run
+                pass
+
+    async def executor_ready(self) -> None:
+        """Wait for a background start (a failed start raises here, as the executor's error)."""
+        self.start_executor()
+        if self.start_task is not None and not self.start_task.done():
+            await self.start_task
 
     def emit(self, kind: str, number: int = 0, **data: object) -> None:
         if self.on_event is None:
@@ -131,8 +158,11 @@ class Flow:
         redact: OutputRedactor | None = None,
         confirm_install: InstallConfirm | None = None,
         fix_provider: Provider | None = None,
+        on_dispatch: Callable[[], None] | None = None,
     ) -> None:
         self.provider = provider
+        self.on_dispatch = on_dispatch
+        """Called once per run when its first model request goes out (e.g. to warm imports)."""
         self.fix_provider = fix_provider or provider
         self.executor = executor
         self.scanner = scanner
@@ -180,7 +210,9 @@ class Flow:
 
         started = time.perf_counter()
         try:
-            response = await provider.complete(req, on_delta=on_delta)
+            response = await provider.complete(
+                req, on_delta=on_delta, on_dispatch=run.start_executor
+            )
         except BaseException:
             task = early.get("task")
             if isinstance(task, asyncio.Task):
@@ -301,17 +333,13 @@ class Flow:
         started = time.perf_counter()
         run_id = run_id or uuid.uuid4().hex[:12]
         run.emit("start", 0, request=request, max_attempts=opts.max_attempts, run_id=run_id)
-        start_task: asyncio.Task[None] | None = None
-        if not getattr(self.executor, "started", True):
-            # Hide the kernel start behind the first model call.
-            start_task = asyncio.ensure_future(self.executor.start())
         stop_reason = "max_attempts"
         language = opts.language
         try:
-            stop_reason = await self._loop(run, start_task)
+            stop_reason = await self._loop(run)
         finally:
-            if start_task is not None and not start_task.done():
-                start_task.cancel()
+            if run.start_task is not None and not run.start_task.done():
+                run.start_task.cancel()
         final = self._final_attempt(run.attempts)
         success = final is not None and final.success
         if success:
@@ -355,7 +383,7 @@ class Flow:
     def _over_budget(self, run: _Run) -> bool:
         return run.opts.token_budget > 0 and run.tokens >= run.opts.token_budget
 
-    async def _loop(self, run: _Run, start_task: asyncio.Task[None] | None) -> str:
+    async def _loop(self, run: _Run) -> str:
         opts = run.opts
         language = opts.language
         number = 0
@@ -365,8 +393,8 @@ class Flow:
                 return "token_budget"
             number += 1
             last = run.attempts[-1] if run.attempts else None
-            if start_task is not None and last is not None and not start_task.done():
-                await start_task
+            if last is not None:
+                await run.executor_ready()
             state = await self._state(run)
             if last is None or last.error is None:
                 req = prompts.build_generate(
@@ -440,8 +468,7 @@ class Flow:
                 if not opts.improve:
                     return "no_improve"
                 continue
-            if start_task is not None and not start_task.done():
-                await start_task
+            await run.executor_ready()
             result = (
                 await early_task
                 if early_task is not None

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Sequence
 
 from codeflow_magic.models import ExecutionResult
-from codeflow_magic.providers.base import DeltaCallback, LLMRequest, LLMResponse
+from codeflow_magic.providers.base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse
 
 
 class ScriptedProvider:
@@ -26,9 +26,14 @@ class ScriptedProvider:
         self.chunk = chunk
 
     async def complete(
-        self, request: LLMRequest, on_delta: DeltaCallback | None = None
+        self,
+        request: LLMRequest,
+        on_delta: DeltaCallback | None = None,
+        on_dispatch: DispatchCallback | None = None,
     ) -> LLMResponse:
         self.requests.append(request)
+        if on_dispatch is not None:
+            on_dispatch()
         if not self.replies:
             raise AssertionError("the flow asked the model more often than the test scripted")
         text = self.replies.pop(0)

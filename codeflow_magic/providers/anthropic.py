@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, ProviderError, ProviderUnavailable
 from . import CLIENTS
-from .base import DeltaCallback, LLMRequest, LLMResponse
+from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -139,7 +139,10 @@ class AnthropicProvider:
         return client
 
     async def complete(
-        self, request: LLMRequest, on_delta: DeltaCallback | None = None
+        self,
+        request: LLMRequest,
+        on_delta: DeltaCallback | None = None,
+        on_dispatch: DispatchCallback | None = None,
     ) -> LLMResponse:
         import anthropic
 
@@ -154,6 +157,8 @@ class AnthropicProvider:
         if request.temperature is not None and _sdk_takes_temperature():
             params["temperature"] = request.temperature
         url = str(client.base_url).rstrip("/")
+        if on_dispatch is not None:
+            on_dispatch()
         try:
             async with client.messages.stream(**params) as stream:
                 async for text in stream.text_stream:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 DeltaCallback = Callable[[str], None]
+DispatchCallback = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,17 @@ class Provider(Protocol):
     model: str
 
     async def complete(
-        self, request: LLMRequest, on_delta: DeltaCallback | None = None
+        self,
+        request: LLMRequest,
+        on_delta: DeltaCallback | None = None,
+        on_dispatch: DispatchCallback | None = None,
     ) -> LLMResponse:
-        """Ask the model; stream text pieces to `on_delta` as they arrive."""
+        """Ask the model; stream text pieces to `on_delta` as they arrive.
+
+        `on_dispatch` is called once the request is ready to go out (the SDK is loaded and the
+        request built), so that callers can start slower work that would otherwise compete
+        with preparing the request for the CPU: it then overlaps the model's latency.
+        """
 
     async def aclose(self) -> None:
         """Release connections."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheMiss, UsageError
-from .base import DeltaCallback, LLMRequest, LLMResponse, Provider
+from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse, Provider
 
 MODES = ("rw", "replay", "off")
 CHUNK_CHARS = 256
@@ -168,16 +168,21 @@ class CachedProvider:
         return path
 
     async def complete(
-        self, request: LLMRequest, on_delta: DeltaCallback | None = None
+        self,
+        request: LLMRequest,
+        on_delta: DeltaCallback | None = None,
+        on_dispatch: DispatchCallback | None = None,
     ) -> LLMResponse:
         if self.mode == "off":
             if self.inner is None:  # unreachable: the constructor refuses it
                 raise UsageError("no model provider")
-            return await self.inner.complete(request, on_delta)
+            return await self.inner.complete(request, on_delta, on_dispatch)
         key = self.key_for(request)
         hit = self.lookup(key)
         if hit is not None:
             self._count("hits")
+            if on_dispatch is not None:
+                on_dispatch()
             if on_delta is not None:
                 for piece in _chunks(hit.text):
                     on_delta(piece)
@@ -188,7 +193,7 @@ class CachedProvider:
                 f"no recorded response for this request in {self.cache_dir}; "
                 "run once with a model (CODEFLOW_CACHE=rw) to record it"
             )
-        response = await self.inner.complete(request, on_delta)
+        response = await self.inner.complete(request, on_delta, on_dispatch)
         self.store(key, request, response)
         return LLMResponse(
             text=response.text,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AuthenticationError, UsageError
 from . import CLIENTS
 from .anthropic import _fingerprint, translate_sdk_error
-from .base import DeltaCallback, LLMRequest, LLMResponse
+from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -85,7 +85,10 @@ class OpenAICompatProvider:
         return client
 
     async def complete(
-        self, request: LLMRequest, on_delta: DeltaCallback | None = None
+        self,
+        request: LLMRequest,
+        on_delta: DeltaCallback | None = None,
+        on_dispatch: DispatchCallback | None = None,
     ) -> LLMResponse:
         openai = _import_openai()
         client = self.client()
@@ -103,6 +106,8 @@ class OpenAICompatProvider:
         if request.temperature is not None:
             params["temperature"] = request.temperature
         url = str(client.base_url).rstrip("/")
+        if on_dispatch is not None:
+            on_dispatch()
         pieces: list[str] = []
         finish: str | None = None
         usage: Any = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from scripted import MemoryExecutor, ScriptedProvider
 
@@ -186,3 +188,42 @@ async def test_record_round_trips_through_json(language: str) -> None:
     record, _, _, _ = await run([block("1/0"), block("print(1)")], language=language)
     again = RunRecord.from_dict(record.to_dict())
     assert again.to_dict() == record.to_dict()
+
+
+class _ColdExecutor(MemoryExecutor):
+    """An executor that has not started yet and logs when its start begins."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+        self.started = False
+
+    async def start(self) -> None:
+        if not self.started:
+            self.log.append("executor start")
+            self.started = True
+
+
+class _LoggingProvider(ScriptedProvider):
+    def __init__(self, replies: list[str], log: list[str], dispatch: bool) -> None:
+        super().__init__(replies)
+        self.log = log
+        self.dispatch = dispatch
+
+    async def complete(self, request, on_delta=None, on_dispatch=None):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.01)  # loading the SDK, building the request: other tasks run
+        self.log.append("preparing request")
+        return await super().complete(request, on_delta, on_dispatch if self.dispatch else None)
+
+
+@pytest.mark.parametrize("dispatch", [True, False])
+async def test_executor_starts_once_the_request_is_on_its_way(dispatch: bool) -> None:
+    log: list[str] = []
+    warmed: list[str] = []
+    provider = _LoggingProvider([block("print(6 * 7)")], log, dispatch)
+    flow = Flow(provider, _ColdExecutor(log), on_dispatch=lambda: warmed.append("warm"))
+    record = await flow.run("do it", FlowOptions())
+    assert record.success and record.outputs[0]["text"] == "42\n"
+    # Never before the request is being prepared; without a dispatch signal, before the run.
+    assert log == ["preparing request", "executor start"]
+    assert warmed == ["warm"]
