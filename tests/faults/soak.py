@@ -225,9 +225,8 @@ def run_soak(n: int = 200, parallel: int = 4, seed: int = 7, timeout: float = 90
     if samples:
         summary.peak_rss_mb = max(r for _, r in samples)
         summary.rss_mid_mb = next((r for done, r in samples if done >= n // 2), samples[-1][1])
-        summary.rss_end_mb = max(r for done, r in samples if done >= n * 9 // 10) if any(
-            done >= n * 9 // 10 for done, _ in samples
-        ) else samples[-1][1]
+        late = [r for done, r in samples if done >= n * 9 // 10] or [samples[-1][1]]
+        summary.rss_end_mb = max(late)
     seen: Counter[int] = Counter()
     for line in lines:
         try:
