@@ -6,6 +6,26 @@ priority, from a FIFO queue (`enqueue`), from rules matched against the last use
 (`add_rule`), or from the default; with no default an unmatched prompt gets a 500 that names
 the prompt (and tells the SDK not to retry) so a test can never pass by accident.
 
+API faults, per reply: `status` (an error body of the API's shape; 429, 500, 529 and the other
+retryable statuses carry `retry-after-ms: 20` unless `retry_after` sets a `retry-after` header
+or `headers` name one), `latency` (seconds before answering), `abort_after` (drop the
+connection after N streamed text pieces), and `fault`, one of FAULTS:
+
+- `reset`: the connection is reset (RST, SO_LINGER 0) before any byte of the answer;
+- `hang`: no byte at all until the client gives up (or `hang_s` passes, or the server stops);
+- `cut`: the stream stops mid-message, after half of the text pieces (or `abort_after`);
+- `cut_start`: the stream stops right after `message_start`, before any text;
+- `empty`: a complete 200 answer with no text at all;
+- `prose`: a complete answer in words with no code block (`text`, or a stock sentence).
+
+Seeded random faults for soak tests: with `fault_rate` p (constructor, `set_faults`, `--fault-rate`
+with `--seed`), each model request independently gets, with probability p, one of
+RANDOM_FAULTS (or the given `fault_kinds`) instead of its scripted reply, which then stays in
+place for the retry: a faulted request consumes no queue entry and no rule use. The draws come
+from one `random.Random(seed)` in arrival order. Every recorded request notes the fault it got
+(`fault`), the status sent, and when it arrived and was answered (monotonic clock), so tests can
+check retry timing from the server's side.
+
 In-process::
 
     with ModelServer() as server:
@@ -16,11 +36,14 @@ As a subprocess (browser tests, CLI runs, notebooks)::
 
     python tests/modelserver.py --port 0 --rules rules.json --port-file url.txt [--latency 0.5]
 
+    python tests/modelserver.py --rules rules.json --fault-rate 0.2 --seed 7 [--faults reset,529]
+
 The rules file is a JSON list of `{"contains": ..., "text": ..., "status": ..., "latency": ...,
-"chunk_delay": ..., "chunks": [...], "times": N}` objects (an entry with `"default": true` is
-the default reply), or an object `{"rules": [...], "default": {...}}`. The URL is printed on
-stdout and written to the port file. At runtime: `POST /_control/rules` (one rule or a list),
-`POST /_control/enqueue`, `POST /_control/reset`, `GET /_control/requests`.
+"chunk_delay": ..., "chunks": [...], "fault": ..., "retry_after": ..., "times": N}` objects (an
+entry with `"default": true` is the default reply), or an object `{"rules": [...], "default":
+{...}}`. The URL is printed on stdout and written to the port file. At runtime:
+`POST /_control/rules` (one rule or a list), `POST /_control/enqueue`, `POST /_control/reset`,
+`POST /_control/faults` (`{"rate": p, "seed": n, "kinds": [...]}`), `GET /_control/requests`.
 """
 
 from __future__ import annotations
@@ -28,8 +51,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -55,6 +81,27 @@ ERROR_TYPES: dict[int, str] = {
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 529}
 TEST_API_KEY = "sk-ant-test-loopback-key"
 
+FAULTS = ("reset", "hang", "cut", "cut_start", "empty", "prose")
+"""Values of `Reply.fault` (see the module docstring)."""
+RANDOM_FAULTS = ("reset", "hang", "cut", "cut_start", "empty", "prose", "429", "529", "500")
+"""What the random fault mode draws from: the faults above and three error statuses."""
+PROSE_TEXT = "I would add the two numbers with the plus operator and print the sum."
+CUT_TEXT = "Here is the code:\n```python\nvalues = [1, 2, 3]\nprint(sum(val"
+RANDOM_RETRY_AFTER = "1"
+"""The `retry-after` a random 429 carries (seconds)."""
+
+
+def fault_reply(kind: str) -> Reply:
+    """The reply the random fault mode sends for one of RANDOM_FAULTS."""
+    if kind.isdigit():
+        status = int(kind)
+        return Reply(status=status, retry_after=RANDOM_RETRY_AFTER if status == 429 else None)
+    if kind == "cut":
+        return Reply(text=CUT_TEXT, fault="cut")
+    if kind in FAULTS:
+        return Reply(fault=kind)
+    raise ValueError(f"unknown fault {kind!r}; use one of: {', '.join(RANDOM_FAULTS)}")
+
 
 @dataclass
 class Reply:
@@ -70,6 +117,16 @@ class Reply:
     stop_reason: str = "end_turn"
     abort_after: int | None = None
     """Drop the connection after this many streamed text pieces (a dying server)."""
+    fault: str | None = None
+    """One of FAULTS: how the answer goes wrong at the transport or content level."""
+    retry_after: float | str | None = None
+    """With an error status: the `retry-after` header (seconds, or an HTTP date)."""
+
+    def __post_init__(self) -> None:
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ValueError(f"unknown fault {self.fault!r}; use one of: {', '.join(FAULTS)}")
+        if self.fault == "prose" and not self.text and self.chunks is None:
+            self.text = PROSE_TEXT
 
     @classmethod
     def from_obj(cls, obj: str | Reply | Mapping[str, Any]) -> Reply:
@@ -85,6 +142,8 @@ class Reply:
 
     def pieces(self) -> list[str]:
         """The streamed text pieces: `chunks` as given, else the text cut into small pieces."""
+        if self.fault == "empty":
+            return []
         if self.chunks is not None:
             return list(self.chunks)
         size = 24
@@ -92,7 +151,31 @@ class Reply:
 
     @property
     def full_text(self) -> str:
+        if self.fault == "empty":
+            return ""
         return "".join(self.chunks) if self.chunks is not None else self.text
+
+    @property
+    def cut_at(self) -> int | None:
+        """After how many text pieces the stream is dropped (None: it completes)."""
+        if self.fault == "cut_start":
+            return 0
+        if self.fault == "cut" and self.abort_after is None:
+            return max(1, len(self.pieces()) // 2)
+        return self.abort_after
+
+    def error_headers(self) -> dict[str, str]:
+        """Headers of an error answer: the given ones, plus when to retry."""
+        headers = dict(self.headers or {})
+        names = {k.lower() for k in headers}
+        if self.retry_after is not None:
+            value = self.retry_after
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            headers["retry-after"] = str(value)
+        elif self.status in RETRYABLE and not names & {"retry-after", "retry-after-ms"}:
+            headers["retry-after-ms"] = "20"
+        return headers
 
 
 @dataclass
@@ -112,6 +195,15 @@ class RecordedRequest:
     body: dict[str, Any]
     headers: dict[str, str]
     received: float = field(default_factory=time.time)
+    received_at: float = field(default_factory=time.monotonic)
+    """Arrival on the monotonic clock (for intervals: retry timing)."""
+    answered_at: float | None = None
+    """When the answer was complete, cut, reset or abandoned (monotonic clock)."""
+    fault: str | None = None
+    """The fault this request got (`reset`, `cut`, ..., or `status 529`), None for a plain answer."""
+    status: int = 200
+    retry_after: str | None = None
+    """The `retry-after` header sent with the answer, if any."""
 
     @property
     def api(self) -> str:
@@ -148,8 +240,22 @@ class RecordedRequest:
                 parts.append(_content_text(m.get("content")))
         return "\n".join(parts)
 
+    @property
+    def retry_count(self) -> int:
+        """How many times the SDK had already tried this request (its `x-stainless-retry-count`)."""
+        try:
+            return int(self.headers.get("x-stainless-retry-count", "0"))
+        except ValueError:
+            return 0
+
     def as_json(self) -> dict[str, Any]:
-        return {"path": self.path, "body": self.body, "headers": self.headers}
+        return {
+            "path": self.path,
+            "body": self.body,
+            "headers": self.headers,
+            "fault": self.fault,
+            "status": self.status,
+        }
 
 
 def _content_text(content: Any) -> str:
@@ -179,14 +285,29 @@ class ModelServer:
     """The scripted model; start with `start()` or use as a context manager."""
 
     def __init__(
-        self, port: int = 0, *, default: str | Reply | None = None, latency: float = 0.0
+        self,
+        port: int = 0,
+        *,
+        default: str | Reply | None = None,
+        latency: float = 0.0,
+        fault_rate: float = 0.0,
+        seed: int | None = None,
+        fault_kinds: tuple[str, ...] | list[str] | None = None,
+        hang_s: float = 600.0,
     ) -> None:
         self._lock = threading.Lock()
         self._queue: deque[Reply] = deque()
         self._rules: list[Rule] = []
         self.default: Reply | None = Reply.from_obj(default) if default is not None else None
         self.latency = latency
+        self.hang_s = hang_s
+        """The longest a `hang` lasts when the client never gives up."""
         self.requests: list[RecordedRequest] = []
+        self.fault_rate = 0.0
+        self.fault_kinds: tuple[str, ...] = RANDOM_FAULTS
+        self._rng = random.Random(seed)
+        self._stopping = threading.Event()
+        self.set_faults(fault_rate, seed, fault_kinds)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -232,11 +353,37 @@ class ModelServer:
                 str(item.get("contains", "")), Reply.from_obj(item), times=item.get("times")
             )
 
+    def set_faults(
+        self,
+        rate: float,
+        seed: int | None = None,
+        kinds: tuple[str, ...] | list[str] | None = None,
+    ) -> None:
+        """Random faults: each request gets one of `kinds` with probability `rate`."""
+        rate = float(rate)
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"fault rate {rate!r} must be between 0 and 1")
+        chosen = tuple(kinds) if kinds else RANDOM_FAULTS
+        for kind in chosen:
+            fault_reply(kind)  # raises for an unknown name
+        with self._lock:
+            self.fault_rate = rate
+            self.fault_kinds = chosen
+            self._rng = random.Random(seed)
+
     def reset(self) -> None:
         with self._lock:
             self._queue.clear()
             self._rules.clear()
             self.requests.clear()
+
+    def next_reply(self, prompt: str) -> tuple[Reply, str | None]:
+        """The reply for a request and the random fault drawn for it (None: none drawn)."""
+        with self._lock:
+            if self.fault_rate > 0 and self._rng.random() < self.fault_rate:
+                kind = self._rng.choice(self.fault_kinds)
+                return fault_reply(kind), kind
+        return self.pick(prompt), None
 
     def pick(self, prompt: str) -> Reply:
         with self._lock:
@@ -301,6 +448,7 @@ class ModelServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # ends hanging answers
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=10)
@@ -375,9 +523,34 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
         def _abort(self) -> None:
+            self._done()
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+
+        def _reset(self) -> None:
+            """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
+            self._done()
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.rfile.close()  # the reader holds a reference that would delay the close
+            self.connection.close()
+
+        def _hang(self) -> None:
+            """Send nothing until the client closes its end, the server stops or `hang_s`."""
+            self.close_connection = True
+            conn = self.connection
+            deadline = time.monotonic() + server.hang_s
+            while not server._stopping.is_set() and time.monotonic() < deadline:
+                readable, _, _ = select.select([conn], [], [], 0.05)
+                if not readable:
+                    continue
+                try:
+                    if not conn.recv(1, socket.MSG_PEEK):
+                        return  # the client gave up
+                except OSError:
+                    return
+                time.sleep(0.05)
 
         def _end_stream(self) -> None:
             self.wfile.write(b"0\r\n\r\n")
@@ -442,6 +615,12 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                     server.enqueue(*(Reply.from_obj(i) for i in items))
                 elif path == "/_control/reset":
                     server.reset()
+                elif path == "/_control/faults":
+                    if not isinstance(body, dict):
+                        raise ValueError('faults: expected {"rate": p, "seed": n, "kinds": [...]}')
+                    server.set_faults(
+                        float(body.get("rate", 0.0)), body.get("seed"), body.get("kinds")
+                    )
                 else:
                     self._send_json(404, {"error": f"no control route {path}"})
                     return
@@ -454,26 +633,67 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             if not isinstance(body, dict):
                 body = {}
             headers = {k.lower(): v for k, v in self.headers.items()}
-            server.record(RecordedRequest(path, body, headers))
+            recorded = RecordedRequest(path, body, headers)
+            server.record(recorded)
+            self._recorded: RecordedRequest | None = recorded
+            try:
+                self._answer(api, path, body, headers, recorded)
+            finally:
+                self._done()
+                self._recorded = None
+
+        def _done(self) -> None:
+            """Note when the answer ended (before a reset or cut becomes visible to the client)."""
+            recorded = getattr(self, "_recorded", None)
+            if recorded is not None and recorded.answered_at is None:
+                recorded.answered_at = time.monotonic()
+
+        def _answer(
+            self,
+            api: str,
+            path: str,
+            body: dict[str, Any],
+            headers: dict[str, str],
+            recorded: RecordedRequest,
+        ) -> None:
             prompt = last_user_text(body)
-            reply = server.pick(prompt)
+            reply, _ = server.next_reply(prompt)
+            recorded.status = reply.status
+            recorded.fault = reply.fault or (
+                f"status {reply.status}" if reply.status != 200 else None
+            )
             delay = reply.latency + server.latency
             if delay > 0:
                 time.sleep(delay)
+            if reply.fault == "reset":
+                self._reset()
+                return
+            if reply.fault == "hang":
+                self._hang()
+                return
             extra = dict(reply.headers or {})
             if reply.status != 200:
-                if reply.status in RETRYABLE:
-                    extra.setdefault("retry-after-ms", "20")
+                extra = reply.error_headers()
+                recorded.retry_after = extra.get("retry-after")
                 self._send_json(reply.status, _error_body(api, reply), extra)
+                self._done()
                 return
             prompt_chars = len(RecordedRequest(path, body, headers).all_text)
             input_tokens = count_tokens(" " * prompt_chars)
             output_tokens = count_tokens(reply.full_text)
             model = str(body.get("model", "scripted-model"))
+            if not body.get("stream") and reply.cut_at is not None:
+                self._send_cut_json(extra)
+                return
             if api == "anthropic":
                 if body.get("stream"):
                     self._anthropic_stream(reply, model, input_tokens, output_tokens, extra)
                 else:
+                    content = (
+                        []
+                        if reply.fault == "empty"
+                        else [{"type": "text", "text": reply.full_text}]
+                    )
                     self._send_json(
                         200,
                         {
@@ -481,7 +701,7 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                             "type": "message",
                             "role": "assistant",
                             "model": model,
-                            "content": [{"type": "text", "text": reply.full_text}],
+                            "content": content,
                             "stop_reason": reply.stop_reason,
                             "stop_sequence": None,
                             "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
@@ -518,6 +738,17 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                         extra,
                     )
 
+        def _send_cut_json(self, headers: Mapping[str, str]) -> None:
+            """A non-streamed answer whose body stops halfway (the announced length is longer)."""
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", "4096")
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(b'{"id": "msg_cut", "type": "message", "content": [')
+            self._abort()
+
         def _sse(self, event: str | None, data: Any) -> None:
             head = f"event: {event}\n" if event else ""
             self._chunk(f"{head}data: {json.dumps(data)}\n\n")
@@ -542,19 +773,25 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                     },
                 },
             )
-            self._sse(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            )
+            cut_at = reply.cut_at
+            if cut_at == 0 and reply.fault == "cut_start":
+                self._abort()
+                return
+            if reply.fault != "empty":
+                self._sse(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
             self._sse("ping", {"type": "ping"})
-            for i, piece in enumerate(reply.pieces()):
+            pieces = reply.pieces()
+            for i, piece in enumerate(pieces):
                 if i and reply.chunk_delay > 0:
                     time.sleep(reply.chunk_delay)
-                if reply.abort_after is not None and i >= reply.abort_after:
+                if cut_at is not None and i >= cut_at:
                     self._abort()
                     return
                 self._sse(
@@ -565,7 +802,11 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                         "delta": {"type": "text_delta", "text": piece},
                     },
                 )
-            self._sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+            if reply.fault == "cut":  # every piece went out: still stop before the end
+                self._abort()
+                return
+            if reply.fault != "empty":
+                self._sse("content_block_stop", {"type": "content_block_stop", "index": 0})
             self._sse(
                 "message_delta",
                 {
@@ -612,15 +853,19 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                     ]
                 ),
             )
+            cut_at = reply.cut_at
             for i, piece in enumerate(reply.pieces()):
                 if i and reply.chunk_delay > 0:
                     time.sleep(reply.chunk_delay)
-                if reply.abort_after is not None and i >= reply.abort_after:
+                if cut_at is not None and i >= cut_at:
                     self._abort()
                     return
                 self._sse(
                     None, chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
                 )
+            if reply.fault in ("cut", "cut_start"):
+                self._abort()
+                return
             self._sse(
                 None,
                 chunk(
@@ -653,8 +898,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", type=Path, help="JSON rules file")
     parser.add_argument("--port-file", type=Path, help="write the base URL here once serving")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every reply")
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="probability (0 to 1) that a request gets a random fault instead of its reply",
+    )
+    parser.add_argument("--seed", type=int, help="seed of the random faults (repeatable runs)")
+    parser.add_argument(
+        "--faults",
+        help="comma-separated faults to draw from (default: " + ",".join(RANDOM_FAULTS) + ")",
+    )
+    parser.add_argument(
+        "--hang", type=float, default=600.0, help="longest a hang lasts, in seconds (default 600)"
+    )
     args = parser.parse_args(argv)
-    server = ModelServer(args.port, latency=args.latency)
+    kinds = [k.strip() for k in args.faults.split(",") if k.strip()] if args.faults else None
+    try:
+        server = ModelServer(
+            args.port,
+            latency=args.latency,
+            fault_rate=args.fault_rate,
+            seed=args.seed,
+            fault_kinds=kinds,
+            hang_s=args.hang,
+        )
+    except ValueError as exc:
+        print(f"modelserver: {exc}", file=sys.stderr)
+        return 2
     if args.rules is not None:
         try:
             server.load_rules(json.loads(args.rules.read_text(encoding="utf-8")))

@@ -1,8 +1,13 @@
 """Anthropic Claude through the official SDK, streaming.
 
 The SDK reads `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` itself (and its other credential
-sources); we pass values only when given explicitly, and retries of 429/529/5xx are the SDK's.
-SDK exceptions are mapped to ours at this boundary so the flow never sees an SDK type.
+sources); we pass values only when given explicitly. Retries are the SDK's: 408, 409, 429 and
+5xx answers, timeouts and failed connections are tried again with backoff (honouring the API's
+`retry-after`/`retry-after-ms`) up to `max_retries` times. A stream that breaks after the
+answer began is not retried by the SDK; it becomes `StreamInterrupted` for the caller to
+decide. SDK exceptions are mapped to ours at this boundary so the flow never sees an SDK type:
+`ProviderUnavailable` (exit 5) when the API stayed unavailable, `ProviderError` (exit 3) when
+asking again as is would not help (bad request, rejected key, unknown model).
 """
 
 from __future__ import annotations
@@ -10,17 +15,30 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import socket
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, ProviderError, ProviderUnavailable
 from . import CLIENTS
-from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse
+from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse, StreamInterrupted
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
-NO_KEY = "no API key: set ANTHROPIC_API_KEY (or use the recorded cache: CODEFLOW_CACHE=replay)"
+NO_KEY = (
+    "no API key for the Anthropic API (neither ANTHROPIC_API_KEY nor ANTHROPIC_AUTH_TOKEN is "
+    "set). To go on, either:\n"
+    "  - set the key: export ANTHROPIC_API_KEY=<your key>\n"
+    "  - use recorded responses only: CODEFLOW_CACHE=replay (or --cache-mode replay)\n"
+    "  - pick another provider: --model openai:<model> with OPENAI_API_KEY set, or with "
+    "OPENAI_BASE_URL set to a local OpenAI-compatible server"
+)
+STATUS_HINTS: dict[int, str] = {
+    403: "; check that {key_var} may use this model",
+    404: "; check the model name (--model)",
+    413: "; the request is too large for the model",
+}
 ENV_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_PROFILE")
 
 
@@ -42,11 +60,99 @@ def api_error_message(body: object, fallback: str) -> str:
     return fallback
 
 
+def api_error_type(body: object) -> str:
+    """The error type inside an API error body (`overloaded_error`, ...), else ""."""
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("type"), str):
+            return str(err["type"])
+    return ""
+
+
+def is_retryable_status(status: int) -> bool:
+    """The statuses the SDKs retry: worth trying again later when retries ran out."""
+    return status in (408, 409, 429) or status >= 500
+
+
+def tries_of(exc: BaseException) -> int | None:
+    """How many times the SDK sent the request, from the retry count it stamps on each try."""
+    try:
+        request = exc.request  # type: ignore[attr-defined]
+        return int(request.headers.get("x-stainless-retry-count", "0")) + 1
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return None  # httpx raises RuntimeError for an error that carries no request
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not s for s in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def describe_failure(exc: BaseException, timeout: float) -> str:
+    """A few words on why a connection failed: the SDKs' own messages say only "Connection
+    error.", while the cause (reset, refused, closed) is what tells a user what happened."""
+    chain = _chain(exc)
+    for err in chain:
+        if isinstance(err, ConnectionResetError):
+            return "connection reset"
+        if isinstance(err, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(err, socket.gaierror):
+            return f"unknown host ({err})"
+        if isinstance(err, TimeoutError) or type(err).__name__.endswith("Timeout"):
+            return f"no answer within {timeout:g} s"
+    text = " ".join(str(err) for err in chain).lower()
+    if "without sending a response" in text:
+        return "the server closed the connection without answering"
+    if "peer closed connection" in text or "incomplete chunked read" in text:
+        return "the server closed the connection"
+    for err in reversed(chain):
+        if str(err).strip():
+            return str(err).strip()
+    return type(exc).__name__
+
+
+def _notes(tries: int | None, *more: str) -> str:
+    """` (gave up after N tries; ...)`, or "" with nothing to say."""
+    notes = [] if tries is None else [f"gave up after {tries} {'try' if tries == 1 else 'tries'}"]
+    notes += [m for m in more if m]
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
 def translate_sdk_error(
-    exc: Exception, sdk: Any, *, url: str, timeout: float, key_var: str
+    exc: Exception,
+    sdk: Any,
+    *,
+    url: str,
+    timeout: float,
+    key_var: str,
+    streamed: int | None = None,
 ) -> Exception | None:
     """Our error for an exception of an SDK (`anthropic` or `openai`: their exception classes
-    share names and shapes), or None when it is none of the SDK's own."""
+    share names and shapes), or None when it is none of the SDK's own.
+
+    `streamed` is the number of text characters received when the answer had already begun
+    (None before): a failure then is a broken stream, which the SDK never retries.
+    """
+    if not isinstance(exc, sdk.APIError) and not is_transport_error(exc):
+        return None
+    if streamed is not None:
+        if isinstance(exc, sdk.APIStatusError):  # an error event inside the stream
+            kind = api_error_type(exc.body)
+            message = api_error_message(exc.body, exc.message)
+            cause = f"{kind}: {message}" if kind else message
+        else:
+            cause = describe_failure(exc, timeout)
+        return StreamInterrupted(
+            f"the answer from the model server at {url} ended mid-message after {streamed} "
+            f"characters: {cause}",
+            chars=streamed,
+        )
+    tries = tries_of(exc)
     if isinstance(exc, sdk.AuthenticationError):
         message = api_error_message(exc.body, exc.message)
         return AuthenticationError(
@@ -55,18 +161,32 @@ def translate_sdk_error(
     if isinstance(exc, sdk.APITimeoutError):
         return ProviderUnavailable(
             f"cannot reach the model server at {url}: no answer within {timeout:g} s"
+            + _notes(tries)
         )
     if isinstance(exc, sdk.APIConnectionError):
-        cause = exc.__cause__ or exc
-        return ProviderUnavailable(f"cannot reach the model server at {url}: {cause}")
+        return ProviderUnavailable(
+            f"cannot reach the model server at {url}: {describe_failure(exc, timeout)}"
+            + _notes(tries)
+        )
     if isinstance(exc, sdk.APIStatusError):
+        status = int(exc.status_code)
+        kind = api_error_type(exc.body)
         message = api_error_message(exc.body, exc.message)
-        return ProviderError(f"the model server at {url} answered {exc.status_code}: {message}")
+        what = f"{status} {kind}: {message}" if kind else f"{status}: {message}"
+        headers = exc.response.headers
+        if is_retryable_status(status) and headers.get("x-should-retry") != "false":
+            wait = headers.get("retry-after")
+            return ProviderUnavailable(
+                f"the model API at {url} is unavailable: {what}"
+                + _notes(tries, f"it asked to wait {wait} s" if wait else "")
+            )
+        hint = STATUS_HINTS.get(status, "").format(key_var=key_var)
+        return ProviderError(f"the model server at {url} answered {what}{hint}")
     if isinstance(exc, sdk.APIError):
         return ProviderError(f"bad reply from the model server at {url}: {exc}")
-    if is_transport_error(exc):
-        return ProviderUnavailable(f"connection to the model server at {url} failed: {exc}")
-    return None
+    return ProviderUnavailable(
+        f"connection to the model server at {url} failed: {describe_failure(exc, timeout)}"
+    )
 
 
 def is_transport_error(exc: BaseException) -> bool:
@@ -159,15 +279,24 @@ class AnthropicProvider:
         url = str(client.base_url).rstrip("/")
         if on_dispatch is not None:
             on_dispatch()
+        streamed: int | None = None  # None until the answer begins
         try:
             async with client.messages.stream(**params) as stream:
+                streamed = 0
                 async for text in stream.text_stream:
-                    if on_delta is not None and text:
-                        on_delta(text)
+                    if text:
+                        streamed += len(text)
+                        if on_delta is not None:
+                            on_delta(text)
                 final = await stream.get_final_message()
         except Exception as exc:
             mapped = translate_sdk_error(
-                exc, anthropic, url=url, timeout=self.timeout, key_var="ANTHROPIC_API_KEY"
+                exc,
+                anthropic,
+                url=url,
+                timeout=self.timeout,
+                key_var="ANTHROPIC_API_KEY",
+                streamed=streamed,
             )
             if mapped is None:
                 raise

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from ..errors import ProviderUnavailable
+
 DeltaCallback = Callable[[str], None]
 DispatchCallback = Callable[[], None]
 
@@ -45,6 +47,16 @@ class LLMResponse:
     cached: bool = False
     cache_key: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StreamInterrupted(ProviderUnavailable):
+    """The answer started but its stream ended mid-message (a dropped connection, an error
+    event). The SDK retries only before an answer starts, so the caller may ask once more."""
+
+    def __init__(self, message: str, *, chars: int = 0) -> None:
+        super().__init__(message)
+        self.chars = chars
+        """How many characters of text had arrived when the stream ended."""
 
 
 @runtime_checkable

@@ -2,8 +2,8 @@
 
 An entry is keyed by what the model sees (provider, model, system prompt, messages, limits),
 never by why it was asked. Entries are small JSON files safe to commit; they never hold a key
-or a header. Writes go to a temporary file in the same folder and are renamed into place, so
-concurrent writers of one key leave one complete file.
+or a header. An empty answer is never recorded. Writes go to a temporary file in the same
+folder and are renamed into place, so concurrent writers of one key leave one complete file.
 """
 
 from __future__ import annotations
@@ -194,6 +194,10 @@ class CachedProvider:
                 "run once with a model (CODEFLOW_CACHE=rw) to record it"
             )
         response = await self.inner.complete(request, on_delta, on_dispatch)
+        if not response.text.strip():
+            # An empty answer says nothing about the request: recording it would replay the
+            # fault on every later run instead of asking again.
+            return response
         self.store(key, request, response)
         return LLMResponse(
             text=response.text,

@@ -112,8 +112,10 @@ class OpenAICompatProvider:
         finish: str | None = None
         usage: Any = None
         model = self.model
+        streamed: int | None = None  # None until the answer begins
         try:
             stream = await client.chat.completions.create(**params)
+            streamed = 0
             async for chunk in stream:
                 model = chunk.model or model
                 if chunk.usage is not None:
@@ -124,13 +126,19 @@ class OpenAICompatProvider:
                     text = choice.delta.content if choice.delta is not None else None
                     if text:
                         pieces.append(text)
+                        streamed += len(text)
                         if on_delta is not None:
                             on_delta(text)
                     if choice.finish_reason is not None:
                         finish = choice.finish_reason
         except Exception as exc:
             mapped = translate_sdk_error(
-                exc, openai, url=url, timeout=self.timeout, key_var="OPENAI_API_KEY"
+                exc,
+                openai,
+                url=url,
+                timeout=self.timeout,
+                key_var="OPENAI_API_KEY",
+                streamed=streamed,
             )
             if mapped is None:
                 raise

@@ -11,7 +11,7 @@ from modelserver import ModelServer, Reply, count_tokens
 from codeflow_magic.errors import AuthenticationError, ProviderError, ProviderUnavailable
 from codeflow_magic.providers import CLIENTS
 from codeflow_magic.providers.anthropic import NO_KEY, AnthropicProvider, _sdk_takes_temperature
-from codeflow_magic.providers.base import LLMRequest, Message, Provider
+from codeflow_magic.providers.base import LLMRequest, Message, Provider, StreamInterrupted
 
 REQUEST = LLMRequest(
     system="You write Python.",
@@ -75,13 +75,17 @@ async def test_overloaded_then_ok_succeeds_through_sdk_retries(model_server: Mod
     assert len(model_server.requests) == 3
 
 
-async def test_retries_exhausted_is_a_provider_error(model_server: ModelServer) -> None:
+async def test_retries_exhausted_is_provider_unavailable(model_server: ModelServer) -> None:
     model_server.enqueue(Reply(status=529), Reply(status=529))
     provider = _provider(model_server, max_retries=1)
-    with pytest.raises(ProviderError, match="answered 529") as info:
+    with pytest.raises(ProviderUnavailable) as info:
         await provider.complete(REQUEST)
     await provider.aclose()
-    assert not isinstance(info.value, ProviderUnavailable | AuthenticationError)
+    assert str(info.value) == (
+        f"the model API at {model_server.url} is unavailable: 529 overloaded_error: "
+        "scripted overloaded_error (529) (gave up after 2 tries)"
+    )
+    assert info.value.exit_status == 5
     assert len(model_server.requests) == 2
 
 
@@ -125,7 +129,11 @@ async def test_environment_key_and_base_url_are_honoured(
 async def test_unreachable_server_is_provider_unavailable() -> None:
     url = f"http://127.0.0.1:{_free_port()}"
     provider = AnthropicProvider("claude-test", api_key="k", base_url=url, max_retries=0)
-    with pytest.raises(ProviderUnavailable, match=f"cannot reach the model server at {url}"):
+    with pytest.raises(
+        ProviderUnavailable,
+        match=f"cannot reach the model server at {url}: connection refused "
+        r"\(gave up after 1 try\)",
+    ):
         await provider.complete(REQUEST)
     await provider.aclose()
 
@@ -141,7 +149,9 @@ async def test_slow_server_times_out_as_unavailable(model_server: ModelServer) -
 async def test_other_api_errors_name_status_and_message(model_server: ModelServer) -> None:
     model_server.enqueue(Reply(status=400, text="max_tokens: too large"))
     provider = _provider(model_server)
-    with pytest.raises(ProviderError, match=r"answered 400: max_tokens: too large"):
+    with pytest.raises(
+        ProviderError, match=r"answered 400 invalid_request_error: max_tokens: too large$"
+    ):
         await provider.complete(REQUEST)
     await provider.aclose()
 
@@ -184,11 +194,17 @@ def test_a_new_event_loop_gets_a_new_client(model_server: ModelServer) -> None:
     assert len(CLIENTS) == 0
 
 
-async def test_connection_dropped_mid_stream_is_unavailable(model_server: ModelServer) -> None:
+async def test_connection_dropped_mid_stream_is_a_broken_stream(model_server: ModelServer) -> None:
     model_server.enqueue(Reply(chunks=["one ", "two ", "three"], abort_after=2))
-    provider = _provider(model_server, max_retries=0)
+    provider = _provider(model_server, max_retries=3)
     deltas: list[str] = []
-    with pytest.raises(ProviderUnavailable, match=model_server.url):
+    with pytest.raises(StreamInterrupted) as info:
         await provider.complete(REQUEST, deltas.append)
     await provider.aclose()
     assert deltas == ["one ", "two "]
+    assert info.value.chars == 8 and isinstance(info.value, ProviderUnavailable)
+    assert str(info.value) == (
+        f"the answer from the model server at {model_server.url} ended mid-message after 8 "
+        "characters: the server closed the connection"
+    )
+    assert len(model_server.requests) == 1  # the SDK never retries a stream that began

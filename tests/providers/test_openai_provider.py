@@ -8,7 +8,7 @@ import pytest
 from modelserver import ModelServer, Reply, count_tokens
 
 from codeflow_magic.errors import AuthenticationError, ProviderError, ProviderUnavailable
-from codeflow_magic.providers.base import LLMRequest, Message, Provider
+from codeflow_magic.providers.base import LLMRequest, Message, Provider, StreamInterrupted
 from codeflow_magic.providers.openai_compat import (
     NO_KEY,
     PLACEHOLDER_KEY,
@@ -79,7 +79,10 @@ async def test_rejected_key_and_other_errors(model_server: ModelServer) -> None:
     provider = OpenAICompatProvider("x", base_url=model_server.openai_url, api_key="k")
     with pytest.raises(AuthenticationError, match=r"rejected .*bad key"):
         await provider.complete(REQUEST)
-    with pytest.raises(ProviderError, match="answered 404: model 'x' not found"):
+    with pytest.raises(
+        ProviderError,
+        match=r"answered 404 not_found_error: model 'x' not found; check the model name",
+    ):
         await provider.complete(REQUEST)
     await provider.aclose()
 
@@ -104,11 +107,13 @@ async def test_unreachable_server() -> None:
     await provider.aclose()
 
 
-async def test_connection_dropped_mid_stream_is_unavailable(model_server: ModelServer) -> None:
+async def test_connection_dropped_mid_stream_is_a_broken_stream(model_server: ModelServer) -> None:
     model_server.enqueue(Reply(chunks=["one ", "two ", "three"], abort_after=1))
-    provider = OpenAICompatProvider("x", base_url=model_server.openai_url, max_retries=0)
+    provider = OpenAICompatProvider("x", base_url=model_server.openai_url, max_retries=2)
     deltas: list[str] = []
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(StreamInterrupted, match="ended mid-message after 4 characters") as info:
         await provider.complete(REQUEST, deltas.append)
     await provider.aclose()
     assert deltas == ["one "]
+    assert info.value.chars == 4 and info.value.exit_status == 5
+    assert len(model_server.requests) == 1
