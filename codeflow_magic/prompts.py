@@ -12,7 +12,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .models import Attempt
+from .analysis import TRACEBACK_CHARS, trim_middle
+from .models import Attempt, AttemptError
 from .providers.base import LLMRequest, Message
 
 PYTHON_TAGS = frozenset({"python", "python3", "py", "py3", "ipython", "ipython3", "pycon"})
@@ -225,13 +226,32 @@ def build_generate(
     )
 
 
-def _history_block(earlier: Sequence[Attempt], limit: int = 4, code_chars: int = 1500) -> str:
+ERROR_CHARS = 1000
+"""Room for each error line of a fix prompt (error, likely cause, failing line): an exception
+message can be megabytes long, and the prompt must not grow with it."""
+
+HISTORY_ATTEMPTS = 4
+HISTORY_CODE_CHARS = 1500
+"""A fix prompt recalls at most this many earlier attempts, each with this much of its code."""
+
+_SECTION_CHARS = 200
+"""Fixed text around one optional part of a fix prompt (headings, fences), generously."""
+
+
+def clip(text: str, limit: int = ERROR_CHARS) -> str:
+    """`text` within `limit` characters (head and tail kept, a note where the middle went)."""
+    return trim_middle(text, limit)
+
+
+def _history_block(
+    earlier: Sequence[Attempt], limit: int = HISTORY_ATTEMPTS, code_chars: int = HISTORY_CODE_CHARS
+) -> str:
     if not earlier:
         return ""
     lines = ["Earlier attempts (oldest first):"]
     for attempt in list(earlier)[-limit:]:
         err = attempt.error
-        what = f"{err.category}: {err.summary()}" if err else "succeeded"
+        what = clip(f"{err.category}: {err.summary()}") if err else "succeeded"
         code = (
             attempt.code
             if len(attempt.code) <= code_chars
@@ -286,16 +306,17 @@ def build_fix(
     if history:
         parts.append(history)
     parts.append(f"The latest attempt ({failed.number}) failed:\n```\n{failed.code.rstrip()}\n```")
-    detail = [f"Error class: {err.category}", f"Error: {err.summary()}"]
+    detail = [f"Error class: {err.category}", f"Error: {clip(err.summary())}"]
     if err.line:
-        detail.append(f"Failing line {err.line}: {err.source_line or ''}".rstrip())
+        detail.append(clip(f"Failing line {err.line}: {err.source_line or ''}".rstrip()))
     if err.root_cause:
-        detail.append(f"Likely cause: {err.root_cause}")
+        detail.append(f"Likely cause: {clip(err.root_cause)}")
     parts.append("\n".join(detail))
     if findings_text:
         parts.append("Scanner findings:\n" + findings_text)
     if err.traceback:
-        parts.append("Traceback (trimmed):\n```\n" + err.traceback.strip() + "\n```")
+        tb = clip(err.traceback.strip(), TRACEBACK_CHARS)
+        parts.append("Traceback (trimmed):\n```\n" + tb + "\n```")
     if output_text.strip():
         parts.append("Output before the error (trimmed):\n```\n" + output_text.strip() + "\n```")
     parts.append("Strategy: " + STRATEGY.get(err.category, STRATEGY["runtime"]))
@@ -315,6 +336,35 @@ def build_fix(
         temperature=temperature,
         purpose="fix",
     )
+
+
+def fix_prompt_budget(
+    request: str,
+    code: str,
+    *,
+    language: str,
+    output_chars: int,
+    state_chars: int,
+    earlier: int = 0,
+    check: str | None = None,
+) -> int:
+    """The most characters a fix prompt for `code` can have, whatever the code printed or raised.
+
+    What a run produces reaches a fix prompt only through capped parts: the output excerpt
+    (`execution.prompt_output_chars`), the error lines (ERROR_CHARS each), the traceback
+    (TRACEBACK_CHARS) and the state summary (`generation.state_chars`); earlier attempts add
+    at most HISTORY_CODE_CHARS of code each. So a flood of output or a megabyte exception
+    message costs the same as a short one, and this bound says how much that is.
+    """
+    failed = Attempt(number=1, code=code, success=False, error=AttemptError("runtime", "Error", ""))
+    bare = build_fix(
+        request, language=language, failed=failed, earlier=(), output_text="", check=check
+    )
+    fixed = len(bare.messages[0].content)
+    shown = min(earlier, HISTORY_ATTEMPTS)
+    history = shown * (HISTORY_CODE_CHARS + ERROR_CHARS + _SECTION_CHARS) + bool(shown) * 100
+    produced = output_chars + TRACEBACK_CHARS + 3 * ERROR_CHARS + state_chars
+    return fixed + history + produced + 4 * _SECTION_CHARS
 
 
 FOCUS_TEXT = {

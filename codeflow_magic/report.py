@@ -40,6 +40,27 @@ def _record(record: RunRecord | Mapping[str, Any]) -> RunRecord:
     return record if isinstance(record, RunRecord) else RunRecord.from_dict(dict(record))
 
 
+def stored_record(record: RunRecord | Mapping[str, Any]) -> dict[str, Any]:
+    """The run record as a notebook keeps it: small whatever the code printed or raised.
+
+    The final outputs stay (`outputs`, the cell shows them too); each attempt keeps its code,
+    error and timings but not its outputs, which only repeated the final ones or showed a
+    failure the error already describes. Error messages and causes are clipped like in a
+    fix prompt, so a megabyte exception message does not land in the file several times.
+    """
+    from .prompts import ERROR_CHARS, clip
+
+    data = _record(record).to_dict()
+    for attempt in data.get("attempts", ()):
+        attempt["outputs"] = []
+        err = attempt.get("error")
+        if isinstance(err, dict):
+            for key in ("evalue", "root_cause", "source_line"):
+                if isinstance(err.get(key), str):
+                    err[key] = clip(err[key], ERROR_CHARS)
+    return data
+
+
 def status_line(record: RunRecord | Mapping[str, Any]) -> str:
     """One compact line: outcome, attempts, time, tokens (and cache hits when any)."""
     rec = _record(record)
@@ -181,9 +202,10 @@ def record_bundle(record: RunRecord | Mapping[str, Any]) -> dict[str, Any]:
     every other frontend (classic Notebook, VS Code, nbconvert, GitHub) picks the HTML or the
     text, which carry the same status line, so the status appears exactly once everywhere.
     """
-    rec = _record(record)
+    data = stored_record(record)
+    rec = RunRecord.from_dict(data)
     return {
-        RECORD_MIME: rec.to_dict(),
+        RECORD_MIME: data,
         "text/html": record_html(rec),
         "text/plain": record_text(rec),
     }

@@ -34,7 +34,7 @@ from IPython.core.displaypub import DisplayPublisher
 
 from ..models import ExecutionResult
 from .base import OutputCallback
-from .outputs import OutputCollector
+from .outputs import BytesToText, OutputCollector
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -138,6 +138,7 @@ class _StreamCapture(io.TextIOBase):
         super().__init__()
         self.name_ = name
         self._sink = sink
+        self.buffer = BytesToText(self.write)  # code that writes bytes works as in a terminal
 
     encoding = "utf-8"
 

@@ -3,13 +3,20 @@
 Pure functions and one small state machine (`OutputCollector`) so that the rules — how streams
 merge, what a flood leaves behind, what the model gets to read — are testable without a kernel.
 The collector stays memory-bounded while a flood streams in: past the head budget only a tail
-window of stream text is kept, so `print('x' * 10**8)` never sits in memory twice.
+window of stream text is kept, so `print('x' * 10**8)` never sits in memory twice. Stream text is
+kept the way a terminal (and JupyterLab) shows it: a carriage return rewrites its line, so 100,000
+progress updates leave one line. Rich outputs (images, HTML, JSON) have a budget of the same size,
+and text that cannot be written as UTF-8 (lone surrogates from bytes decoded with
+`surrogateescape`) becomes U+FFFD, so every kept output can be saved in a notebook.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import codecs
+import io
+import json
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -19,10 +26,13 @@ from typing import Any
 from ..models import Output
 
 __all__ = [
+    "BytesToText",
     "OutputCollector",
     "cap_text",
+    "clean_text",
     "drop_marker",
     "output_text_for_prompt",
+    "rich_drop_note",
     "strip_ansi",
 ]
 
@@ -46,6 +56,57 @@ def strip_ansi(text: str) -> str:
 def drop_marker(dropped: int) -> str:
     """The line that stands where output was cut out."""
     return f"... [codeflow: {dropped:,} characters dropped] ..."
+
+
+def rich_drop_note(mime: str, chars: int, cap: int) -> str:
+    """The text that stands where a rich output was left out."""
+    return (
+        f"[codeflow: {mime} output of {chars:,} characters dropped: over the {cap:,}-character "
+        "output cap (execution.max_output_chars)]"
+    )
+
+
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Replace lone surrogates with U+FFFD.
+
+    Bytes decoded with `surrogateescape` (file names, `os.fsdecode`) carry them; they cannot be
+    encoded as UTF-8, so a notebook or a JSON reply holding one could not be written.
+    """
+    return _SURROGATE_RE.sub("\ufffd", text) if _SURROGATE_RE.search(text) else text
+
+
+class BytesToText(io.RawIOBase):
+    """A `sys.stdout.buffer` for streams that only take text.
+
+    Jupyter's output streams have no binary buffer, so code that writes bytes fails there with
+    an AttributeError although it works in a terminal. Bytes are decoded as UTF-8 as they come
+    (a character split across writes is completed by the next write); bytes that are not UTF-8
+    become U+FFFD, as a terminal shows them.
+    """
+
+    def __init__(self, write_text: Callable[[str], object]) -> None:
+        super().__init__()
+        self._write_text = write_text
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        text = self._decoder.decode(chunk)
+        if text:
+            self._write_text(text)
+        return len(chunk)
+
+    def close(self) -> None:
+        rest = self._decoder.decode(b"", final=True)
+        if rest:
+            self._write_text(rest)
+        super().close()
 
 
 _MARKER_RE = re.compile(r"\.\.\. \[codeflow: ([\d,]+) characters dropped\] \.\.\.")
@@ -205,17 +266,87 @@ class _Stream:
         return "".join(self.chunks)
 
 
+class _Line:
+    """The open (not yet newline-ended) line of one stream, as a terminal holds it.
+
+    A carriage return moves the column back to the start; what follows overwrites the line
+    from there (`100%\rdone` shows `done%`, as in a terminal and in JupyterLab). Appends are
+    kept as parts, so a long line built from many small writes is not copied for each write.
+    """
+
+    __slots__ = ("col", "length", "name", "parts")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.parts: list[str] = []
+        self.length = 0
+        self.col = 0
+
+    def write(self, text: str) -> None:
+        """Write `text` (no line breaks) at the column."""
+        if not text:
+            return
+        if self.col == self.length:
+            self.parts.append(text)
+            self.length += len(text)
+        else:
+            line = "".join(self.parts)
+            line = line[: self.col] + text + line[self.col + len(text) :]
+            self.parts = [line]
+            self.length = len(line)
+        self.col += len(text)
+
+    def carriage_return(self) -> None:
+        self.col = 0
+
+    def take(self) -> str:
+        """The line's text; the line is empty afterwards."""
+        text = "".join(self.parts)
+        self.parts = []
+        self.length = self.col = 0
+        return text
+
+
 _Entry = _Stream | Output
+
+_LIVE_NOTICE = "\n... [codeflow: output too long; only its end is kept] ...\n"
+_FRAME_CHARS = 100
+"""What one output's JSON frame (type, metadata, keys) takes in a notebook file, about; it
+counts against the rich budget (at most 1% of it), so a flood of tiny displays is bounded too."""
+
+
+def _payload_chars(value: Any) -> int:
+    """Characters a mime payload takes in a notebook."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return sum(len(v) for v in value)
+    try:
+        return len(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return len(str(value))
+
+
+def _clean_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [clean_text(v) for v in value]
+    return value
 
 
 class OutputCollector:
-    """Turns iopub messages of one execution into nbformat outputs, with a stream-text cap.
+    """Turns iopub messages of one execution into nbformat outputs, within two budgets.
 
     Stream text counts against `max_chars`: the first half is kept as it comes, the rest of
-    the budget is a sliding window over the newest text. `on_output` (if given) sees each new
-    output as it arrives (stream text chunk by chunk); stream text past the head budget is not
-    passed on live (one notice says so), but its tail is in the final outputs. Display updates
-    and clears only change the final outputs.
+    the budget is a sliding window over the newest text. Carriage returns are applied first,
+    line by line, so progress updates cost what a terminal shows, not what was written. Rich
+    outputs (displays, results) share a second budget of `max_chars` characters: one that does
+    not fit is replaced by a text note naming its type and size. Error outputs are cut to
+    `max_chars` each. `on_output` (if given) sees each new output as it arrives (stream text
+    chunk by chunk, as written); stream text past the head budget is not passed on live (one
+    notice says so), but its tail is in the final outputs. Display updates and clears only
+    change the final outputs.
     """
 
     def __init__(
@@ -227,6 +358,9 @@ class OutputCollector:
         self.head_budget = self.max_chars // 2
         self.tail_budget = self.max_chars - self.head_budget
         self.on_output = on_output
+        self._frame = min(_FRAME_CHARS, self.max_chars // 100)
+        self._live_chars = 0
+        self._live_over = False
         self._reset()
 
     def _reset(self) -> None:
@@ -238,6 +372,12 @@ class OutputCollector:
         self.dropped_chars = 0
         self._display_ids: dict[str, list[Output]] = {}
         self._clear_pending = False
+        self._stream_dropped = 0
+        self._line: _Line | None = None
+        self._rich_chars = 0
+        self._rich_sizes: dict[int, int] = {}
+        self._note: Output | None = None
+        self._noted: list[tuple[str, int]] = []
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -261,10 +401,15 @@ class OutputCollector:
         if msg_type == "stream":
             self._add_stream(str(content.get("name", "stdout")), str(content.get("text", "")))
             return
+        self._close_line()
         node = output_from_msg(msg_type, content)
         out: Output = dict(node)
+        if msg_type == "error":
+            self._cap_error(out)
+        elif not self._cap_rich(out):
+            return
         display_id = (content.get("transient") or {}).get("display_id")
-        if display_id and msg_type == "display_data":
+        if display_id and msg_type == "display_data" and out is not self._note:
             self._display_ids.setdefault(str(display_id), []).append(out)
         self._entries.append(out)
         self._emit(out)
@@ -277,8 +422,137 @@ class OutputCollector:
         display_id = (content.get("transient") or {}).get("display_id")
         targets = self._display_ids.get(str(display_id), []) if display_id else []
         for out in targets:  # changed in place; not re-sent live, a display would duplicate it
-            out["data"] = dict(content.get("data") or {})
+            self._update_rich(out, content)
+
+    # -- rich outputs and errors ---------------------------------------------------------
+
+    def _cap_rich(self, out: Output) -> bool:
+        """Fit a new rich output into the rich budget; False when it is not kept at all.
+
+        An output that fits is kept whole. A text-only one (a long repr) keeps its head and
+        tail in the room left. Anything else over budget is replaced by a note; later outputs
+        that do not fit either only update that note's count, so a loop of a million displays
+        leaves one line.
+        """
+        data: dict[str, Any] = {k: _clean_value(v) for k, v in (out.get("data") or {}).items()}
+        sizes = {mime: _payload_chars(value) for mime, value in data.items()}
+        cost = sum(sizes.values()) + self._frame
+        room = self.max_chars - self._rich_chars
+        out["data"] = data
+        if cost <= room:
+            self._rich_chars += cost
+            self._rich_sizes[id(out)] = cost
+            return True
+        plain = data.get("text/plain")
+        if set(data) == {"text/plain"} and room > 2 * self._frame:
+            text, cut = cap_text(_join(plain), room - 2 * self._frame)
+            out["data"] = {"text/plain": text}
+            self._rich_chars += len(text) + self._frame
+            self._rich_sizes[id(out)] = len(text) + self._frame
+            self.dropped_chars += cut
+            return True
+        dropped = cost - self._frame
+        self.dropped_chars += dropped
+        self._noted.append((max(sizes, key=lambda m: sizes[m]) if sizes else "empty", dropped))
+        if self._note is not None:
+            self._note["data"] = {"text/plain": self._note_text()}
+            return False
+        self._note = out
+        out["data"] = {"text/plain": self._note_text()}
+        out["metadata"] = {}
+        return True
+
+    def _note_text(self) -> str:
+        if len(self._noted) == 1:
+            mime, chars = self._noted[0]
+            return rich_drop_note(mime, chars, self.max_chars)
+        chars = sum(c for _, c in self._noted)
+        return (
+            f"[codeflow: {len(self._noted):,} outputs of {chars:,} characters dropped: over the "
+            f"{self.max_chars:,}-character output cap (execution.max_output_chars)]"
+        )
+
+    def _update_rich(self, out: Output, content: Mapping[str, Any]) -> None:
+        """A display update: the new data replaces the old within the same budget."""
+        self._rich_chars -= self._rich_sizes.pop(id(out), 0)
+        data = {k: _clean_value(v) for k, v in (content.get("data") or {}).items()}
+        sizes = {mime: _payload_chars(value) for mime, value in data.items()}
+        cost = sum(sizes.values()) + self._frame
+        if cost <= self.max_chars - self._rich_chars:
+            out["data"] = data
             out["metadata"] = dict(content.get("metadata") or {})
+        else:
+            mime = max(sizes, key=lambda m: sizes[m]) if sizes else "empty"
+            out["data"] = {"text/plain": rich_drop_note(mime, cost - self._frame, self.max_chars)}
+            out["metadata"] = {}
+            self.dropped_chars += cost - self._frame
+            cost = len(out["data"]["text/plain"]) + self._frame
+        self._rich_chars += cost
+        self._rich_sizes[id(out)] = cost
+
+    def _cap_error(self, out: Output) -> None:
+        """An error output within `max_chars`: half for the message, half for the traceback."""
+        half = max(1, self.max_chars // 2)
+        evalue, cut = cap_text(clean_text(str(out.get("evalue", ""))), half)
+        lines = [clean_text(str(line)) for line in out.get("traceback") or ()]
+        joined = "\n".join(lines)
+        if len(joined) > half:
+            text, more = cap_text(joined, half)
+            lines = text.split("\n")
+            cut += more
+        out["evalue"] = evalue
+        out["ename"] = clean_text(str(out.get("ename", "")))
+        out["traceback"] = lines
+        self.dropped_chars += cut
+
+    # -- streams -------------------------------------------------------------------------
+
+    def _emit_live(self, name: str, text: str) -> None:
+        """Pass text on as written, up to the head budget; then one notice."""
+        if self.on_output is None or self._live_over:
+            return
+        room = self.head_budget - self._live_chars
+        if len(text) <= room:
+            self._live_chars += len(text)
+            self._emit({"output_type": "stream", "name": name, "text": text})
+            return
+        if room > 0:
+            self._emit({"output_type": "stream", "name": name, "text": text[:room]})
+        self._live_chars = self.head_budget
+        self._live_over = True
+        self._emit({"output_type": "stream", "name": name, "text": _LIVE_NOTICE})
+
+    def _add_stream(self, name: str, text: str) -> None:
+        if not text:
+            return
+        text = clean_text(text)
+        self._emit_live(name, text)
+        line = self._line
+        if line is None or line.name != name:
+            self._close_line()
+            line = self._line = _Line(name)
+        done: list[str] = []
+        for index, piece in enumerate(text.split("\n")):
+            if index:
+                done.append(line.take() + "\n")
+            if "\r" in piece:
+                first, *rest = piece.split("\r")
+                line.write(first)
+                for part in rest:
+                    line.carriage_return()
+                    line.write(part)
+            else:
+                line.write(piece)
+        if done:
+            self._store(name, "".join(done))
+        if line.length > max(1, self.tail_budget):
+            self._store(name, line.take())  # a line longer than the window: keep it moving
+
+    def _close_line(self) -> None:
+        """Store the open line as it stands (another output comes after it)."""
+        line, self._line = self._line, None
+        if line is not None and line.length:
+            self._store(line.name, line.take())
 
     def _last_stream(self, name: str, tail: bool) -> _Stream | None:
         if self._entries:
@@ -294,7 +568,8 @@ class OutputCollector:
             self._entries.append(entry)
         entry.add(text)
 
-    def _add_stream(self, name: str, text: str) -> None:
+    def _store(self, name: str, text: str) -> None:
+        """Keep finished stream text: the head as it comes, then a window over the newest."""
         if not text:
             return
         if not self._overflow:
@@ -302,22 +577,13 @@ class OutputCollector:
             if len(text) <= room:
                 self._head_chars += len(text)
                 self._append_stream(name, text, tail=False)
-                self._emit({"output_type": "stream", "name": name, "text": text})
                 return
             head, text = text[:room], text[room:]
             if head:
                 self._head_chars += len(head)
                 self._append_stream(name, head, tail=False)
-                self._emit({"output_type": "stream", "name": name, "text": head})
             self._overflow = True
             self._cut = len(self._entries)
-            self._emit(
-                {
-                    "output_type": "stream",
-                    "name": name,
-                    "text": "\n... [codeflow: output too long; only its end is kept] ...\n",
-                }
-            )
         self._append_stream(name, text, tail=True)
         self._tail_chars += len(text)
         self._trim_tail()
@@ -332,6 +598,7 @@ class OutputCollector:
                 excess -= gone
                 self._tail_chars -= gone
                 self.dropped_chars += gone
+                self._stream_dropped += gone
                 if entry.size == 0 and entry is not self._entries[-1]:
                     del self._entries[index]
                     continue
@@ -340,19 +607,29 @@ class OutputCollector:
     # -- result --------------------------------------------------------------------------
 
     def outputs(self) -> tuple[Output, ...]:
-        """The final outputs: consecutive same-name streams merged, marker where text went."""
+        """The final outputs: consecutive same-name streams merged, marker where text went.
+
+        The open line of a stream is kept as it stands (and counted against the budget), so
+        the result never holds more stream text than `max_chars`.
+        """
+        self._close_line()
         result: list[Output] = []
         for index, entry in enumerate(self._entries):
-            if index == self._cut and self.dropped_chars:
+            if index == self._cut and self.stream_dropped:
                 self._merge_stream(result, self._marker_name(index), self._marker_text(result))
             if isinstance(entry, _Stream):
                 if entry.size:
                     self._merge_stream(result, entry.name, entry.text())
             else:
                 result.append(entry)
-        if self._cut >= len(self._entries) and self.dropped_chars:
+        if self._cut >= len(self._entries) and self.stream_dropped:
             self._merge_stream(result, self._marker_name(self._cut), self._marker_text(result))
         return tuple(result)
+
+    @property
+    def stream_dropped(self) -> int:
+        """Stream characters dropped from the middle (the marker says how many)."""
+        return self._stream_dropped
 
     def _marker_name(self, index: int) -> str:
         for entry in self._entries[index:]:
@@ -367,7 +644,7 @@ class OutputCollector:
             and prev.get("output_type") == "stream"
             and not str(prev.get("text", "")).endswith("\n")
         )
-        return ("\n" if needs_newline else "") + drop_marker(self.dropped_chars) + "\n"
+        return ("\n" if needs_newline else "") + drop_marker(self.stream_dropped) + "\n"
 
     @staticmethod
     def _merge_stream(result: list[Output], name: str, text: str) -> None:
@@ -378,5 +655,10 @@ class OutputCollector:
 
     @property
     def stream_chars(self) -> int:
-        """Stream characters currently held (bounded by `max_chars`)."""
+        """Stream characters kept (bounded by `max_chars`; the open line adds at most half)."""
         return self._head_chars + self._tail_chars
+
+    @property
+    def rich_chars(self) -> int:
+        """Characters the kept rich outputs take (bounded by `max_chars`, notes aside)."""
+        return self._rich_chars

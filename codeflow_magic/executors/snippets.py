@@ -274,6 +274,7 @@ def _codeflow_output_cap(limit):
     the client as one 100 MB message. Keeping the head and a bounded tail here keeps both
     processes' memory flat; the tail and a marker are written when the cell ends.
     """
+    import codecs
     import collections
     import sys
 
@@ -326,12 +327,34 @@ def _codeflow_output_cap(limit):
                 self.write_through("".join(self.tail))
             self.reset()
 
+    class _Bytes:
+        """`sys.stdout.buffer`, which Jupyter's streams lack: bytes shown as a terminal would."""
+
+        def __init__(self, stream):
+            self.stream = stream
+            self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+        def write(self, data):
+            data = bytes(data)
+            text = self.decoder.decode(data)
+            if text:
+                self.stream.write(text)
+            return len(data)
+
+        def writable(self):
+            return True
+
+        def flush(self):
+            self.stream.flush()
+
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if type(stream).__name__ != "OutStream":
             continue
         cap = _Cap(stream)
         stream.write = cap.write
+        if not hasattr(stream, "buffer"):
+            stream.buffer = _Bytes(stream)
         ip.events.register("pre_run_cell", cap.reset)
         ip.events.register("post_run_cell", cap.finish)
 

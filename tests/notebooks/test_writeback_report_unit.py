@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import nbformat
@@ -150,7 +151,10 @@ def test_bundle_and_status_line() -> None:
     rec = record()
     bundle = record_bundle(rec)
     assert set(bundle) == {RECORD_MIME, "text/html", "text/plain"}
-    assert RunRecord.from_dict(bundle[RECORD_MIME]) == rec
+    # the stored record keeps the final outputs once; attempts keep all but their outputs
+    stored = RunRecord.from_dict(bundle[RECORD_MIME])
+    assert stored.outputs == rec.outputs and rec.attempts[1].outputs
+    assert stored == replace(rec, attempts=tuple(replace(a, outputs=()) for a in rec.attempts))
     assert "<details" in bundle["text/html"] and "<script" not in bundle["text/html"]
     assert "<details open" not in bundle["text/html"]
     # the fallbacks carry the one status line; HTML uses a mark every text font has
