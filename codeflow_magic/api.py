@@ -127,6 +127,76 @@ def options_from_settings(settings: Settings, **overrides: Any) -> FlowOptions:
     return FlowOptions(**values)
 
 
+RUN_OPTIONS: dict[str, str] = {
+    "language": "generation.language",
+    "focus": "improvement.focus",
+    "verify": "improvement.verify",
+    "max_attempts": "improvement.max_attempts",
+    "timeout": "execution.timeout",
+    "improve": "improvement.enabled",
+    "scan": "execution.scan",
+}
+"""`arun` keywords that stand for a setting: checked against its type and bounds."""
+
+
+def _check_session(
+    settings: Any, work_dir: Any, backend: Any, cache_dir: Any, cache_mode: Any
+) -> None:
+    """Refuse bad `CodeFlow(...)` arguments at once, not at the first request."""
+    from .config import did_you_mean
+    from .errors import UsageError
+    from .executors import BACKENDS
+    from .providers import CACHE_MODES
+
+    if settings is not None and not isinstance(settings, Settings):
+        raise UsageError(
+            "settings must come from codeflow_magic.config.load_settings(), "
+            f"not a {type(settings).__name__}"
+        )
+    if backend is not None and (not isinstance(backend, str) or backend.lower() not in BACKENDS):
+        hint = did_you_mean(backend.lower(), BACKENDS) if isinstance(backend, str) else ""
+        raise UsageError(f"unknown backend {backend!r}{hint}; choose one of " + ", ".join(BACKENDS))
+    if cache_mode is not None and (
+        not isinstance(cache_mode, str) or cache_mode.strip().lower() not in CACHE_MODES
+    ):
+        raise UsageError(
+            f"unknown cache_mode {cache_mode!r}; choose one of " + ", ".join(CACHE_MODES)
+        )
+    for name, value in (("work_dir", work_dir), ("cache_dir", cache_dir)):
+        if value is None:
+            continue
+        if not isinstance(value, str | Path):
+            raise UsageError(f"{name} must be a path, not a {type(value).__name__}")
+        path = Path(value)
+        if name == "work_dir" and not path.is_dir():
+            raise UsageError(f"work_dir is not a directory: {value}")
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{name} is not a directory: {value}")
+
+
+def _check_run(settings: Settings, request: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The request and `arun` keywords checked like the CLI's options; returns the options
+    as the settings would hold them (e.g. `"Python"` -> `"python"`)."""
+    from .config import check_request, check_value
+    from .errors import UsageError
+
+    if not isinstance(request, str):
+        raise UsageError(
+            f"the request must be a str of plain words, not a {type(request).__name__}"
+        )
+    check_request(request, limit=settings.generation.max_request_chars)
+    out: dict[str, Any] = {}
+    for name, key in RUN_OPTIONS.items():
+        if values.get(name) is not None:
+            out[name] = check_value(key, values[name], name)
+    for name in ("check", "run_id"):
+        if values.get(name) is not None and not isinstance(values[name], str):
+            raise UsageError(f"{name} must be a str, not a {type(values[name]).__name__}")
+    if values.get("on_event") is not None and not callable(values["on_event"]):
+        raise UsageError("on_event must be a callable that takes a FlowEvent")
+    return out
+
+
 class CodeFlow:
     """A long-lived codeflow session: one provider, one executor, many requests.
 
@@ -147,7 +217,12 @@ class CodeFlow:
         executor: Executor | None = None,
         confirm_install: InstallConfirm | None = None,
     ) -> None:
+        _check_session(settings, work_dir, backend, cache_dir, cache_mode)
         self.settings = settings or load_settings()
+        if provider is None:  # CODEFLOW_CACHE and cache.mode, before anything starts
+            from .providers import resolve_cache_mode
+
+            resolve_cache_mode(cache_mode, self.settings.cache.mode)
         self.work_dir = Path(work_dir or self.settings.execution.work_dir or Path.cwd()).resolve()
         self.backend = backend or self.settings.execution.backend
         self.shell = shell
@@ -241,20 +316,32 @@ class CodeFlow:
         on_event: EventCallback | None = None,
         run_id: str | None = None,
     ) -> RunRecord:
-        from .errors import UsageError
-
-        if not request or not request.strip():
-            raise UsageError("the request is empty: say in plain words what the code should do")
+        checked = _check_run(
+            self.settings,
+            request,
+            {
+                "language": language,
+                "check": check,
+                "focus": focus,
+                "verify": verify,
+                "max_attempts": max_attempts,
+                "timeout": timeout,
+                "improve": improve,
+                "scan": scan,
+                "on_event": on_event,
+                "run_id": run_id,
+            },
+        )
         options = options_from_settings(
             self.settings,
-            language=language,
+            language=checked.get("language"),
             check=check,
-            focus=focus,
-            verify=verify,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            improve=improve,
-            scan_policy=scan,
+            focus=checked.get("focus"),
+            verify=checked.get("verify"),
+            max_attempts=checked.get("max_attempts"),
+            timeout=checked.get("timeout"),
+            improve=checked.get("improve"),
+            scan_policy=checked.get("scan"),
         )
         await self._warm()
         record = await self.flow.run(
@@ -310,6 +397,16 @@ class CodeFlow:
         return self._loop_thread().submit(self.astart())
 
     def run(self, request: str, **kwargs: Any) -> RunRecord:
+        from .config import did_you_mean
+        from .errors import UsageError
+
+        known = [*RUN_OPTIONS, "check", "on_event", "run_id"]
+        for name in kwargs:
+            if name not in known:
+                raise UsageError(
+                    f"run() got an unknown option {name!r}{did_you_mean(name, known)}; "
+                    "options: " + ", ".join(sorted(known))
+                )
         return self._loop_thread().run(self.arun(request, **kwargs))
 
     def close(self) -> None:

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
+from .config import (
+    MAX_REQUEST_CHARS,
+    Settings,
+    check_request,
+    check_value,
+    decode_utf8,
+    did_you_mean,
+    read_text_file,
+)
 from .errors import ProviderError, UsageError
 from .executors import make_executor
 from .executors.base import Executor, OutputCallback
@@ -32,50 +40,86 @@ class BatchItem:
     index: int
     request: str
     options: dict[str, Any] = field(default_factory=dict)
-    id: str | None = None
+    id: str | int | None = None
 
 
-def parse_batch(text: str, source: str = "batch file") -> list[BatchItem]:
-    """Plain lines are requests; lines starting with `{` are JSON objects with options."""
+ITEM_SETTINGS: dict[str, str] = {
+    "language": "generation.language",
+    "max_attempts": "improvement.max_attempts",
+    "focus": "improvement.focus",
+    "timeout": "execution.timeout",
+    "verify": "improvement.verify",
+}
+"""Per-request JSON keys that stand for a setting: checked against its type and bounds."""
+MAX_PARALLEL = 64
+"""The most kernels a batch may run at once: each is a process of 50-100 MB, and more would
+only queue for the same cores."""
+
+
+def parse_batch(
+    text: str, source: str = "batch file", *, max_chars: int | None = None
+) -> list[BatchItem]:
+    """Plain lines are requests; lines starting with `{` are JSON objects with options.
+
+    Blank lines and `#` comments are skipped; a file with no request at all is a usage error.
+    Every problem names `source` and the line, and nothing runs until the whole file passed.
+    """
+    limit = max_chars or MAX_REQUEST_CHARS
     items: list[BatchItem] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        where = f"{source}:{lineno}"
         if line.startswith("{"):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{source}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict) or not str(obj.get("request", "")).strip():
-                raise UsageError(f'{source}:{lineno}: a JSON line needs a non-empty "request"')
-            unknown = set(obj) - ITEM_KEYS
-            if unknown:
-                raise UsageError(
-                    f"{source}:{lineno}: unknown key(s) {', '.join(sorted(unknown))}; allowed: "
-                    + ", ".join(sorted(ITEM_KEYS))
-                )
-            opts = {k: obj[k] for k in ITEM_KEYS - {"request", "id"} if k in obj}
-            _validate_item(opts, f"{source}:{lineno}")
-            items.append(BatchItem(len(items), str(obj["request"]), opts, obj.get("id")))
+            request, opts, item_id = _parse_json_line(line, where)
+            check_request(request, limit=limit, where=where)
+            items.append(BatchItem(len(items), request, opts, item_id))
         else:
+            check_request(line, limit=limit, where=where)
             items.append(BatchItem(len(items), line))
     if not items:
-        raise UsageError(f"{source}: no requests found")
+        raise UsageError(
+            f"{source}: no requests found (blank lines and lines starting with # are skipped)"
+        )
     return items
 
 
-def _validate_item(opts: dict[str, Any], where: str) -> None:
-    if "language" in opts and opts["language"] not in ("python", "bash", "auto"):
-        raise UsageError(f"{where}: language must be python, bash or auto")
-    if "max_attempts" in opts and (
-        not isinstance(opts["max_attempts"], int) or opts["max_attempts"] < 1
-    ):
-        raise UsageError(f"{where}: max_attempts must be a whole number of at least 1")
-    if "timeout" in opts and (not isinstance(opts["timeout"], int | float) or opts["timeout"] <= 0):
-        raise UsageError(f"{where}: timeout must be a positive number")
-    if "focus" in opts and opts["focus"] not in ("fix_errors", "optimize", "robustness"):
-        raise UsageError(f"{where}: focus must be fix_errors, optimize or robustness")
+def _parse_json_line(line: str, where: str) -> tuple[str, dict[str, Any], str | int | None]:
+    """(request, per-request options, id) from one JSON line, every value checked."""
+    try:
+        obj = json.loads(line, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+    except ValueError as exc:
+        raise UsageError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise UsageError(f'{where}: a line starting with {{ must be a JSON object with "request"')
+    for key in obj:
+        if key not in ITEM_KEYS:
+            raise UsageError(
+                f"{where}: unknown key {key!r}{did_you_mean(key, ITEM_KEYS)}; allowed: "
+                + ", ".join(sorted(ITEM_KEYS))
+            )
+    request = obj.get("request")
+    if not isinstance(request, str):
+        raise UsageError(f'{where}: a JSON line needs "request" as a string of plain words')
+    check = obj.get("check")
+    if check is not None and not isinstance(check, str):
+        raise UsageError(f'{where}: "check" must be a string of Python code')
+    item_id = obj.get("id")
+    if item_id is not None and (isinstance(item_id, bool) or not isinstance(item_id, str | int)):
+        raise UsageError(f'{where}: "id" must be a string or a whole number')
+    opts: dict[str, Any] = {"check": check} if check is not None else {}
+    for key, setting in ITEM_SETTINGS.items():
+        if key in obj:
+            opts[key] = check_value(setting, obj[key], f'{where}: "{key}"')
+    return request, opts, item_id
+
+
+def _no_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity; Python's parser would take them, and a timeout of NaN."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 class KernelPool:
@@ -256,8 +300,9 @@ async def arun_batch(
             if on_result:
                 on_result(item, record, None)
         except ProviderError as exc:
+            results[item.index] = exc.record
             if on_result:
-                on_result(item, None, str(exc))
+                on_result(item, exc.record, str(exc))
         finally:
             await executor.release()
 
@@ -288,13 +333,17 @@ class _OrderedPrinter:
         self.bar = bar
         self.failed = 0
         self.provider_errors = 0
+        self.hard_provider_errors = 0
         self.total = len(items)
 
     def __call__(self, item: BatchItem, record: RunRecord | None, error: str | None) -> None:
         from .formats import render
 
-        if record is None:
+        if error is not None:
             self.provider_errors += 1
+            if record is None or record.stop_reason != "provider_unavailable":
+                self.hard_provider_errors += 1
+        if record is None:
             data: dict[str, Any] = {
                 "index": item.index,
                 "request": item.request,
@@ -312,7 +361,7 @@ class _OrderedPrinter:
             if self.fmt == "json":
                 data = {
                     "index": item.index,
-                    **({"id": item.id} if item.id else {}),
+                    **({"id": item.id} if item.id is not None else {}),
                     **record.to_dict(),
                 }
                 text = json.dumps(data, ensure_ascii=False) + "\n"
@@ -332,15 +381,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from .commands import cache_mode_from_args, settings_from_args
 
+    settings = settings_from_args(args)
     path: Path = args.file
     if str(path) == "-":
-        text = sys.stdin.read()
+        source = "stdin"
+        text = decode_utf8(sys.stdin.buffer.read(), source)
     else:
-        if not path.is_file():
-            raise UsageError(f"batch file not found: {path}")
-        text = path.read_text(encoding="utf-8")
-    items = parse_batch(text, str(path))
-    settings = settings_from_args(args)
+        source = str(path)
+        text = read_text_file(path, "batch file")
+    items = parse_batch(text, source, max_chars=settings.generation.max_request_chars)
     fmt = args.format or "json"
     bar = (
         None
@@ -362,13 +411,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    if printer.provider_errors:
-        return 3
+    if printer.provider_errors:  # 3 needs a change by the user; 5 only time
+        return 3 if printer.hard_provider_errors else 5
     return 1 if printer.failed else 0
 
 
 def register(sub: Any) -> None:
-    from .commands import add_flow_options, positive_int
+    from .commands import add_flow_options, whole_number
 
     p = sub.add_parser(
         "batch",
@@ -378,7 +427,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("file", type=Path, metavar="FILE", help="requests file ('-': stdin)")
     p.add_argument(
-        "--parallel", type=positive_int, default=4, help="kernels in the pool (default 4)"
+        "--parallel",
+        type=whole_number(1, MAX_PARALLEL),
+        default=4,
+        help=f"kernels in the pool (default 4, at most {MAX_PARALLEL})",
     )
     p.add_argument(
         "--format", choices=["json", "markdown", "plain"], help="output format (default json)"

@@ -6,34 +6,41 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import Settings, load_settings
-from .errors import UsageError
+from .config import (
+    Settings,
+    check_request,
+    decode_utf8,
+    load_settings,
+    option_type,
+)
+from .errors import ProviderError, UsageError
 from .models import CATEGORIES, FOCUSES, FlowEvent
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
+def whole_number(lowest: int, highest: int) -> Callable[[str], int]:
+    """An argparse `type` for a count that is not a setting (e.g. `--parallel`)."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number; expected an integer from {lowest} to {highest}"
+            ) from None
+        if not lowest <= value <= highest:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is out of range; expected an integer from {lowest} to {highest}"
+            )
+        return value
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+    parse.__name__ = "whole number"
+    return parse
 
 
 def add_flow_options(p: argparse.ArgumentParser) -> None:
@@ -43,9 +50,15 @@ def add_flow_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--language", choices=["python", "bash", "auto"], help="language of the code")
     p.add_argument(
-        "--max-attempts", type=positive_int, help="attempts including the first (default 3)"
+        "--max-attempts",
+        type=option_type("improvement.max_attempts"),
+        help="attempts including the first (default 3, at most 50)",
     )
-    p.add_argument("--timeout", type=positive_float, help="seconds per execution before interrupt")
+    p.add_argument(
+        "--timeout",
+        type=option_type("execution.timeout"),
+        help="seconds per execution before interrupt (0.1 to 86400)",
+    )
     p.add_argument("--check", metavar="CODE", help="Python run after the code; must pass")
     p.add_argument(
         "--focus", choices=list(FOCUSES), help="fix_errors (default), optimize, robustness"
@@ -71,9 +84,21 @@ def add_flow_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--install-missing", choices=["off", "ask", "auto"], help="install missing packages"
     )
-    p.add_argument("--memory-limit", help="memory limit for sandbox/docker, e.g. 512m, 2g")
-    p.add_argument("--cpu-limit", type=positive_float, help="CPU cores for sandbox/docker")
-    p.add_argument("--gateway-url", help="Jupyter Kernel Gateway URL (--backend gateway)")
+    p.add_argument(
+        "--memory-limit",
+        type=option_type("execution.memory_limit"),
+        help="memory limit for sandbox/docker, e.g. 512m, 2g (32m to 1t)",
+    )
+    p.add_argument(
+        "--cpu-limit",
+        type=option_type("execution.cpu_limit"),
+        help="CPU cores for sandbox/docker (0.05 to 1024)",
+    )
+    p.add_argument(
+        "--gateway-url",
+        type=option_type("execution.gateway_url"),
+        help="Jupyter Kernel Gateway URL (--backend gateway)",
+    )
     p.add_argument("--gateway-token", help="token for the gateway")
     p.add_argument("--kernel", dest="kernel_name", help="Jupyter kernel name (default python3)")
     p.add_argument("--work-dir", type=Path, help="working directory of the kernel")
@@ -106,8 +131,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     }
     if args.no_improve:
         extra["improvement.enabled"] = False
-    if args.config is not None and not args.config.is_file():
-        raise UsageError(f"config file not found: {args.config}")
     work_dir = args.work_dir.resolve() if args.work_dir else Path.cwd()
     if args.work_dir and not work_dir.is_dir():
         raise UsageError(f"--work-dir is not a directory: {args.work_dir}")
@@ -117,7 +140,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             raise UsageError(
                 f"unexpected argument {item!r}: quote the request, and give settings as key=value"
             )
-    return load_settings(overrides, config_file=args.config, work_dir=work_dir, extra=extra)
+    settings = load_settings(overrides, config_file=args.config, work_dir=work_dir, extra=extra)
+    # The environment's cache mode too, before a kernel starts or a file is written.
+    from .providers import resolve_cache_mode
+
+    resolve_cache_mode(cache_mode_from_args(args), settings.cache.mode)
+    return settings
 
 
 def cache_mode_from_args(args: argparse.Namespace) -> str | None:
@@ -190,12 +218,14 @@ class Progress:
         return f" (last error: {self.last_error})" if self.last_error else ""
 
 
-def _read_request(text: str) -> str:
+def _read_request(text: str, settings: Settings) -> str:
+    """The REQUEST argument, or stdin for `-`, checked before anything starts."""
+    limit = settings.generation.max_request_chars
     if text == "-":
-        text = sys.stdin.read()
-    if not text.strip():
-        raise UsageError("the request is empty: say in plain words what the code should do")
-    return text
+        return check_request(
+            decode_utf8(sys.stdin.buffer.read(), "stdin"), limit=limit, where="stdin"
+        )
+    return check_request(text, limit=limit)
 
 
 def _confirm_install(package: str) -> bool:
@@ -221,25 +251,35 @@ async def _ask(args: argparse.Namespace, settings: Settings, request: str) -> in
         cache_mode=cache_mode_from_args(args),
         confirm_install=_confirm_install,
     )
+    failure: ProviderError | None = None
     try:
         record = await cf.arun(request, check=args.check, on_event=progress)
+    except ProviderError as exc:
+        if exc.record is None:
+            raise
+        failure, record = exc, exc.record
     finally:
         await cf.aclose()
-    sys.stdout.write(
-        render(
-            record,
-            fmt,
-            history=settings.response.include_improvement_history,
-            metrics=settings.response.show_performance_metrics,
+    # A run the model API cut short still shows its attempts (JSON always: one record per
+    # run); the cause goes to stderr and decides the exit status.
+    if failure is None or fmt == "json" or record.attempts:
+        sys.stdout.write(
+            render(
+                record,
+                fmt,
+                history=settings.response.include_improvement_history,
+                metrics=settings.response.show_performance_metrics,
+            )
         )
-    )
-    sys.stdout.flush()
+        sys.stdout.flush()
+    if failure is not None:
+        raise failure
     return EXIT_OK if record.success else EXIT_FAILED
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    request = _read_request(args.request)
     settings = settings_from_args(args)
+    request = _read_request(args.request, settings)
     return asyncio.run(_ask(args, settings, request))
 
 
@@ -248,8 +288,10 @@ def register_ask(sub: Any) -> None:
         "ask",
         help="turn one request into working code",
         description="Generate code for REQUEST, run it, fix it until it works. "
-        "Exit 0: success; 1: every attempt failed; 2: usage error; 3: model/provider failure; "
-        "4: backend failure.",
+        "Exit 0: success; 1: every attempt failed; 2: usage error; 3: the model could not be "
+        "asked (no or rejected key, bad request, replay miss); 4: backend failure; 5: the model "
+        "API stayed unavailable after retries (rate limit, overload, server error, timeout, "
+        "lost connection).",
     )
     p.add_argument(
         "request", metavar="REQUEST", help="what the code should do, in plain words ('-': stdin)"

@@ -524,9 +524,10 @@ def check_request(text: str, *, limit: int, where: str = "") -> str:
             f"{prefix}the request contains a NUL character (at character {nul}); "
             "a request is plain text"
         )
-    if len(text) > limit:
+    size = len(text.strip())  # the ends are dropped before sending anyway
+    if size > limit:
         raise UsageError(
-            f"{prefix}the request is {len(text)} characters long; the limit is {limit} "
+            f"{prefix}the request is {size} characters long; the limit is {limit} "
             f"(generation.max_request_chars, at most {MAX_REQUEST_CHARS}): shorten it, "
             "or raise the limit"
         )
@@ -614,6 +615,12 @@ def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     text = read_text_file(path, "config file")
     try:
         data = yaml.safe_load(text)
+    except yaml.reader.ReaderError as exc:  # a control character, e.g. NUL
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ConfigError(
+            f"{path}:{line}: not valid YAML: character U+{char:04X} is not allowed"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

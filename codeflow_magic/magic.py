@@ -27,7 +27,7 @@ from IPython.core.magic import cell_magic as _cell_magic
 from IPython.core.magic import line_magic as _line_magic
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from .errors import CodeFlowError
+from .errors import CodeFlowError, ProviderError
 from .models import FlowEvent, RunRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,6 +43,20 @@ CELL_OPTION_KEYS: dict[str, str] = {
     "model": "generation.model",
 }
 """One-shot per-cell options the sidebar may set (Python names) and the settings they change."""
+
+
+def _setting_type(key: str) -> Callable[[str], Any]:
+    """An argparse `type` for an option that sets `key`: the same bounds and wording as the
+    config file and the CLI (the config module loads only when a cell uses the option)."""
+
+    def parse(text: str) -> Any:
+        from .config import option_type
+
+        return option_type(key)(text)
+
+    parse.__name__ = key
+    return parse
+
 
 PROGRESS_INTERVAL = 0.2
 PROGRESS_DELAY = 0.3
@@ -277,8 +291,12 @@ class CodeflowMagics(Magics):
             try:
                 items = json.loads(env)
             except ValueError:
-                raise CodeFlowError(f"{OVERRIDES_ENV} is not a JSON list of key=value") from None
-            flat.update(parse_overrides([str(i) for i in items]))
+                items = None
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise CodeFlowError(
+                    f'{OVERRIDES_ENV} must be a JSON list of "section.name=value" strings'
+                )
+            flat.update(parse_overrides(items))
         panel, writeback = self._frontend_overrides(cell_id)
         flat.update(panel)
         if args is not None:
@@ -364,8 +382,16 @@ class CodeflowMagics(Magics):
     @magic_arguments()
     @argument("--model", help="anthropic:<model>, openai:<model> or a bare Anthropic model name")
     @argument("--language", choices=["python", "bash", "auto"], help="language of the code")
-    @argument("--max-attempts", type=int, help="attempts including the first")
-    @argument("--timeout", type=float, help="seconds per execution before it is interrupted")
+    @argument(
+        "--max-attempts",
+        type=_setting_type("improvement.max_attempts"),
+        help="attempts including the first (1 to 50)",
+    )
+    @argument(
+        "--timeout",
+        type=_setting_type("execution.timeout"),
+        help="seconds per execution before it is interrupted (0.1 to 86400)",
+    )
     @argument("--check", metavar="CODE", help="Python run after the code; must pass")
     @argument("--focus", choices=["fix_errors", "optimize", "robustness"], help="what fixes aim at")
     @argument("--verify", action="store_true", default=None, help="let the model score the result")
@@ -391,18 +417,14 @@ class CodeflowMagics(Magics):
             load sales.csv into df and plot monthly revenue
         """
         try:
+            from .config import check_request
+
             args = self._parse(line)
-            if args.max_attempts is not None and args.max_attempts < 1:
-                raise CodeFlowError("--max-attempts must be at least 1")
-            if args.timeout is not None and args.timeout <= 0:
-                raise CodeFlowError("--timeout must be greater than 0")
-            request = cell.strip()
-            if not request:
-                raise CodeFlowError(
-                    "the request is empty: write in plain words what the code should do"
-                )
             cell_id = self._cell_id()
             settings, flat, panel_writeback = self.settings_for(args, cell_id)
+            request = check_request(
+                cell.strip(), limit=settings.generation.max_request_chars, where="this cell"
+            )
             backend = self._backend(settings, flat)
             flow = self._flow(settings, backend, "off" if args.no_cache else None)
             _ = flow.provider  # bad model names and cache modes surface here, as one line
@@ -477,6 +499,10 @@ class CodeflowMagics(Magics):
                 record: RunRecord = future.result()
             except CodeFlowError as exc:
                 self._clear()
+                partial = exc.record if isinstance(exc, ProviderError) else None
+                if partial is not None and partial.attempts:  # what ran before the model failed
+                    self.history.append(partial)
+                    self._show(partial)
                 raise IPythonUsageError(str(exc)) from None
         finally:
             if isinstance(executor, InlineExecutor):

@@ -27,6 +27,12 @@ BASE_PACKAGES: tuple[str, ...] = ("ipykernel", "matplotlib", "pandas", "numpy")
 DEBIAN_PACKAGES = "python3,python3-venv"
 KERNEL_PYTHON = "/opt/codeflow/bin/python"
 DEFAULT_IMAGE = "codeflow-kernel:latest"
+IMAGE_NAME = re.compile(
+    r"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?"  # an optional registry host[:port]
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+)
+"""Docker's reference grammar (name[:tag]), so a typo fails before a three-minute build."""
 
 Progress = Callable[[str], None]
 
@@ -260,9 +266,15 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     settings = load_settings(getattr(args, "set", None) or ())
     image = args.image or settings.execution.docker_image
+    if not IMAGE_NAME.fullmatch(image):
+        raise UsageError(
+            f"{image!r} is not a docker image name; write it as name[:tag] in lower case, "
+            "e.g. codeflow-kernel:latest"
+        )
     packages = list(settings.execution.docker_packages)
     if args.packages:
         packages += [p for p in args.packages.split(",") if p.strip()]
+    packages = _validate_packages(packages)  # before docker is even looked for
     build_image(image, packages)
     print(image)
     return 0

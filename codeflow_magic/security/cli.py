@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +56,43 @@ def _language_for(path: Path, forced: str | None) -> str:
     return lang
 
 
-def _read(path: Path) -> str:
-    if not path.exists():
-        raise UsageError(f"no such file: {path}")
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory; pass files")
+def _read(path: Path, lang: str) -> str:
+    """The file's text; bytes that are not text in its encoding are a usage error that names
+    the byte, rather than characters replaced and a clean report on what was never read.
+
+    Python files may declare another encoding in a coding cookie, as Python itself allows."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    encoding = "utf-8"
+    if lang in ("python", "ipython"):
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        except SyntaxError as exc:
+            if "encoding problem" in str(exc) or "unknown encoding" in str(exc):
+                raise UsageError(f"{path}: {exc.msg}") from None
+            encoding = "utf-8"  # bad bytes near the top: the decode below names them
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UsageError(
+            f"{path}: not {encoding} text (byte offset {exc.start}, line {line}: {exc.reason})"
+        ) from None
 
 
 def run_scan(args: argparse.Namespace) -> int:
     files = [Path(f) for f in args.files]
     # Check every input before scanning any, so a typo never yields a partial report.
-    jobs = [(p, _language_for(p, args.language), _read(p)) for p in files]
+    jobs = []
+    for p in files:
+        if not p.exists():
+            raise UsageError(f"no such file: {p}")
+        if p.is_dir():
+            raise UsageError(f"{p} is a directory; pass files")
+        lang = _language_for(p, args.language)
+        jobs.append((p, lang, _read(p, lang)))
     results: list[dict[str, Any]] = []
     failed = False
     threshold = severity_rank(args.fail_on)
