@@ -285,3 +285,37 @@ def history(nb: Notebook) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+RUN_KEY = "run"
+"""`metadata.codeflow.run` of a notebook written by a stopped `codeflow run`."""
+
+
+def mark_not_run(nb: Notebook, start: int, reason: str) -> list[str]:
+    """Mark the code cells from `start` on as not run, and say so in the notebook's metadata.
+
+    A stopped run leaves the cells it finished as they are. The others lose their outputs and
+    execution counts, the way Jupyter shows a cell that has not run, so no output from an
+    earlier run passes for one of this run; `metadata.codeflow.run` names the stop and lists
+    the ids of the cells not run. Returns those ids.
+    """
+    ensure_cell_ids(nb)
+    ids: list[str] = []
+    for cell in nb["cells"][start:]:
+        if cell.get("cell_type") != "code":
+            continue
+        cell["outputs"] = []
+        cell["execution_count"] = None
+        ids.append(str(cell["id"]))
+    meta = nb["metadata"].setdefault(META_KEY, {})
+    meta[RUN_KEY] = {"status": "stopped", "reason": reason, "not_run": ids}
+    return ids
+
+
+def mark_finished(nb: Notebook) -> None:
+    """A complete run: drop the note an earlier stopped run left in the metadata."""
+    meta = nb["metadata"].get(META_KEY)
+    if isinstance(meta, dict):
+        meta.pop(RUN_KEY, None)
+        if not meta:
+            nb["metadata"].pop(META_KEY, None)

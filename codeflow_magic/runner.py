@@ -5,24 +5,53 @@ notebook's folder, so the recorded-response cache beside the notebook is used an
 notebook re-runs offline. After each `%%codeflow` cell the runner applies the write-back itself
 (headless clients ignore `set_next_input`): the linked code cell below is inserted or updated
 from the run record in the cell's outputs, and is then skipped, since its code just ran.
+
+Notebooks are files people care about, so the runner is careful with them:
+
+* every file is written to a temporary file beside it and renamed over it, so a run killed at
+  any moment leaves the old file or the new one, never half of one;
+* a run holds a lock on each notebook it reads or writes; a second run on the same notebook
+  stops at once (exit status 6) naming the first one's pid, or waits for it with `--wait`;
+* SIGINT and SIGTERM stop the kernel, save what finished (the other cells marked as not run)
+  and exit with 130 or 143; the input is never touched unless `--inplace` asked for it;
+* bad input (a missing file, a folder, text that is not a notebook, a place that cannot be
+  written) is refused with one clear line and exit status 2 before anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import glob
+import hashlib
 import json
 import os
+import re
+import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from .errors import BackendError, UsageError
+from .errors import BackendError, NotebookBusy, UsageError
 
 EXIT_OK, EXIT_FAILED = 0, 1
 REPORT_SUFFIXES = (".html", ".htm", ".md")
+STOP_SIGNALS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+KERNEL_SHUTDOWN_WAIT_S = 3.0
+"""How long a stopped kernel gets to exit by itself before it is killed."""
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM arrived outside the kernel's run (a BaseException, like Ctrl-C)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 @dataclass
@@ -34,6 +63,11 @@ class NotebookRun:
     nb: Any = None
     errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    stopped_by: int | None = None
+    """The signal that stopped the run, if one did."""
+    stopped_at: int = 0
+    """Index of the first cell that did not finish when the run was stopped."""
 
     @property
     def ok(self) -> bool:
@@ -47,7 +81,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Execute each notebook in a fresh kernel (cwd = the notebook's folder), write the "
             "final code of every %%%%codeflow cell into the linked cell below it, save the "
-            "executed notebook (default NAME.out.ipynb beside it) and optionally a report."
+            "executed notebook (default NAME.out.ipynb beside it) and optionally a report. "
+            "Exit status: 0 done, 1 a cell or request failed, 2 bad input, 6 another run "
+            "holds the notebook, 130/143 stopped by SIGINT/SIGTERM."
         ),
     )
     p.add_argument(
@@ -58,9 +94,16 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("-o", "--output", help="output notebook (one input) or folder (several)")
     p.add_argument("--report", help="write a report: FILE.html (self-contained) or FILE.md")
-    p.add_argument("--inplace", action="store_true", help="overwrite the input notebooks")
+    p.add_argument(
+        "--inplace", "--in-place", action="store_true", help="overwrite the input notebooks"
+    )
     p.add_argument(
         "--allow-errors", action="store_true", help="keep going after a cell raises an error"
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another codeflow run holds a notebook, wait for it instead of stopping",
     )
     p.add_argument("--timeout", type=float, default=None, help="seconds per cell (default none)")
     p.add_argument(
@@ -84,31 +127,62 @@ def split_items(items: list[str]) -> tuple[list[Path], list[str]]:
     return paths, overrides
 
 
-def read_notebook(path: Path) -> Any:
-    """Read and validate a notebook, or raise UsageError with one clear line."""
-    import nbformat
+# -- reading --------------------------------------------------------------------------------
 
+
+def check_source(path: Path) -> None:
+    """The cheap checks, before any lock is taken: the path names a file."""
     if not path.exists():
         raise UsageError(f"{path}: no such file")
     if path.is_dir():
         raise UsageError(f"{path}: is a folder, not a notebook")
+
+
+def read_notebook(path: Path) -> Any:
+    """Read and validate a notebook, or raise UsageError with one clear line."""
+    import nbformat
+
+    check_source(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read it ({exc})") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UsageError(
+            f"{path}: not a notebook: it is not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+            f"line {line}, offset {exc.start}); a notebook is JSON in UTF-8"
+        ) from None
+    if not text.strip():
+        raise UsageError(f"{path}: not a notebook: the file is empty")
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{path}: not a notebook (invalid JSON: {exc})") from None
-    if not isinstance(data, dict) or "cells" not in data or "nbformat" not in data:
-        raise UsageError(f"{path}: not a notebook (no cells / nbformat fields)")
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{path}: not a notebook: invalid JSON at line {exc.lineno}, column {exc.colno} "
+            f"({exc.msg})"
+        ) from None
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else "a single value"
+        raise UsageError(
+            f"{path}: not a notebook: the JSON is {kind}, not an object with cells and nbformat"
+        )
+    missing = [key for key in ("cells", "nbformat") if key not in data]
+    if missing:
+        names = " and ".join(missing)
+        raise UsageError(f"{path}: not a notebook: the JSON object has no {names}")
     try:
         nb = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
         nbformat.validate(nb)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{path}: not a valid notebook ({first})") from None
+        raise UsageError(f"{path}: not a valid notebook ({first[:300]})") from None
     return nb
+
+
+# -- writing --------------------------------------------------------------------------------
 
 
 def output_path(source: Path, output: str | None, inplace: bool, many: bool) -> Path:
@@ -126,13 +200,43 @@ def output_path(source: Path, output: str | None, inplace: bool, many: bool) -> 
     )
 
 
+def check_writable(path: Path, what: str = "output") -> None:
+    """Refuse, before anything runs, a file that could not be written.
+
+    Missing folders are fine (they are made when the file is written, as `-o reports/x.ipynb`
+    expects); a folder path that runs into a file, a folder where the file should go, or a
+    folder without write permission is not.
+    """
+    if path.is_dir():
+        raise UsageError(f"{what} {path}: is a folder; name a file")
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{what} {path}: cannot be written: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: cannot be written: no write permission in {probe}")
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and `os.replace`: never half a file."""
+    """Write via a temporary file in the same folder, synced, then `os.replace`.
+
+    A run killed at any point leaves either the old file or the new one (at worst a hidden
+    `.NAME.*.tmp` beside it, which the next run on the file removes). Lone surrogates, which
+    UTF-8 cannot encode, are written as U+FFFD rather than failing the whole write.
+    """
+    if _SURROGATES.search(text):
+        text = _SURROGATES.sub("\ufffd", text)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         try:
             mode = path.stat().st_mode & 0o777
         except FileNotFoundError:
@@ -144,6 +248,130 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (a power cut right after keeps the new name)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Remove temporary files an earlier, killed write of `path` left (call with its lock)."""
+    removed = 0
+    pattern = os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")
+    for name in glob.glob(pattern):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+            removed += 1
+    return removed
+
+
+# -- locks ----------------------------------------------------------------------------------
+
+
+def lock_file(path: Path) -> Path:
+    """The lock file of a notebook: in a private folder under the temp dir, not beside it."""
+    key = hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()
+    uid = getattr(os, "getuid", lambda: 0)()
+    folder = Path(tempfile.gettempdir()) / f"codeflow-{uid}-locks"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{key[:32]}.lock"
+
+
+def _holder(lock: Path) -> str:
+    try:
+        text = lock.read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    return f"pid {text}" if text.isdigit() else "pid unknown"
+
+
+@contextlib.contextmanager
+def notebook_locks(paths: dict[Path, Path], *, wait: bool) -> Iterator[None]:
+    """Hold the lock of every file a run reads or writes (`paths`: file -> its notebook).
+
+    The locks are taken in one order, so two waiting runs cannot deadlock. The holder writes
+    its pid into the lock file, so a refused run can say who is in the way.
+    """
+    from filelock import FileLock, Timeout
+
+    held: list[tuple[Any, Path]] = []
+    try:
+        by_lock = {lock_file(path): (path, notebook) for path, notebook in paths.items()}
+        for lock_path in sorted(by_lock):
+            path, notebook = by_lock[lock_path]
+            lock = FileLock(str(lock_path))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                holder = _holder(lock_path)
+                what = "this notebook" if path == notebook else f"its output {path}"
+                if not wait:
+                    raise NotebookBusy(
+                        f"{notebook}: another codeflow run ({holder}) is using {what}; "
+                        "nothing was written. Wait for it to finish, stop it, or add --wait."
+                    ) from None
+                print(
+                    f"codeflow: {notebook}: waiting for the other codeflow run ({holder}) "
+                    f"using {what}",
+                    file=sys.stderr,
+                )
+                lock.acquire()
+            held.append((lock, lock_path))
+            lock_path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        yield
+    finally:
+        for lock, lock_path in reversed(held):
+            with contextlib.suppress(OSError):
+                lock_path.write_text("", encoding="utf-8")
+            lock.release()
+
+
+# -- signals --------------------------------------------------------------------------------
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise `Stopped` (outside the kernel's run, which has its own)."""
+    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    install_stop_handlers()
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def install_stop_handlers() -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise_stopped)
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def stop_status(signum: int) -> int:
+    from .cli import EXIT_INTERRUPTED, EXIT_TERMINATED
+
+    return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+# -- running --------------------------------------------------------------------------------
 
 
 def writeback_mode(magic_args: str) -> str:
@@ -179,21 +407,49 @@ async def execute_notebook(
     env: dict[str, str],
     progress: Any = None,
 ) -> None:
-    """Run every cell; apply write-back after each request cell; skip just-written cells."""
+    """Run every cell; apply write-back after each request cell; skip just-written cells.
+
+    SIGINT and SIGTERM cancel the run: the kernel is interrupted and shut down, and
+    `run.stopped_by` / `run.stopped_at` say what happened, for the caller to save.
+    """
     nb = run.nb
     name = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
-    with tempfile.TemporaryDirectory(
-        prefix="codeflow-", dir=_socket_dir(), ignore_cleanup_errors=True
-    ) as folder:
-        await _execute_cells(
-            run,
-            name=name,
-            connection_file=Path(folder) / "kernel.json",
-            timeout=timeout,
-            allow_errors=allow_errors,
-            env=env,
-            progress=progress,
-        )
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def on_signal(signum: int) -> None:
+        if run.stopped_by is None:  # a second signal does not cut the kernel's shutdown short
+            run.stopped_by = signum
+            task.cancel()
+
+    installed: list[int] = []
+    for sig in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(sig)
+    try:
+        with tempfile.TemporaryDirectory(
+            prefix="codeflow-", dir=_socket_dir(), ignore_cleanup_errors=True
+        ) as folder:
+            await _execute_cells(
+                run,
+                name=name,
+                connection_file=Path(folder) / "kernel.json",
+                timeout=timeout,
+                allow_errors=allow_errors,
+                env=env,
+                progress=progress,
+            )
+    except asyncio.CancelledError:
+        if run.stopped_by is None:
+            raise
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        install_stop_handlers()  # removing a loop handler restores the default, not ours
 
 
 def _socket_dir() -> str | None:
@@ -212,16 +468,21 @@ async def _execute_cells(
     progress: Any,
 ) -> None:
     """The kernel talks over IPC sockets beside `connection_file`: local Unix sockets, so no
-    plain-text TCP port is opened (and ipykernel prints no warning about one)."""
+    plain-text TCP port is opened (and ipykernel prints no warning about one).
+
+    The kernel is started and stopped here rather than in nbclient's context manager, whose
+    own SIGINT/SIGTERM handlers would shut the kernel down under a running cell."""
+    from jupyter_client.kernelspec import NoSuchKernel
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, DeadKernelError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     from .notebook import apply_writeback, ensure_cell_ids, find_record, split_request
 
     nb = run.nb
     ensure_cell_ids(nb)
     km = AsyncKernelManager(kernel_name=name, transport="ipc", connection_file=str(connection_file))
+    km.shutdown_wait_time = KERNEL_SHUTDOWN_WAIT_S
     client = NotebookClient(
         nb,
         km=km,
@@ -232,69 +493,169 @@ async def _execute_cells(
         resources={"metadata": {"path": str(run.source.parent.resolve())}},
     )
     produced: set[str] = set()
+    index = 0
+    # The kernel's own stdout/stderr go to a log beside its sockets, not to our terminal: a
+    # kernel shut down under a busy cell prints tracebacks that are not the user's concern,
+    # and a kernel that fails to start is explained from that log.
+    log_path = connection_file.with_name("kernel.log")
+    log = open(log_path, "wb")
     try:
-        # The kernel's cwd is the notebook's folder (nbclient passes resources' path as cwd);
-        # cleanup_kc: we made the manager, so nbclient would otherwise leave the kernel running.
-        async with client.async_setup_kernel(env=env, cleanup_kc=True):
-            assert client.kc is not None
-            msg_id = client.kc.kernel_info()
-            info = await client.async_wait_for_reply(msg_id)
-            if info is not None and "language_info" in info.get("content", {}):
-                nb.metadata["language_info"] = info["content"]["language_info"]
-            index = 0
-            while index < len(nb.cells):
-                cell = nb.cells[index]
-                if str(cell.get("id")) in produced:
-                    index += 1
-                    if progress is not None:
-                        progress.total = len(nb.cells)
-                        progress.update(1)
-                    continue
-                try:
-                    await client.async_execute_cell(
-                        cell, index, execution_count=client.code_cells_executed + 1
-                    )
-                except CellExecutionError as exc:
-                    run.errors.append(f"cell {index + 1} failed:\n{_short(str(exc))}")
-                    return
-                parts = split_request(cell.get("source", "")) if cell.cell_type == "code" else None
-                if parts is not None:
-                    record = find_record(cell.get("outputs"))
-                    if record is None:
-                        run.failed_requests.append(f"cell {index + 1}: no codeflow result")
-                    else:
-                        if not record.get("success"):
-                            run.failed_requests.append(
-                                f"cell {index + 1}: {str(record.get('request', ''))[:60]!r} failed"
-                            )
-                        new_id = apply_writeback(nb, index, record, mode=writeback_mode(parts[0]))
-                        if new_id and new_id != str(cell.get("id")):
-                            produced.add(new_id)
-                if progress is not None:
-                    progress.total = len(nb.cells)
-                    progress.update(1)
+        try:
+            # cwd = the notebook's folder (nbclient passes resources' path as cwd)
+            await client.async_start_new_kernel(env=env, stdout=log, stderr=log)
+            await client.async_start_new_kernel_client()
+        except NoSuchKernel:
+            raise BackendError(
+                f"{run.source}: no Jupyter kernel named {name!r}; install one "
+                "(python -m ipykernel install --user) or pass --kernel"
+            ) from None
+        except RuntimeError as exc:
+            tail = _log_tail(log_path)
+            raise BackendError(
+                f"{run.source}: could not start the kernel: {exc}"
+                + (f"; the kernel said:\n{tail}" if tail else "")
+            ) from None
+        assert client.kc is not None
+        msg_id = client.kc.kernel_info()
+        info = await client.async_wait_for_reply(msg_id)
+        if info is not None and "language_info" in info.get("content", {}):
+            nb.metadata["language_info"] = info["content"]["language_info"]
+        while index < len(nb.cells):
+            cell = nb.cells[index]
+            if str(cell.get("id")) in produced:
                 index += 1
-    except DeadKernelError as exc:
-        run.errors.append(f"the kernel died: {exc}")
-    except RuntimeError as exc:
-        if "Kernel" in str(exc) or "kernel" in str(exc):
-            raise BackendError(f"{run.source}: could not start the kernel: {exc}") from None
-        raise
+                _advance(progress, len(nb.cells))
+                continue
+            try:
+                await client.async_execute_cell(
+                    cell, index, execution_count=client.code_cells_executed + 1
+                )
+            except CellExecutionError as exc:
+                run.errors.append(cell_failure(index, cell, exc))
+                return
+            except CellTimeoutError:
+                run.errors.append(f"cell {index + 1} did not finish within {timeout:g} s")
+                return
+            if allow_errors:
+                failure = _cell_error(index, cell)
+                if failure:
+                    run.notes.append(f"{failure} (kept going: --allow-errors)")
+            parts = split_request(cell.get("source", "")) if cell.cell_type == "code" else None
+            if parts is not None:
+                record = find_record(cell.get("outputs"))
+                if record is None:
+                    run.failed_requests.append(f"cell {index + 1}: no codeflow result")
+                else:
+                    if not record.get("success"):
+                        run.failed_requests.append(
+                            f"cell {index + 1}: {str(record.get('request', ''))[:60]!r} failed"
+                        )
+                    new_id = apply_writeback(nb, index, record, mode=writeback_mode(parts[0]))
+                    if new_id and new_id != str(cell.get("id")):
+                        produced.add(new_id)
+            index += 1
+            _advance(progress, len(nb.cells))
+    except DeadKernelError:
+        # nbclient reports a cancelled cell as a dead kernel; after a stop signal it is neither
+        if run.stopped_by is None:
+            run.errors.append(f"the kernel died while running cell {index + 1}")
+    finally:
+        run.stopped_at = index
+        try:
+            await asyncio.shield(_stop_kernel(client, km, interrupt=run.stopped_by is not None))
+        finally:
+            log.close()
 
 
-def _short(text: str, lines: int = 30) -> str:
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _advance(progress: Any, total: int) -> None:
+    if progress is not None:
+        progress.total = total
+        progress.update(1)
+
+
+async def _stop_kernel(client: Any, km: Any, *, interrupt: bool) -> None:
+    """Interrupt a stopped run's cell (the magic cancels its request), then shut down: a
+    shutdown request first, SIGKILL to the kernel's process group if it does not exit."""
+    try:
+        if km.has_kernel:
+            if interrupt:
+                with contextlib.suppress(Exception):
+                    await km.interrupt_kernel()
+            try:
+                await km.shutdown_kernel(now=False)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await km.shutdown_kernel(now=True)
+    finally:
+        if client.kc is not None:
+            client.kc.stop_channels()
+            client.kc = None
+
+
+_CELL_LINE = re.compile(r"Cell In\s*\[\d*\],\s*line (\d+)")
+
+
+def cell_failure(index: int, cell: Any, exc: Any) -> str:
+    """One paragraph for a cell that raised: which cell, which error, which line."""
     from .report import strip_ansi
 
-    rows = strip_ansi(text).strip().splitlines()
-    return "\n".join(rows[-lines:])
+    ename = str(getattr(exc, "ename", "") or type(exc).__name__)
+    evalue = strip_ansi(str(getattr(exc, "evalue", "") or "")).strip()
+    return _failure_text(index, cell, ename, evalue, str(getattr(exc, "traceback", "") or ""))
+
+
+def _cell_error(index: int, cell: Any) -> str | None:
+    for out in cell.get("outputs", ()):
+        if out.get("output_type") == "error":
+            tb = "\n".join(out.get("traceback", ()))
+            return _failure_text(
+                index, cell, str(out.get("ename", "")), str(out.get("evalue", "")), tb
+            )
+    return None
+
+
+def _failure_text(index: int, cell: Any, ename: str, evalue: str, traceback: str) -> str:
+    from .report import strip_ansi
+
+    first = evalue.splitlines()[0][:300] if evalue else ""
+    text = f"cell {index + 1} raised {ename}" + (f": {first}" if first else "")
+    lines = [m.group(1) for m in _CELL_LINE.finditer(strip_ansi(traceback))]
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    if lines:
+        number = int(lines[-1])
+        rows = source.splitlines()
+        if 1 <= number <= len(rows):
+            text += f" (line {number}: {rows[number - 1].strip()[:120]})"
+    return text
+
+
+# -- the command ----------------------------------------------------------------------------
 
 
 def run_command(args: argparse.Namespace) -> int:
-    import nbformat
-    from tqdm import tqdm
+    """Validate everything, take the locks, run each notebook, save, report."""
+    with stop_signals():
+        try:
+            return _run_command(args)
+        except Stopped as stop:
+            print(
+                f"codeflow: stopped by {signal_name(stop.signum)}; files already written stay, "
+                "nothing else was written",
+                file=sys.stderr,
+            )
+            return stop_status(stop.signum)
 
-    from .report import notebook_report_html, notebook_report_markdown, summarize
 
+def _run_command(args: argparse.Namespace) -> int:
     paths, overrides = split_items(list(args.items))
     if overrides:
         from .config import load_settings
@@ -307,15 +668,42 @@ def run_command(args: argparse.Namespace) -> int:
     report = Path(args.report) if args.report else None
     if report is not None and report.suffix.lower() not in REPORT_SUFFIXES:
         raise UsageError(f"--report {report}: name it FILE.html or FILE.md")
-    runs = [NotebookRun(source=p, nb=read_notebook(p)) for p in paths]
-    many = len(runs) > 1
+    for path in paths:
+        check_source(path)
+    many = len(paths) > 1
+    runs = [NotebookRun(source=p) for p in paths]
+    outputs: dict[Path, Path] = {}
     for run in runs:
         run.output = output_path(run.source, args.output, args.inplace, many)
         if run.output.resolve() == run.source.resolve() and not args.inplace:
             raise UsageError(f"{run.source}: the output would overwrite the input; use --inplace")
+        other = outputs.setdefault(run.output.resolve(), run.source)
+        if other != run.source:
+            raise UsageError(
+                f"{other} and {run.source} would both be written to {run.output}; "
+                "give them different names or folders"
+            )
+        check_writable(run.output)
+    if report is not None:
+        check_writable(report, "report")
+    locked = {r.source: r.source for r in runs}
+    locked.update({r.output: r.source for r in runs if r.output is not None})
+    with notebook_locks(locked, wait=args.wait):
+        for run in runs:
+            run.nb = read_notebook(run.source)
+        return _run_all(runs, args, overrides, report)
+
+
+def _run_all(
+    runs: list[NotebookRun], args: argparse.Namespace, overrides: list[str], report: Path | None
+) -> int:
+    from tqdm import tqdm
 
     status = EXIT_OK
+    stopped: NotebookRun | None = None
     for run in runs:
+        assert run.output is not None
+        remove_stale_temps(run.output)
         with tqdm(
             total=len(run.nb.cells), desc=run.source.name, unit="cell", file=sys.stderr
         ) as bar:
@@ -330,30 +718,86 @@ def run_command(args: argparse.Namespace) -> int:
                     progress=bar,
                 )
             )
-        for err in run.errors:
-            print(f"codeflow: {run.source}: {err}", file=sys.stderr)
-            status = EXIT_FAILED
+        if run.stopped_by is not None:
+            _save_stopped(run, args.inplace)
+            stopped = run
+            break
+        for note in run.notes:
+            print(f"codeflow: {run.source}: {note}", file=sys.stderr)
         if run.errors:
-            print(f"codeflow: {run.source}: not written (a cell failed)", file=sys.stderr)
+            status = EXIT_FAILED
+            hint = "" if args.allow_errors else "; add --allow-errors to run past failing cells"
+            for err in run.errors:
+                print(f"codeflow: {run.source}: {err}; nothing written{hint}", file=sys.stderr)
             run.output = None
             continue
         for failed in run.failed_requests:
             print(f"codeflow: {run.source}: {failed}", file=sys.stderr)
             if not args.allow_errors:
                 status = EXIT_FAILED
-        assert run.output is not None
-        write_atomic(run.output, nbformat.writes(run.nb))  # type: ignore[no-untyped-call]
+        _save(run)
         print(f"wrote {run.output}", file=sys.stderr)
 
     if report is not None:
-        summaries = [
-            summarize(run.nb, run.source.name, run.errors) for run in runs if run.nb is not None
-        ]
-        title = "codeflow run: " + ", ".join(r.source.name for r in runs)
-        if report.suffix.lower() == ".md":
-            text = notebook_report_markdown(summaries, title)
-        else:
-            text = notebook_report_html(summaries, title)
-        write_atomic(report, text)
-        print(f"report: {report}", file=sys.stderr)
+        _write_report(runs, report)
+    if stopped is not None:
+        assert stopped.stopped_by is not None
+        return stop_status(stopped.stopped_by)
     return status
+
+
+def _save(run: NotebookRun) -> None:
+    import nbformat
+
+    from .notebook import mark_finished
+
+    assert run.output is not None
+    mark_finished(run.nb)
+    write_atomic(run.output, nbformat.writes(run.nb))  # type: ignore[no-untyped-call]
+
+
+def _save_stopped(run: NotebookRun, inplace: bool) -> None:
+    """Save what a stopped run finished (not over the input), and say so in one line."""
+    import nbformat
+
+    from .notebook import mark_not_run
+
+    assert run.stopped_by is not None
+    name = signal_name(run.stopped_by)
+    total = len(run.nb.cells)
+    where = (
+        f"during cell {run.stopped_at + 1} of {total}"
+        if run.stopped_at < total
+        else "after the last cell"
+    )
+    if inplace:
+        run.output = None
+        print(
+            f"codeflow: {run.source}: stopped by {name} {where}; the notebook is unchanged "
+            "(--inplace saves only a finished run)",
+            file=sys.stderr,
+        )
+        return
+    assert run.output is not None
+    not_run = mark_not_run(run.nb, run.stopped_at, f"stopped by {name}")
+    write_atomic(run.output, nbformat.writes(run.nb))  # type: ignore[no-untyped-call]
+    print(
+        f"codeflow: {run.source}: stopped by {name} {where}; wrote {run.output} with the "
+        f"finished cells ({len(not_run)} code cell(s) marked not run)",
+        file=sys.stderr,
+    )
+
+
+def _write_report(runs: list[NotebookRun], report: Path) -> None:
+    from .report import notebook_report_html, notebook_report_markdown, summarize
+
+    summaries = [
+        summarize(run.nb, run.source.name, run.errors) for run in runs if run.nb is not None
+    ]
+    title = "codeflow run: " + ", ".join(r.source.name for r in runs)
+    if report.suffix.lower() == ".md":
+        text = notebook_report_markdown(summaries, title)
+    else:
+        text = notebook_report_html(summaries, title)
+    write_atomic(report, text)
+    print(f"report: {report}", file=sys.stderr)
