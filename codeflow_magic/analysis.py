@@ -141,7 +141,7 @@ def root_cause(category: str, ename: str, evalue: str, source_line: str | None) 
     if ename == "TimeoutError":
         return f"the run took too long and was stopped ({evalue})"
     if ename == "KernelDied":
-        return f"the kernel process died ({evalue})"
+        return f"the kernel process died{where} ({evalue})"
     if ename == "MemoryError":
         return "the code ran out of memory"
     if ename == "BashError":
@@ -166,6 +166,9 @@ def classify(result: ExecutionResult, code: str, language: str = "python") -> At
     tb = strip_ansi("\n".join(result.traceback))
     if result.status == "timeout":
         ename, evalue = result.ename or "TimeoutError", result.evalue or "execution timed out"
+        if result.restarted and result.detail and result.detail not in evalue:
+            # why the interrupt did not work (SIGINT ignored, the process stopped ...)
+            evalue = f"{evalue} ({result.detail})"
         category = "environment"
     elif result.status == "died":
         ename = result.ename or "KernelDied"

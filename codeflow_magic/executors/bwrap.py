@@ -28,7 +28,15 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Float, Int, List, Unicode
 
 from ..errors import BackendUnavailable
-from .limits import CGROUP_PREFIX, CgroupSet, Limits, cgroup_problem, parse_size
+from .limits import (
+    CGROUP_PREFIX,
+    CgroupSet,
+    Limits,
+    cgroup_problem,
+    child_pids,
+    cmdline,
+    parse_size,
+)
 
 if TYPE_CHECKING:
     from jupyter_client.connect import KernelConnectionInfo
@@ -147,6 +155,8 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
     _run_dir: str | None = None
     _cgroups: CgroupSet | None = None
     _launches = 0
+    exit_status_is_shell = True
+    """bwrap reports a kernel killed by signal n as exit status 128+n."""
 
     # --- helpers -------------------------------------------------------------------------
     @property
@@ -324,6 +334,21 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
         if ret is not None and self.process is not None:
             self._note_death()
         return ret
+
+    async def kernel_pid(self) -> int | None:
+        """The ipykernel process (bwrap forks it below itself, inside the pid namespace)."""
+        pid = getattr(self, "pid", None)
+        for _ in range(4):
+            if not isinstance(pid, int):
+                return None
+            argv = cmdline(pid)
+            if not argv:
+                return None
+            if os.path.basename(argv[0]) != "bwrap":
+                return pid
+            children = child_pids(pid)
+            pid = children[0] if len(children) == 1 else None
+        return None
 
     def _note_death(self) -> None:
         reason = self.death_reason()

@@ -133,6 +133,8 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
     _run_dir: str | None = None
     _container: str | None = None
     _launches = 0
+    exit_status_is_shell = True
+    """`docker run` reports a kernel killed by signal n as exit status 128+n."""
 
     @property
     def limits(self) -> Limits:
@@ -253,6 +255,23 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
         code, out = await _docker("inspect", "-f", "{{.State.OOMKilled}}", self._container)
         if code == 0 and out.strip() == "true":
             return f"killed: out of memory, limit {self.limits.memory_text}"
+        return ""
+
+    async def kernel_pid(self) -> int | None:
+        """The kernel's process id on this machine (pid 1 inside the container)."""
+        if not self._container:
+            return None
+        code, out = await _docker("inspect", "-f", "{{.State.Pid}}", self._container)
+        pid = int(out.strip()) if code == 0 and out.strip().isdigit() else 0
+        return pid or None
+
+    async def unresponsive_reason(self) -> str:
+        """A paused container cannot answer an interrupt; say so."""
+        if not self._container:
+            return ""
+        code, out = await _docker("inspect", "-f", "{{.State.Paused}}", self._container)
+        if code == 0 and out.strip() == "true":
+            return "the container was paused (docker pause) and could not answer"
         return ""
 
     async def _note_death(self) -> None:

@@ -3,7 +3,10 @@
 One kernel per executor, started once and reused: executions pay no setup. What the kernel
 cannot report itself — a run that takes too long, a process that died — is watched for here:
 a timeout interrupts first (state kept) and restarts only if the interrupt is ignored; death is
-noticed by polling the manager, because a dead kernel simply stops sending messages.
+noticed by polling the manager, because a dead kernel simply stops sending messages. Both are
+explained from what the machine knows (exit signal, OOM counter, process state, the native
+stack the kernel's fault handler left in its log), because the kernel itself never says why.
+A restart that fails leaves nothing running and raises `BackendError` quoting the kernel log.
 
 Sandboxed backends reuse this class with their own `KernelSpecManager` whose kernelspec names
 a kernel provisioner; nothing here assumes the kernel is a local child process beyond what
@@ -15,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import re
 import shutil
+import signal
 import tempfile
 import time
 import weakref
@@ -28,6 +33,7 @@ from ..errors import BackendError, BackendUnavailable, UsageError
 from ..models import ExecutionResult, Output
 from ..secrets import scrub_env
 from .base import OutputCallback
+from .limits import OomWatch, exit_signal, signal_text, unresponsive_reason
 from .messaging import SnippetExecutorMixin
 from .outputs import OutputCollector, marked_drops
 from .snippets import (
@@ -50,6 +56,16 @@ _IOPUB_WAIT_S = 0.25
 _IOPUB_HWM = 64
 _IDLE_AFTER_REPLY_S = 2.0
 _START_TIMEOUT_S = 60.0
+_LOG_READ_MAX = 64_000
+
+# ipykernel points fd 2 into the notebook, so a native crash would print its Python stack into
+# a pipe that dies with the process. Enabling the fault handler on the kernel's real stderr (our
+# log file) keeps it: the death report quotes the line that crashed.
+_FAULTHANDLER_ARG = (
+    "--IPKernelApp.exec_lines=__import__('faulthandler').enable("
+    "file=getattr(__import__('sys').stderr, '_original_stdstream_copy', 2))"
+)
+_CELL_FILE = re.compile(r'File "[^"]*ipykernel_\d+/\d+\.py"')
 
 
 def _dropped(collector: OutputCollector, outputs: Sequence[Output]) -> int:
@@ -57,12 +73,45 @@ def _dropped(collector: OutputCollector, outputs: Sequence[Output]) -> int:
     return max(collector.dropped_chars, marked_drops(outputs))
 
 
-def _log_tail(path: Path, lines: int = 15) -> str:
+def _log_tail(path: Path, lines: int = 15, since: int = 0) -> str:
+    """The last lines the kernel wrote to its log after byte offset `since`."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(since, size - _LOG_READ_MAX))
+            text = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def native_stack(log_text: str) -> str:
+    """The crashing thread's stack from a fault-handler report, oldest call first and cut at
+    the cell, shaped like a Python traceback so the failing line can be found."""
+    lines = log_text.splitlines()
+    heads = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error:")]
+    if not heads:
+        return ""
+    head = heads[-1]
+    frames: list[str] = []
+    current = False
+    for line in lines[head + 1 :]:
+        if line.startswith("Current thread") or line.startswith("Stack (most recent"):
+            current = True
+            continue
+        if not current:
+            continue
+        if not line.startswith("  File "):
+            break
+        frames.append(line)
+    cell_frames = [i for i, f in enumerate(frames) if _CELL_FILE.search(f)]
+    if cell_frames:
+        frames = frames[: cell_frames[-1] + 1]  # nothing below the cell: IPython's machinery
+    shown = [_CELL_FILE.sub('File "<cell>"', f) for f in reversed(frames)]
+    headline = lines[head].strip()
+    if not shown:
+        return headline
+    return headline + " (most recent call last):\n" + "\n".join(shown)
 
 
 def _short_tmp() -> str:
@@ -110,6 +159,9 @@ class KernelExecutor(SnippetExecutorMixin):
         self._run_dir: Path | None = None
         self._cleanup: weakref.finalize | None = None  # type: ignore[type-arg]
         self._log: BinaryIO | None = None
+        self._log_path: Path | None = None
+        self._log_mark = 0
+        self._oom: OomWatch | None = None
         self._start_lock = asyncio.Lock()
         self._exec_lock = asyncio.Lock()
 
@@ -203,13 +255,19 @@ class KernelExecutor(SnippetExecutorMixin):
                 f"no Jupyter kernel named {self.kernel_name!r}; install one "
                 "(python -m ipykernel install --user) or set execution.kernel_name"
             ) from None
-        extra = ["--HistoryManager.enabled=False"] if any("ipykernel" in a for a in argv) else []
+        extra = (
+            ["--HistoryManager.enabled=False", _FAULTHANDLER_ARG]
+            if any("ipykernel" in a for a in argv)
+            else []
+        )
         # The kernel's own stderr goes to a log in its run dir: a kernel killed while starting
         # (a pool shutting down) must not spill tracebacks into the user's terminal, and a
         # kernel that fails to start is explained from that log.
         log_path = run_dir / "kernel.log"
         log = open(log_path, "wb")
         self._log = log
+        self._log_path = log_path
+        self._log_mark = 0
         try:
             await km.start_kernel(
                 extra_arguments=extra,
@@ -218,17 +276,20 @@ class KernelExecutor(SnippetExecutorMixin):
                 stderr=log,
             )
         except Exception as exc:
+            tail = _log_tail(log_path)
+            await _shutdown_quietly(km)
             self._remove_run_dir()
-            raise BackendError(f"the {self.name} kernel could not start: {exc}") from exc
+            raise BackendError(
+                f"the {self.name} kernel could not start: {exc}{_said(tail)}"
+            ) from exc
         self._km = km
         try:
             self._kc = await self._connect(km)
         except BackendError as exc:
             tail = _log_tail(log_path)
             await self._stop_kernel()
-            if tail:
-                raise BackendError(f"{exc}; the kernel said:\n{tail}") from exc
-            raise
+            raise BackendError(f"{exc}{_said(tail)}") from exc
+        await self._mark_ready()
 
     async def _connect(self, km: AsyncKernelManager) -> AsyncKernelClient:
         kc = km.client()
@@ -246,12 +307,25 @@ class KernelExecutor(SnippetExecutorMixin):
             raise BackendError(f"the {self.name} kernel did not become ready: {exc}") from exc
         return kc  # type: ignore[no-any-return]
 
+    async def _mark_ready(self) -> None:
+        """Remember where the kernel log and the OOM counter stood when this kernel started:
+        a later death is explained by what changed since."""
+        if self._log_path is not None:
+            try:
+                self._log_mark = self._log_path.stat().st_size
+            except OSError:
+                self._log_mark = 0
+        # Sandboxes and containers explain OOM kills through their own cgroups.
+        self._oom = OomWatch.of(await self._kernel_pid()) if self.death_reason is None else None
+
     async def restart(self) -> None:
         """Restart the kernel with empty state (waits for a running execution to end)."""
         async with self._exec_lock:
             await self._restart()
 
-    async def _restart(self) -> None:
+    async def _restart(self, cause: str = "") -> None:
+        """Kill and start the kernel again; if it cannot come back, stop everything it left
+        (processes, containers, cgroups, run dir) and raise `BackendError` with its log."""
         km = self._km
         if km is None:
             await self.start()
@@ -259,11 +333,47 @@ class KernelExecutor(SnippetExecutorMixin):
         if self._kc is not None:
             self._kc.stop_channels()
             self._kc = None
+        mark = self._log_mark
         try:
             await km.restart_kernel(now=True)
+            self._kc = await self._connect(km)
         except Exception as exc:
-            raise BackendError(f"the {self.name} kernel could not be restarted: {exc}") from exc
-        self._kc = await self._connect(km)
+            tail = _log_tail(self._log_path, since=mark) if self._log_path else ""
+            await self._stop_kernel()
+            why = f" after {cause}" if cause else ""
+            raise BackendError(
+                f"the {self.name} kernel could not be restarted{why}: {exc}{_said(tail)}"
+            ) from exc
+        await self._mark_ready()
+
+    async def _kernel_pid(self) -> int | None:
+        """The kernel's process id as this machine sees it (a provisioner may know better than
+        the id of the process it launched, e.g. the kernel inside a sandbox)."""
+        provisioner = self._km.provisioner if self._km is not None else None
+        if provisioner is None:
+            return None
+        hook = getattr(provisioner, "kernel_pid", None)
+        if hook is not None:
+            try:
+                found = await hook()
+            except Exception:
+                return None
+            return found if isinstance(found, int) else None
+        pid = getattr(provisioner, "pid", None)
+        return pid if isinstance(pid, int) else None
+
+    async def _unresponsive_reason(self) -> str:
+        """Why the kernel ignored an interrupt, if its process (or container) shows it."""
+        provisioner = self._km.provisioner if self._km is not None else None
+        hook = getattr(provisioner, "unresponsive_reason", None)
+        if hook is not None:
+            try:
+                reason = str(await hook())
+            except Exception:
+                reason = ""
+            if reason:
+                return reason
+        return unresponsive_reason(await self._kernel_pid())
 
     async def interrupt(self) -> None:
         """Interrupt the running execution (a KeyboardInterrupt in the kernel)."""
@@ -359,8 +469,9 @@ class KernelExecutor(SnippetExecutorMixin):
                     break  # the idle status was lost; the reply is what counts
                 if now >= deadline:
                     if interrupted:
-                        await self._restart()
-                        return self._timeout_result(collector, reply, began, limit, False)
+                        why = await self._unresponsive_reason()
+                        await self._restart("the run ignored the interrupt")
+                        return self._timeout_result(collector, reply, began, limit, False, why)
                     interrupted = True
                     await km.interrupt_kernel()
                     deadline = now + self.interrupt_grace
@@ -444,6 +555,7 @@ class KernelExecutor(SnippetExecutorMixin):
         began: float,
         limit: float,
         state_kept: bool,
+        why: str = "",
     ) -> ExecutionResult:
         outputs = tuple(
             o
@@ -465,27 +577,27 @@ class KernelExecutor(SnippetExecutorMixin):
             detail=(
                 "the run was interrupted after the time limit"
                 if state_kept
-                else f"the run ignored the interrupt for {_seconds(self.interrupt_grace)}"
+                else f"the run ignored the interrupt for {_seconds(self.interrupt_grace)}: "
+                + (why or "it catches KeyboardInterrupt or is busy inside native code")
             ),
         )
 
     async def _died_result(self, collector: OutputCollector, began: float) -> ExecutionResult:
         km = self._km
+        provisioner = km.provisioner if km is not None else None
         exit_code: int | None = None
-        if km is not None and km.provisioner is not None:
+        if provisioner is not None:
             try:
-                exit_code = await km.provisioner.poll()
+                exit_code = await provisioner.poll()
             except Exception:
                 exit_code = None
-        reason = ""
-        if self.death_reason is not None:
-            try:
-                reason = (await self.death_reason()).strip()
-            except Exception as exc:
-                reason = f"cause unknown ({exc})"
-        await self._restart()
+        reason = await self._death_reason(exit_code)
+        stack = (
+            native_stack(_log_tail(self._log_path, 400, self._log_mark)) if self._log_path else ""
+        )
         code_part = f" (exit code {exit_code})" if exit_code is not None else ""
         reason_part = f": {reason}" if reason else ""
+        await self._restart(f"it died{code_part}{reason_part}")
         return ExecutionResult(
             outputs=collector.outputs(),
             status="died",
@@ -494,12 +606,50 @@ class KernelExecutor(SnippetExecutorMixin):
                 f"the kernel died{code_part}{reason_part}; "
                 "it was restarted with empty state (variables and imports are gone)"
             ),
+            traceback=(stack,) if stack else (),
             duration_s=time.monotonic() - began,
             dropped_chars=collector.dropped_chars,
             restarted=True,
             state_kept=False,
             detail=reason or (f"exit code {exit_code}" if exit_code is not None else ""),
         )
+
+    async def _death_reason(self, exit_code: int | None) -> str:
+        """Why the kernel died: the backend's own finding (an OOM kill in its cgroup or
+        container), else the OOM counter of the kernel's memory cgroup, else the signal."""
+        if self.death_reason is not None:
+            try:
+                reason = (await self.death_reason()).strip()
+            except Exception as exc:
+                reason = f"cause unknown ({exc})"
+            if reason:
+                return reason
+        provisioner = self._km.provisioner if self._km is not None else None
+        shell_convention = bool(getattr(provisioner, "exit_status_is_shell", False))
+        signum = exit_signal(exit_code, shell_convention=shell_convention)
+        if signum is None:
+            return ""
+        if signum == signal.SIGKILL and self._oom is not None:
+            if self._oom.fired():
+                return (
+                    "killed: out of memory (the out-of-memory killer stopped it; the machine or "
+                    "the memory-limited group codeflow runs in had no memory left)"
+                )
+            if self._oom.count is None:  # no counter to read: it may have been
+                return f"killed by {signal_text(signum)}, possibly by the out-of-memory killer"
+        return f"killed by {signal_text(signum)}"
+
+
+def _said(tail: str) -> str:
+    return f"; the kernel said:\n{tail}" if tail else ""
+
+
+async def _shutdown_quietly(km: AsyncKernelManager) -> None:
+    """Stop whatever a failed start left running (a launched process, a container)."""
+    try:
+        await km.shutdown_kernel(now=True)
+    except Exception:
+        pass  # nothing was started, or it is gone already
 
 
 def _first_error(outputs: Sequence[Output]) -> Output | None:

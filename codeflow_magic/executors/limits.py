@@ -1,9 +1,11 @@
-"""Resource limits shared by the sandbox and docker backends.
+"""Resource limits shared by the sandbox and docker backends, and what Linux says about a
+kernel process that died or stopped answering.
 
 Sizes are written the way docker and the config file write them (`512m`, `2g`); the sandbox
 enforces them through a memory/pids/cpu cgroup (v1 or v2, whatever the machine mounts) plus
 rlimits, so a runaway cell hits a clean `MemoryError` first and the OOM killer only as a
-backstop.
+backstop. A dead kernel never explains itself: its exit status, its memory cgroup's OOM counter
+and `/proc/<pid>/status` (stopped? SIGINT ignored or blocked?) are what tell the user why.
 """
 
 from __future__ import annotations
@@ -146,15 +148,7 @@ class CgroupSet:
     def oom_kills(self) -> int:
         """How many processes the OOM killer took in this cgroup (0 if unknown)."""
         path = self.dirs[0] / ("memory.events" if self.version == 2 else "memory.oom_control")
-        try:
-            text = path.read_text()
-        except OSError:
-            return 0
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
+        return read_oom_kills(path) or 0
 
     def destroy(self, timeout: float = 5.0) -> None:
         """Kill whatever is left inside and remove the directories."""
@@ -192,3 +186,180 @@ def leftover_cgroups() -> list[Path]:
 
 def _write(path: Path, value: str) -> None:
     path.write_text(value)
+
+
+# --- what the machine says about a kernel process ------------------------------------------
+
+VMSTAT = Path("/proc/vmstat")
+
+SIGNAL_MEANINGS: dict[int, str] = {
+    signal.SIGSEGV: (
+        "segmentation fault, an invalid memory access in native code such as ctypes "
+        "or a C extension"
+    ),
+    signal.SIGBUS: "bus error: native code touched memory that is not backed any more",
+    signal.SIGILL: "illegal instruction in native code",
+    signal.SIGFPE: "arithmetic fault in native code",
+    signal.SIGABRT: "aborted by native code, a failed C assertion or abort()",
+    signal.SIGKILL: "sent from outside the kernel",
+    signal.SIGTERM: "sent from outside the kernel",
+}
+
+
+def read_oom_kills(path: Path) -> int | None:
+    """The `oom_kill` field of a memory.events / memory.oom_control / vmstat file, if any."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            with contextlib.suppress(ValueError):
+                return int(value)
+    return None
+
+
+def oom_counter_file(pid: int) -> Path:
+    """Where OOM kills that may hit `pid` are counted: its memory cgroup, else the system.
+
+    A memory-limited container or slice running codeflow OOM-kills the kernel inside its own
+    cgroup; a machine out of memory counts the kill in /proc/vmstat only.
+    """
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return VMSTAT
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        relative = path.strip().lstrip("/")
+        if "memory" in controllers.split(","):
+            candidate = CGROUP_ROOT / "memory" / relative / "memory.oom_control"
+        elif hierarchy == "0" and not controllers and cgroup_version() == 2:
+            candidate = CGROUP_ROOT / relative / "memory.events"
+        else:
+            continue
+        if read_oom_kills(candidate) is not None:
+            return candidate
+    return VMSTAT
+
+
+@dataclass(frozen=True)
+class OomWatch:
+    """An OOM-kill counter read when a kernel started, to compare after it died."""
+
+    path: Path
+    count: int | None
+
+    @classmethod
+    def of(cls, pid: int | None) -> OomWatch:
+        path = oom_counter_file(pid) if pid else VMSTAT
+        return cls(path, read_oom_kills(path))
+
+    def fired(self) -> bool:
+        """Whether the OOM killer took a process since the watch began."""
+        now = read_oom_kills(self.path)
+        return self.count is not None and now is not None and now > self.count
+
+
+def exit_signal(code: int | None, *, shell_convention: bool = False) -> int | None:
+    """The signal that ended a process: a negative Popen status, or 128+n from a wrapper
+    (bwrap, docker) that reports its child's signal the way shells do."""
+    if code is None:
+        return None
+    if code < 0:
+        return -code
+    if shell_convention and 128 < code < 128 + 65:
+        return code - 128
+    return None
+
+
+def signal_text(signum: int) -> str:
+    """`SIGSEGV (segmentation fault: ...)` for a signal number."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    meaning = SIGNAL_MEANINGS.get(signum)
+    return f"{name} ({meaning})" if meaning else name
+
+
+@dataclass(frozen=True)
+class ProcStatus:
+    """The parts of /proc/<pid>/status that say why a process does not react."""
+
+    state: str
+    ignored: int
+    blocked: int
+
+    def ignores(self, signum: int) -> bool:
+        return bool(self.ignored >> (signum - 1) & 1)
+
+    def blocks(self, signum: int) -> bool:
+        return bool(self.blocked >> (signum - 1) & 1)
+
+
+def proc_status(pid: int) -> ProcStatus | None:
+    """State and signal masks of `pid` (the main thread's blocked mask), None if unreadable."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    try:
+        return ProcStatus(
+            state=fields.get("State", "?")[:1],
+            ignored=int(fields.get("SigIgn", "0"), 16),
+            blocked=int(fields.get("SigBlk", "0"), 16),
+        )
+    except ValueError:
+        return None
+
+
+def unresponsive_reason(pid: int | None) -> str:
+    """Why a kernel did not react to an interrupt, when its process status shows it."""
+    status = proc_status(pid) if pid else None
+    if status is None:
+        return ""
+    if status.state in ("T", "t"):
+        return "the kernel process was stopped (SIGSTOP or a debugger) and could not answer"
+    if status.state == "D":
+        return "the kernel process was stuck in uninterruptible I/O"
+    if status.ignores(signal.SIGINT):
+        return "the code set SIGINT to be ignored (signal.SIG_IGN), so the interrupt had no effect"
+    if status.blocks(signal.SIGINT):
+        return (
+            "the code blocked SIGINT in the kernel's main thread (signal.pthread_sigmask), "
+            "so the interrupt never arrived"
+        )
+    return ""
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid` (from /proc; empty when unreadable)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            fields = stat.rsplit(b")", 1)[-1].split()
+            if len(fields) > 1 and fields[1] == str(pid).encode():
+                found.append(int(entry.name))
+    return found
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
