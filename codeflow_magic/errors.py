@@ -6,6 +6,11 @@ failures of codeflow itself and of its inputs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import RunRecord
+
 
 class CodeFlowError(Exception):
     """Base class; `exit_status` is what the CLI returns for it."""
@@ -27,6 +32,8 @@ class ProviderError(CodeFlowError):
     """The model could not be asked (no key, key rejected, server unreachable, bad reply)."""
 
     exit_status = 3
+    record: RunRecord | None = None
+    """The run so far when this ended a run: the attempts made before it, and the cause."""
 
 
 class AuthenticationError(ProviderError):

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from . import analysis, prompts
+from .errors import ProviderError, ProviderUnavailable
 from .executors.base import Executor
 from .executors.outputs import output_text_for_prompt
 from .models import (
@@ -28,7 +29,7 @@ from .models import (
     Output,
     RunRecord,
 )
-from .providers.base import LLMRequest, LLMResponse, Provider
+from .providers.base import LLMRequest, LLMResponse, Provider, StreamInterrupted
 
 EventCallback = Callable[[FlowEvent], None]
 Scanner = Callable[[str, str], Sequence[Finding]]
@@ -178,6 +179,39 @@ class Flow:
 
     # -- ports -------------------------------------------------------------------------------
 
+    async def _complete(
+        self,
+        run: _Run,
+        provider: Provider,
+        req: LLMRequest,
+        number: int,
+        on_delta: Callable[[str], None] | None = None,
+        on_cut: Callable[[], None] | None = None,
+    ) -> LLMResponse:
+        """Ask the model; an answer whose stream broke off is asked for once more.
+
+        The SDK retries failures before an answer begins (with backoff), never a stream that
+        breaks mid-message, although that is just as transient; a second break is final.
+        `on_cut` lets the caller drop what the broken answer had started.
+        """
+        first: StreamInterrupted | None = None
+        while True:
+            try:
+                return await provider.complete(
+                    req, on_delta=on_delta, on_dispatch=run.start_executor
+                )
+            except StreamInterrupted as exc:
+                if on_cut is not None:
+                    on_cut()
+                if first is not None:
+                    raise StreamInterrupted(
+                        f"{exc}; it had broken off once before, after {first.chars} "
+                        "characters, and was asked for again",
+                        chars=exc.chars,
+                    ) from None
+                first = exc
+                run.emit("generating", number, phase=req.purpose, retry=str(exc))
+
     async def _ask(
         self,
         run: _Run,
@@ -208,15 +242,18 @@ class Flow:
                 self._execute(run, ext.code, ext.language, number)
             )
 
-        started = time.perf_counter()
-        try:
-            response = await provider.complete(
-                req, on_delta=on_delta, on_dispatch=run.start_executor
-            )
-        except BaseException:
-            task = early.get("task")
+        def drop_early() -> None:
+            task = early.pop("task", None)
             if isinstance(task, asyncio.Task):
                 task.cancel()
+            early.clear()
+            chunks.clear()
+
+        started = time.perf_counter()
+        try:
+            response = await self._complete(run, provider, req, number, on_delta, drop_early)
+        except BaseException:
+            drop_early()
             raise
         elapsed = time.perf_counter() - started
         run.llm_calls += 1
@@ -335,13 +372,19 @@ class Flow:
         run.emit("start", 0, request=request, max_attempts=opts.max_attempts, run_id=run_id)
         stop_reason = "max_attempts"
         language = opts.language
+        failure: ProviderError | None = None
         try:
             stop_reason = await self._loop(run)
+        except ProviderError as exc:  # the model could not be asked: end with what we have
+            failure = exc
+            stop_reason = (
+                "provider_unavailable" if isinstance(exc, ProviderUnavailable) else "provider_error"
+            )
         finally:
             if run.start_task is not None and not run.start_task.done():
                 run.start_task.cancel()
         final = self._final_attempt(run.attempts)
-        success = final is not None and final.success
+        success = failure is None and final is not None and final.success
         if success:
             stop_reason = "success"
         if final is not None:
@@ -369,8 +412,14 @@ class Flow:
             backend=backend or getattr(self.executor, "name", ""),
             check=opts.check,
             focus=opts.focus,
+            error=str(failure) if failure is not None else None,
         )
         run.emit("finished", 0, record=record.to_dict())
+        if failure is not None:
+            # Raised rather than returned, so that no caller mistakes it for an ordinary
+            # failed run; the record keeps the attempts made before it.
+            failure.record = record
+            raise failure
         return record
 
     @staticmethod
@@ -478,7 +527,7 @@ class Flow:
             extra_tokens = verify_tokens
             self._record(run, attempt)
             if attempt.success:
-                await self._improve_once(run, attempt)
+                await self._improve_or_keep(run, attempt)
                 return "success"
             if attempt.error and attempt.error.category == "import" and number < opts.max_attempts:
                 reran = await self._maybe_install(run, attempt, number + 1)
@@ -486,7 +535,7 @@ class Flow:
                     number += 1
                     self._record(run, reran)
                     if reran.success:
-                        await self._improve_once(run, reran)
+                        await self._improve_or_keep(run, reran)
                         return "success"
                     if (
                         reran.error
@@ -554,7 +603,7 @@ class Flow:
             text = output_text_for_prompt(list(result.outputs), run.opts.prompt_output_chars)
             req = prompts.build_verify(run.request, code=base.code, output_text=text)
             started = time.perf_counter()
-            response = await self.fix_provider.complete(req)
+            response = await self._complete(run, self.fix_provider, req, base.number)
             run.improvement_s += time.perf_counter() - started
             run.llm_calls += 1
             run.cache_hits += int(response.cached)
@@ -607,6 +656,13 @@ class Flow:
         )
         judged, _ = await self._judge(run, base, result)
         return judged
+
+    async def _improve_or_keep(self, run: _Run, good: Attempt) -> None:
+        """Try the improvement; a model that cannot be asked leaves the working code standing."""
+        try:
+            await self._improve_once(run, good)
+        except ProviderError as exc:
+            run.emit("improve_skipped", good.number + 1, error=str(exc))
 
     async def _improve_once(self, run: _Run, good: Attempt) -> None:
         """With focus optimize/robustness, try one improvement; keep it only if it is better."""

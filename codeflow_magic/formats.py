@@ -72,6 +72,8 @@ def to_markdown(record: RunRecord, *, history: bool = True, metrics: bool = True
                 lines.append(f"**Root Cause:** {err.root_cause}")
         lines.append(f"**Improvement Attempts:** {fixes}")
         lines.append(f"**Stopped because:** {record.stop_reason.replace('_', ' ')}")
+        if record.error:
+            lines.append(f"**Cause:** {record.error}")
         lines.append(f"\n**Last {_lang_name(record.language)} Code:**")
     lines.append(f"```{fence}\n{record.final_code.rstrip()}\n```")
     result = outputs_text(record.outputs)
@@ -123,6 +125,8 @@ def to_plain(record: RunRecord, *, history: bool = True, metrics: bool = True) -
         lines.append(f"error: {err.category}: {err.summary()}")
         if err.root_cause:
             lines.append(f"root cause: {err.root_cause}")
+    if record.error:
+        lines.append(f"stopped: {record.stop_reason.replace('_', ' ')}: {record.error}")
     lines.append("--- code ---")
     lines.append(record.final_code.rstrip())
     result = outputs_text(record.outputs)

@@ -245,6 +245,8 @@ StopReason = Literal[
     "token_budget",
     "no_improve",
     "cancelled",
+    "provider_unavailable",
+    "provider_error",
 ]
 
 
@@ -265,6 +267,9 @@ class RunRecord:
     backend: str = ""
     check: str | None = None
     focus: str = "fix_errors"
+    error: str | None = None
+    """Why the run ended without a result when the model could not be asked (the provider's
+    message); the attempts made before it are kept."""
 
     @property
     def cache_keys(self) -> tuple[str, ...]:
@@ -292,6 +297,7 @@ class RunRecord:
             "backend": self.backend,
             "check": self.check,
             "focus": self.focus,
+            "error": self.error,
         }
 
     @classmethod
@@ -310,6 +316,7 @@ class RunRecord:
             backend=str(data.get("backend", "")),
             check=data.get("check"),
             focus=str(data.get("focus", "fix_errors")),
+            error=data.get("error"),
         )
 
 
@@ -320,6 +327,8 @@ class FlowEvent:
     Kinds: `start`, `generating` (data: phase), `delta` (data: text), `code` (data: code),
     `scan` (data: findings), `executing`, `output` (data: output), `executed` (data:
     status, duration_s), `attempt` (data: the attempt dict), `install` (data: package), `finished` (data: the record dict).
+    `generating` carries `retry` (the cause) when a broken answer is asked for again, and
+    `improve_skipped` (data: error) says the model could not be asked for an improvement.
     """
 
     kind: str
