@@ -271,7 +271,14 @@ async def arun_batch(
     await pool.start()  # kernels first: they come up while the SDK is imported
     for _ in range(3):
         await asyncio.sleep(0)
-    provider = await asyncio.to_thread(make_provider, settings, work_dir=wd, cache_mode=cache_mode)
+    try:
+        provider = await asyncio.to_thread(
+            make_provider, settings, work_dir=wd, cache_mode=cache_mode
+        )
+    except BaseException:
+        if own_pool:  # the kernels were already starting
+            await pool.shutdown()
+        raise
     scanner, blocking, fmt = _security_hooks()
     redact = _redactor(settings)
     results: list[RunRecord | None] = [None] * len(items)

@@ -141,10 +141,20 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                 f"unexpected argument {item!r}: quote the request, and give settings as key=value"
             )
     settings = load_settings(overrides, config_file=args.config, work_dir=work_dir, extra=extra)
-    # The environment's cache mode too, before a kernel starts or a file is written.
-    from .providers import resolve_cache_mode
+    # The environment's cache mode and the model names too, before a kernel starts.
+    from .providers import PROVIDERS, resolve_cache_mode, split_model
 
     resolve_cache_mode(cache_mode_from_args(args), settings.cache.mode)
+    for key, spec in (
+        ("generation.model", settings.generation.model),
+        ("improvement.model", settings.improvement.model),
+    ):
+        provider, name = split_model(spec) if spec else ("anthropic", "default")
+        if provider not in PROVIDERS or not name:
+            raise UsageError(
+                f"{key}: {spec!r} is not a model; write anthropic:<model>, openai:<model> "
+                "or a bare Anthropic model name"
+            )
     return settings
 
 

@@ -14,7 +14,7 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +106,7 @@ def run_refused(
     codeflow: Any,
     tmp_path: Path,
     server: ModelServer,
-    args: list[str | bytes],
+    args: Sequence[str | bytes],
     messages: tuple[str, ...],
     *,
     stdin: bytes = b"",
@@ -119,7 +119,7 @@ def run_refused(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     before = snapshot(tmp_path)
-    res = codeflow(*args, stdin=stdin, env=env)
+    res: Result = codeflow(*args, stdin=stdin, env=env)
     assert_refused(res, *messages)
     assert snapshot(tmp_path) == before, "the command wrote into the work dir"
     assert not (tmp_path / ".codeflow").exists(), "a cache folder was made"
@@ -567,6 +567,20 @@ OPTION_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
         ("--work-dir is not a directory: nowhere",),
     ),
     ("missing-value", ["ask", "x", "--timeout"], ("argument --timeout: expected one argument",)),
+    (
+        "unknown-model-provider",
+        ["ask", "x", "--model", "gemini:pro"],
+        (
+            "generation.model: 'gemini:pro' is not a model; write anthropic:<model>, "
+            "openai:<model> or a bare Anthropic model name",
+        ),
+    ),
+    (
+        # checked before the kernel pool starts
+        "model-without-name",
+        ["batch", "f", "--model", "openai:"],
+        ("generation.model: 'openai:' is not a model",),
+    ),
 ]
 
 
@@ -583,6 +597,11 @@ def test_bad_option_is_refused(
 # -- dotted overrides and the environment -------------------------------------------------------
 
 OVERRIDE_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
+    (
+        "fix-model",
+        ["improvement.model=gemini:pro"],
+        ("improvement.model: 'gemini:pro' is not a model",),
+    ),
     (
         "unknown-name",
         ["generation.nope=1"],
@@ -1162,7 +1181,7 @@ async def test_api_arun_refuses_bad_arguments(api_env: Path, server: ModelServer
 def shell() -> Iterator[Any]:
     from IPython.core.interactiveshell import InteractiveShell
 
-    sh = InteractiveShell.instance()
+    sh: Any = InteractiveShell.instance()
     sh.run_cell("%load_ext codeflow_magic", store_history=False)
     yield sh
     sh.run_cell("%unload_ext codeflow_magic", store_history=False)
@@ -1234,6 +1253,13 @@ MAGIC_CASES: list[tuple[str, str, str, str]] = [
     ("unknown-focus", "--focus speed", "print hi", "argument --focus: invalid choice: 'speed'"),
     ("unknown-scan", "--scan paranoid", "print hi", "argument --scan: invalid choice: 'paranoid'"),
     ("unknown-option", "--bogus", "print hi", "unrecognized arguments: --bogus"),
+    ("help-is-not-an-option", "--help", "print hi", "unrecognized arguments: --help"),
+    (
+        "unknown-model-provider",
+        "--model gemini:pro",
+        "print hi",
+        "unknown model provider 'gemini' in 'gemini:pro'; use one of: anthropic, openai",
+    ),
     (
         "unclosed-quote",
         '--check "x == 1',
