@@ -199,6 +199,21 @@ def test_a_timeout_that_persists_names_the_wait(codeflow: Runner, server: ModelS
     assert len(server.requests) == 4
 
 
+@pytest.mark.kernel
+def test_an_improvement_the_api_refuses_leaves_the_working_code_standing(
+    codeflow: Runner, server: ModelServer
+) -> None:
+    server.enqueue(py("print(sum(range(10)))"))
+    server.add_rule(contains="", reply=Reply(status=529))  # the improvement request
+    res = codeflow("ask", "sum to nine", "--focus", "optimize", "--format", "json", "--no-cache")
+    assert res.code == 0, res.stderr
+    record = res.json()
+    assert record["success"] is True and record["stop_reason"] == "success"
+    assert record["error"] is None and len(record["attempts"]) == 1
+    assert record["outputs"][0]["text"] == "45\n"
+    assert [r.fault for r in server.requests] == [None] + ["status 529"] * 4
+
+
 # --- transient faults: retried, then invisible ------------------------------------------------
 
 
