@@ -12,7 +12,8 @@ or `headers` name one), `latency` (seconds before answering), `abort_after` (dro
 connection after N streamed text pieces), and `fault`, one of FAULTS:
 
 - `reset`: the connection is reset (RST, SO_LINGER 0) before any byte of the answer;
-- `hang`: no byte at all until the client gives up (or `hang_s` passes, or the server stops);
+- `hang`: no byte at all until the client gives up (or `hang_s`/`--hang` passes, or the
+  server stops), so a client's timeout decides how long it lasts;
 - `cut`: the stream stops mid-message, after half of the text pieces (or `abort_after`);
 - `cut_start`: the stream stops right after `message_start`, before any text;
 - `empty`: a complete 200 answer with no text at all;
@@ -20,7 +21,8 @@ connection after N streamed text pieces), and `fault`, one of FAULTS:
 
 Seeded random faults for soak tests: with `fault_rate` p (constructor, `set_faults`, `--fault-rate`
 with `--seed`), each model request independently gets, with probability p, one of
-RANDOM_FAULTS (or the given `fault_kinds`) instead of its scripted reply, which then stays in
+RANDOM_FAULTS (or the given `fault_kinds`; a random 429 asks to wait RANDOM_RETRY_AFTER
+seconds) instead of its scripted reply, which then stays in
 place for the retry: a faulted request consumes no queue entry and no rule use. The draws come
 from one `random.Random(seed)` in arrival order. Every recorded request notes the fault it got
 (`fault`), the status sent, and when it arrived and was answered (monotonic clock), so tests can
