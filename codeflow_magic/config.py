@@ -318,6 +318,14 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as a message quotes it: a huge one is cut, so the message stays one line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _reason(trait: Any, value: Any, shown: Any) -> str:
     """Why `value` (typed as `shown`) does not fit `trait`, and what would."""
     allowed = _allowed(trait)
@@ -327,15 +335,15 @@ def _reason(trait: Any, value: Any, shown: Any) -> str:
         and not isinstance(value, bool)
     ):
         if isinstance(value, float) and not math.isfinite(value):
-            return f"{shown!r} is not a finite number; expected {allowed}"
+            return f"{_show(shown)} is not a finite number; expected {allowed}"
         if isinstance(trait, Int) and isinstance(value, float) and not value.is_integer():
-            return f"{shown!r} is not a whole number; expected {allowed}"
-        return f"{shown!r} is out of range; expected {allowed}"
+            return f"{_show(shown)} is not a whole number; expected {allowed}"
+        return f"{_show(shown)} is out of range; expected {allowed}"
     hint = ""
     values = getattr(trait, "values", None)
     if values and isinstance(value, str):
         hint = did_you_mean(value.strip().lower(), [str(v) for v in values])
-    return f"{shown!r} is not allowed; expected {allowed}{hint}"
+    return f"{_show(shown)} is not allowed; expected {allowed}{hint}"
 
 
 def _coerce(trait: Any, value: Any) -> Any:
@@ -348,19 +356,21 @@ def _coerce(trait: Any, value: Any) -> Any:
                 return True
             if low in FALSE_WORDS:
                 return False
-            raise _Invalid(f"{value!r} is not allowed; expected {_allowed(trait)}")
+            raise _Invalid(f"{_show(value)} is not allowed; expected {_allowed(trait)}")
         if isinstance(trait, Int):
             try:
                 return int(text)
             except ValueError:
                 raise _Invalid(
-                    f"{value!r} is not a whole number; expected {_allowed(trait)}"
+                    f"{_show(value)} is not a whole number; expected {_allowed(trait)}"
                 ) from None
         if isinstance(trait, Float):
             try:
                 return float(text)
             except ValueError:
-                raise _Invalid(f"{value!r} is not a number; expected {_allowed(trait)}") from None
+                raise _Invalid(
+                    f"{_show(value)} is not a number; expected {_allowed(trait)}"
+                ) from None
         if isinstance(trait, List):
             return [p.strip() for p in text.split(",") if p.strip()]
         return text
@@ -391,8 +401,8 @@ def _split_key(key: str) -> tuple[str, str]:
     holders = [k for k in known if k.endswith("." + key)]  # `max_attempts` without a section
     hint = f" (did you mean {holders[0]!r}?)" if holders else did_you_mean(key, known)
     raise ConfigError(
-        f"unknown setting {key!r}{hint}; settings look like SECTION.NAME with SECTION one of "
-        + ", ".join(SECTIONS)
+        f"unknown setting {_show(key)}{hint}; settings look like SECTION.NAME with SECTION "
+        "one of " + ", ".join(SECTIONS)
     )
 
 
@@ -402,7 +412,7 @@ def _section_trait(section: str, name: str, key: str) -> Any:
         close = difflib.get_close_matches(name, list(traits), n=1, cutoff=0.6)
         hint = f" (did you mean '{section}.{close[0]}'?)" if close else ""
         raise ConfigError(
-            f"unknown setting {key!r}{hint}; {section} has: " + ", ".join(sorted(traits))
+            f"unknown setting {_show(key)}{hint}; {section} has: " + ", ".join(sorted(traits))
         )
     return traits[name]
 

@@ -678,6 +678,19 @@ OVERRIDE_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
 ]
 
 
+def test_a_huge_bad_value_is_quoted_short(
+    codeflow: Any, tmp_path: Path, server: ModelServer
+) -> None:
+    res = run_refused(
+        codeflow,
+        tmp_path,
+        server,
+        ["ask", "x", "generation.language=" + "p" * 100_000],
+        ("generation.language: 'pppp", "... (100002 characters) is not allowed; expected one of"),
+    )
+    assert len(res.stderr) < 300
+
+
 @pytest.mark.parametrize(
     ("overrides", "messages"), [pytest.param(o, m, id=i) for i, o, m in OVERRIDE_CASES]
 )
