@@ -23,6 +23,7 @@ import shutil
 import signal
 import tempfile
 import time
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from ..errors import BackendError, BackendUnavailable, UsageError
 from ..models import ExecutionResult, Output
 from ..secrets import scrub_env
 from .base import OutputCallback
-from .limits import OomWatch, exit_signal, signal_text, unresponsive_reason
+from .limits import OomWatch, exit_signal, kill_tagged, signal_text, unresponsive_reason
 from .messaging import SnippetExecutorMixin
 from .outputs import OutputCollector, marked_drops
 from .snippets import (
@@ -65,6 +66,9 @@ _FAULTHANDLER_ARG = (
     "--IPKernelApp.exec_lines=__import__('faulthandler').enable("
     "file=getattr(__import__('sys').stderr, '_original_stdstream_copy', 2))"
 )
+TAG_VARIABLE = "CODEFLOW_KERNEL_TAG"
+"""Set in the kernel's environment: its descendants inherit it, so they can be found (and
+stopped) even after the kernel died and they were re-parented."""
 _CELL_FILE = re.compile(r'File "[^"]*ipykernel_\d+/\d+\.py"')
 
 
@@ -162,6 +166,7 @@ class KernelExecutor(SnippetExecutorMixin):
         self._log_path: Path | None = None
         self._log_mark = 0
         self._oom: OomWatch | None = None
+        self._tag = uuid.uuid4().hex
         self._start_lock = asyncio.Lock()
         self._exec_lock = asyncio.Lock()
 
@@ -186,6 +191,11 @@ class KernelExecutor(SnippetExecutorMixin):
         await self.shutdown()
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def _what(self) -> str:
+        """How messages name this kernel: `the kernel`, `the sandbox kernel`."""
+        return "the kernel" if self.name == "kernel" else f"the {self.name} kernel"
 
     @property
     def started(self) -> bool:
@@ -218,6 +228,7 @@ class KernelExecutor(SnippetExecutorMixin):
         env.update(self.extra_env)
         env["IPYTHONDIR"] = str(self._run_dir / "ipython")
         env["JUPYTER_RUNTIME_DIR"] = str(self._run_dir / "runtime")
+        env[TAG_VARIABLE] = self._tag
         return env
 
     async def _launch(self) -> None:
@@ -279,9 +290,7 @@ class KernelExecutor(SnippetExecutorMixin):
             tail = _log_tail(log_path)
             await _shutdown_quietly(km)
             self._remove_run_dir()
-            raise BackendError(
-                f"the {self.name} kernel could not start: {exc}{_said(tail)}"
-            ) from exc
+            raise BackendError(f"{self._what} could not start: {exc}{_said(tail)}") from exc
         self._km = km
         try:
             self._kc = await self._connect(km)
@@ -304,7 +313,7 @@ class KernelExecutor(SnippetExecutorMixin):
             await kc.wait_for_ready(timeout=self.startup_timeout)
         except RuntimeError as exc:
             kc.stop_channels()
-            raise BackendError(f"the {self.name} kernel did not become ready: {exc}") from exc
+            raise BackendError(f"{self._what} did not become ready: {exc}") from exc
         return kc  # type: ignore[no-any-return]
 
     async def _mark_ready(self) -> None:
@@ -334,6 +343,7 @@ class KernelExecutor(SnippetExecutorMixin):
             self._kc.stop_channels()
             self._kc = None
         mark = self._log_mark
+        await self._stop_strays()
         try:
             await km.restart_kernel(now=True)
             self._kc = await self._connect(km)
@@ -342,7 +352,7 @@ class KernelExecutor(SnippetExecutorMixin):
             await self._stop_kernel()
             why = f" after {cause}" if cause else ""
             raise BackendError(
-                f"the {self.name} kernel could not be restarted{why}: {exc}{_said(tail)}"
+                f"{self._what} could not be restarted{why}: {exc}{_said(tail)}"
             ) from exc
         await self._mark_ready()
 
@@ -398,7 +408,13 @@ class KernelExecutor(SnippetExecutorMixin):
                     await km.shutdown_kernel(now=True)
                 except Exception:
                     pass  # nothing more can be done; the run dir goes anyway
+        await self._stop_strays()
         self._remove_run_dir()
+
+    async def _stop_strays(self) -> None:
+        """Stop what the kernel started in sessions of its own (its process group is killed
+        with it; these are not): nothing the code started outlives its kernel."""
+        await asyncio.to_thread(kill_tagged, TAG_VARIABLE, self._tag)
 
     def _remove_run_dir(self) -> None:
         if self._log is not None:

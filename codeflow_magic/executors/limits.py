@@ -363,3 +363,28 @@ def cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def kill_tagged(key: str, value: str) -> int:
+    """SIGKILL every process whose environment holds `key=value`; returns how many.
+
+    A child the kernel started in a session of its own escapes the kernel's process group, and
+    once the kernel is dead no parent link leads to it; the environment it inherited still does.
+    """
+    needle = f"{key}={value}".encode()
+    own = os.getpid()
+    killed = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == own:
+                continue
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                    environ = fh.read()
+            except OSError:
+                continue
+            if needle in environ.split(b"\0"):
+                with contextlib.suppress(OSError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+    return killed

@@ -480,11 +480,25 @@ exec "$@"
 """
 
 
+VANISHING = """#!/bin/sh
+# Starts the kernel once and removes itself: the next start cannot even be launched.
+rm -f "$0"
+exec "$@"
+"""
+
+
 def flaky_spec(root: Path) -> KernelSpecManager:
     script = root / "flaky-kernel.sh"
     script.write_text(FLAKY)
     script.chmod(0o755)
     return write_spec(root, "cf-flaky", [str(script), str(root / "started-once"), *KERNEL_ARGV])
+
+
+def vanishing_spec(root: Path) -> KernelSpecManager:
+    script = root / "vanishing-kernel.sh"
+    script.write_text(VANISHING)
+    script.chmod(0o755)
+    return write_spec(root, "cf-vanishing", [str(script), *KERNEL_ARGV])
 
 
 # --- 1. death mid-run --------------------------------------------------------------------------
@@ -560,6 +574,54 @@ async def test_local_kernel_oom_killed_in_a_memory_limited_group(
         finally:
             await ex.shutdown()
     fp.assert_clean(kernels_at_least=2)
+
+
+DETACHED_CHILD = (
+    "import subprocess\n"
+    "child = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+    "print(child.pid, flush=True)\n"
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_children_in_their_own_session_do_not_outlive_the_kernel(
+    backend: str, work_dir: Path
+) -> None:
+    """A child in a session of its own escapes the kernel's process group; it must still go
+    when the kernel dies and when the executor shuts down."""
+    require(backend)
+    with Footprint(work_dir, docker=backend == "docker") as fp:
+        ex = executor_for(backend, work_dir)
+        try:
+            await stdout_of(ex, DETACHED_CHILD)
+            sleepers = _sleepers(work_dir)
+            assert len(sleepers) == 1, sleepers
+            result = await run(ex, DETACHED_CHILD + "import os, time\ntime.sleep(0.3)\nos._exit(1)")
+            assert result.status == "died", result
+            assert wait_until(lambda: not any(running(p) for p in sleepers))
+            assert len(_sleepers(work_dir)) == 0, "the dead kernel's children are gone"
+            await stdout_of(ex, DETACHED_CHILD)
+            sleepers = _sleepers(work_dir)
+            assert len(sleepers) == 1, sleepers
+        finally:
+            await ex.shutdown()
+        assert wait_until(lambda: not any(running(p) for p in sleepers))
+    fp.assert_clean(kernels_at_least=2)
+
+
+def _sleepers(work_dir: Path) -> list[Proc]:
+    """`sleep 600` processes started from the work dir (the children these tests start)."""
+    found: list[Proc] = []
+    for pid in _pids():
+        stat = _stat(pid)
+        if (
+            stat is not None
+            and stat[1] != "Z"
+            and _argv(pid) == ["sleep", "600"]
+            and _link(f"/proc/{pid}/cwd") == str(work_dir)
+        ):
+            found.append(Proc(pid, stat[2]))
+    return found
 
 
 async def test_local_kernel_killed_from_outside_is_not_called_oom(work_dir: Path) -> None:
@@ -739,7 +801,7 @@ async def test_failed_restart_after_death_is_a_backend_error(
                 await run(ex, EXIT_CODE)
             message = str(failed.value)
             assert message.startswith(
-                "the kernel kernel could not be restarted after it died (exit code 1)"
+                "the kernel could not be restarted after it died (exit code 1)"
             ), message
             assert "the kernel said:\nflaky kernel: the environment is gone" in message
             # Nothing half-alive: the executor let go of the kernel and its run dir.
@@ -748,6 +810,29 @@ async def test_failed_restart_after_death_is_a_backend_error(
             with pytest.raises(BackendError, match="did not become ready") as again:
                 await run(ex, "print(1)")
             assert "flaky kernel: the environment is gone" in str(again.value)
+            assert not ex.started and ex.run_dir is None
+        finally:
+            await ex.shutdown()
+    fp.assert_clean(kernels_at_least=1)
+
+
+async def test_restart_that_cannot_launch_is_a_backend_error(
+    work_dir: Path, tmp_path: Path
+) -> None:
+    specs = vanishing_spec(tmp_path)
+    with Footprint(work_dir) as fp:
+        ex = KernelExecutor(
+            work_dir=work_dir, kernel_name="cf-vanishing", kernel_spec_manager=specs
+        )
+        try:
+            assert (await stdout_of(ex, "print('once')")).strip() == "once"
+            with pytest.raises(BackendError) as failed:
+                await run(ex, SEGFAULT_CODE)
+            message = str(failed.value)
+            assert message.startswith(
+                "the kernel could not be restarted after it died (exit code -11): killed by SIGSEGV"
+            ), message
+            assert "No such file or directory" in message and "vanishing-kernel.sh" in message
             assert not ex.started and ex.run_dir is None
         finally:
             await ex.shutdown()
@@ -778,7 +863,7 @@ async def test_failed_restart_after_ignored_interrupt(work_dir: Path, tmp_path: 
 # --- 5. whole CLI runs: the flow, the fix request, and nothing left behind ----------------------
 
 
-def codeflow_cli(
+def ask(
     server: ModelServer,
     work_dir: Path,
     *args: str,
@@ -788,9 +873,11 @@ def codeflow_cli(
     clean = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("ANTHROPIC_", "OPENAI_", "CODEFLOW_"))
+        if not k.startswith(("ANTHROPIC_", "OPENAI_", "CODEFLOW_")) and k != "PYTEST_CURRENT_TEST"
     }
-    clean["XDG_CONFIG_HOME"] = str(work_dir.parent / f"{work_dir.name}-config")
+    home = work_dir / ".home"  # removed with the work dir
+    clean["XDG_CONFIG_HOME"] = str(home / ".config")
+    clean["XDG_CACHE_HOME"] = str(home / ".cache")
     clean.update(server.env())
     clean.update(env or {})
     return subprocess.run(
@@ -889,7 +976,7 @@ def test_cli_run_recovers_from_death(case: CliDeath, work_dir: Path) -> None:
         server.add_rule(contains="Error class: environment", reply=fenced(FIXED), times=1)
         server.add_rule(contains="crash on purpose", reply=fenced(case.code), times=1)
         with Footprint(work_dir, docker=case.backend == "docker") as fp:
-            proc = codeflow_cli(
+            proc = ask(
                 server,
                 work_dir,
                 "crash on purpose",
@@ -918,7 +1005,7 @@ def test_cli_run_in_a_memory_limited_group_recovers_from_oom_kill(
         server.add_rule(contains="use all memory", reply=fenced(GROW_CODE), times=1)
         before = memory_group.oom_kills()
         with Footprint(work_dir) as fp:
-            proc = codeflow_cli(
+            proc = ask(
                 server,
                 work_dir,
                 "use all memory",
@@ -937,7 +1024,7 @@ def test_cli_ignored_interrupt_is_explained_to_the_model(work_dir: Path) -> None
         server.add_rule(contains="Error class: environment", reply=fenced(FIXED), times=1)
         server.add_rule(contains="spin forever", reply=fenced(SIGN_IGNORED_CODE), times=1)
         with Footprint(work_dir) as fp:
-            proc = codeflow_cli(
+            proc = ask(
                 server,
                 work_dir,
                 "spin forever",
@@ -962,7 +1049,7 @@ def test_cli_failed_restart_exits_4_without_traceback(work_dir: Path, tmp_path: 
     with ModelServer() as server:
         server.add_rule(contains="crash on purpose", reply=fenced(EXIT_CODE))
         with Footprint(work_dir) as fp:
-            proc = codeflow_cli(
+            proc = ask(
                 server,
                 work_dir,
                 "crash on purpose",
