@@ -35,9 +35,12 @@ from modelserver import ModelServer, Reply  # noqa: E402
 
 # (scenario, weight): what the model server does for the request's first call.
 SCENARIOS: tuple[tuple[str, int], ...] = (
-    ("ok", 50),
-    ("api_transient", 12),
-    ("api_persistent", 6),
+    ("ok", 40),
+    ("api_transient", 10),
+    ("api_reset", 6),
+    ("stream_cut", 6),
+    ("no_code", 6),
+    ("api_persistent", 5),
     ("kernel_exit", 12),
     ("kernel_segfault", 8),
     ("runtime_error", 12),
@@ -143,6 +146,12 @@ def script(server: ModelServer, n: int, seed: int) -> dict[int, str]:
         if scenario == "api_transient":
             status = rng.choice([429, 500, 529])
             server.add_rule(tag, Reply(status=status, headers={"retry-after-ms": "10"}), times=1)
+        elif scenario == "api_reset":
+            server.add_rule(tag, Reply(fault="reset"), times=1)
+        elif scenario == "stream_cut":
+            server.add_rule(tag, Reply(text=block("print('half"), fault="cut"), times=1)
+        elif scenario == "no_code":
+            server.add_rule(tag, Reply(fault="prose"), times=1)
         elif scenario == "api_persistent":
             server.add_rule(tag, Reply(status=529, headers={"retry-after-ms": "10"}))
         elif scenario in BAD_CODE:
@@ -164,14 +173,19 @@ def check(index: int, scenario: str, data: dict[str, Any]) -> tuple[str, str | N
     texts = "".join(str(o.get("text", "")) for o in data.get("outputs", []))
     if f"soak {index} ok {index * 2}" not in texts:
         return "other", f"{index}: output {texts[:120]!r} is not this request's"
-    if scenario in ("ok", "api_transient"):
+    if scenario in ("ok", "api_transient", "api_reset", "stream_cut"):
         if len(attempts) != 1:
             return "other", f"{index} ({scenario}): {len(attempts)} attempts, expected 1"
-        return ("success" if scenario == "ok" else "success after API retry"), None
+        return {
+            "ok": "success",
+            "api_transient": "success after an API error was retried",
+            "api_reset": "success after a connection reset was retried",
+            "stream_cut": "success after a cut stream was asked again",
+        }[scenario], None
     if len(attempts) != 2 or attempts[0].get("error") is None:
         return "other", f"{index} ({scenario}): expected a failed attempt then a fix"
     category = attempts[0]["error"]["category"]
-    expected = "runtime" if scenario == "runtime_error" else "environment"
+    expected = {"runtime_error": "runtime", "no_code": "syntax"}.get(scenario, "environment")
     if category != expected:
         return "other", f"{index} ({scenario}): first attempt classified {category}"
     return f"fixed after {scenario.replace('_', ' ')}", None
