@@ -40,8 +40,13 @@ from codeflow_magic.errors import BackendError
 from codeflow_magic.executors import make_executor
 from codeflow_magic.executors.bwrap import sandbox_problem
 from codeflow_magic.executors.docker import LABEL, daemon_problem, leftover_containers
-from codeflow_magic.executors.kernel import KernelExecutor
-from codeflow_magic.executors.limits import CGROUP_ROOT, cgroup_problem, leftover_cgroups
+from codeflow_magic.executors.kernel import KernelExecutor, native_stack
+from codeflow_magic.executors.limits import (
+    CGROUP_ROOT,
+    cgroup_problem,
+    exit_signal,
+    leftover_cgroups,
+)
 from codeflow_magic.models import ExecutionResult, Output
 
 pytestmark = [pytest.mark.kernel]
@@ -295,7 +300,8 @@ class Footprint:
             f"the watch saw {len(self.kernels)} kernel(s), expected {kernels_at_least}: "
             f"{self.kernels}"
         )
-        assert self.run_dirs, "the watch found no run directory"
+        # The executor's own run dir (connection file, or the log the launcher writes to).
+        assert any(os.path.basename(d).startswith("cf-") for d in self.run_dirs), self.run_dirs
         wait_until(lambda: not self.leftovers())
         left = self.leftovers()
         assert not left, "left behind:\n" + "\n".join(left)
@@ -499,6 +505,85 @@ def vanishing_spec(root: Path) -> KernelSpecManager:
     script.write_text(VANISHING)
     script.chmod(0o755)
     return write_spec(root, "cf-vanishing", [str(script), *KERNEL_ARGV])
+
+
+# --- how a fault is put into words (pure) -----------------------------------------------------
+
+FAULT_LOG = """[IPKernelApp] WARNING | something at start
+Fatal Python error: Segmentation fault
+
+Thread 0x00007f00 (most recent call first):
+  File "/usr/lib/python3.11/threading.py", line 320 in wait
+
+Current thread 0x00007f01 (most recent call first):
+  File "/usr/lib/python3.11/ctypes/__init__.py", line 519 in string_at
+  File "/tmp/ipykernel_77/1155308586.py", line 3 in crash
+  File "/tmp/ipykernel_77/1155308586.py", line 5 in <module>
+  File "/venv/lib/python3.11/site-packages/IPython/core/interactiveshell.py", line 3823 in run_code
+
+Extension modules: zmq.backend.cython._zmq (total: 1)
+"""
+
+
+def test_native_stack_reads_like_a_traceback_cut_at_the_cell() -> None:
+    assert native_stack(FAULT_LOG) == (
+        "Fatal Python error: Segmentation fault (most recent call last):\n"
+        '  File "<cell>", line 5 in <module>\n'
+        '  File "<cell>", line 3 in crash\n'
+        '  File "/usr/lib/python3.11/ctypes/__init__.py", line 519 in string_at'
+    )
+    assert native_stack("[IPKernelApp] nothing fatal here\n") == ""
+    died = ExecutionResult(
+        status="died",
+        ename="KernelDied",
+        evalue="the kernel died (exit code -11): killed by SIGSEGV",
+        traceback=(native_stack(FAULT_LOG),),
+        detail="killed by SIGSEGV",
+    )
+    error = classify(died, "import ctypes\ndef crash():\n    ctypes.string_at(0)\n\ncrash()")
+    assert error.line == 3 and error.source_line == "    ctypes.string_at(0)"
+
+
+@pytest.mark.parametrize(
+    ("code", "shell", "expected"),
+    [
+        (-11, False, signal.SIGSEGV),
+        (139, True, signal.SIGSEGV),
+        (137, True, signal.SIGKILL),
+        (139, False, None),  # a plain process that exited with 139 was not signalled
+        (1, True, None),
+        (0, False, None),
+        (None, True, None),
+    ],
+)
+def test_exit_status_to_signal(code: int | None, shell: bool, expected: int | None) -> None:
+    assert exit_signal(code, shell_convention=shell) == expected
+
+
+def test_timeout_classification_carries_why_the_interrupt_failed() -> None:
+    result = ExecutionResult(
+        status="timeout",
+        ename="TimeoutError",
+        evalue="execution exceeded 2s; kernel restarted, state lost",
+        restarted=True,
+        state_kept=False,
+        detail="the run ignored the interrupt for 2s: the kernel process was stopped",
+    )
+    error = classify(result, "x")
+    assert error.category == "environment"
+    assert error.evalue.endswith(
+        "(the run ignored the interrupt for 2s: the kernel process was stopped)"
+    )
+    kept = classify(
+        ExecutionResult(
+            status="timeout",
+            ename="TimeoutError",
+            evalue="execution exceeded 2s; interrupted, state kept",
+            detail="the run was interrupted after the time limit",
+        ),
+        "x",
+    )
+    assert kept.evalue == "execution exceeded 2s; interrupted, state kept"
 
 
 # --- 1. death mid-run --------------------------------------------------------------------------
