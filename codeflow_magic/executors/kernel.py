@@ -319,11 +319,7 @@ class KernelExecutor(SnippetExecutorMixin):
     async def _mark_ready(self) -> None:
         """Remember where the kernel log and the OOM counter stood when this kernel started:
         a later death is explained by what changed since."""
-        if self._log_path is not None:
-            try:
-                self._log_mark = self._log_path.stat().st_size
-            except OSError:
-                self._log_mark = 0
+        self._log_mark = _log_size(self._log_path)
         # Sandboxes and containers explain OOM kills through their own cgroups.
         self._oom = OomWatch.of(await self._kernel_pid()) if self.death_reason is None else None
 
@@ -342,7 +338,7 @@ class KernelExecutor(SnippetExecutorMixin):
         if self._kc is not None:
             self._kc.stop_channels()
             self._kc = None
-        mark = self._log_mark
+        mark = _log_size(self._log_path)  # only what the new kernel says explains its failure
         await self._stop_strays()
         try:
             await km.restart_kernel(now=True)
@@ -654,6 +650,13 @@ class KernelExecutor(SnippetExecutorMixin):
             if self._oom.count is None:  # no counter to read: it may have been
                 return f"killed by {signal_text(signum)}, possibly by the out-of-memory killer"
         return f"killed by {signal_text(signum)}"
+
+
+def _log_size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
 
 
 def _said(tail: str) -> str:
