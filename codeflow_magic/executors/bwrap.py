@@ -155,6 +155,10 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
     _run_dir: str | None = None
     _cgroups: CgroupSet | None = None
     _launches = 0
+    # Safety nets for a host process that ends without shutting the kernel down (an
+    # exception, a closed pipe): run at garbage collection or interpreter exit.
+    _run_dir_guard: weakref.finalize | None = None  # type: ignore[type-arg]
+    _cgroup_guard: weakref.finalize | None = None  # type: ignore[type-arg]
     exit_status_is_shell = True
     """bwrap reports a kernel killed by signal n as exit status 128+n."""
 
@@ -267,6 +271,7 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
         if self._run_dir is None or not os.path.isdir(self._run_dir):
             # Short path: unix socket paths are limited to 107 bytes.
             self._run_dir = tempfile.mkdtemp(prefix="cfbw-", dir="/tmp")
+            self._run_dir_guard = weakref.finalize(self, shutil.rmtree, self._run_dir, True)
             os.chmod(self._run_dir, 0o700)
             if os.geteuid() == 0:
                 os.chown(self._run_dir, self.uid, self.uid)
@@ -286,6 +291,7 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
             self._destroy_cgroups()
             self._cgroups = CgroupSet(f"{CGROUP_PREFIX}{self._sid()}-{self._launches}", limits)
             self._cgroups.create()
+            self._cgroup_guard = weakref.finalize(self, _destroy_quietly, self._cgroups)
             cg_files = [str(p) for p in self._cgroups.procs_files]
         prlimit = tool("prlimit")
         assert prlimit is not None
@@ -365,6 +371,9 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
             self._note_death()
             self._cgroups.destroy()
             self._cgroups = None
+        if self._cgroup_guard is not None:
+            self._cgroup_guard.detach()
+            self._cgroup_guard = None
 
     async def kill(self, restart: bool = False) -> None:
         await super().kill(restart=restart)
@@ -378,12 +387,19 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
         self._destroy_cgroups()
         if not restart:
             _ACTIVE.pop(self._sid(), None)
-            if self._run_dir:
-                shutil.rmtree(self._run_dir, ignore_errors=True)
-                self._run_dir = None
+            if self._run_dir_guard is not None:
+                self._run_dir_guard()
+                self._run_dir_guard = None
+            self._run_dir = None
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
         return min(recommended, 3.0)
+
+
+def _destroy_quietly(cgroups: CgroupSet) -> None:
+    """Kill what is left in a kernel's cgroups and remove them; never raises (runs at exit)."""
+    with contextlib.suppress(Exception):
+        cgroups.destroy(timeout=2.0)
 
 
 def sandbox_death_reason(sandbox_id: str) -> Callable[[], Awaitable[str]]:

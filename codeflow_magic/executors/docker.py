@@ -11,6 +11,7 @@ container is kept until cleanup so that `State.OOMKilled` can explain a death.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -133,6 +134,10 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
     _run_dir: str | None = None
     _container: str | None = None
     _launches = 0
+    # Safety nets for a host process that ends without shutting the kernel down: the
+    # container would outlive it (killing the docker CLI does not stop it).
+    _run_dir_guard: weakref.finalize | None = None  # type: ignore[type-arg]
+    _container_guard: weakref.finalize | None = None  # type: ignore[type-arg]
     exit_status_is_shell = True
     """`docker run` reports a kernel killed by signal n as exit status 128+n."""
 
@@ -169,6 +174,7 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
             grant_work_dir(work_dir, uid, "container", check=False)
         if self._run_dir is None or not os.path.isdir(self._run_dir):
             self._run_dir = tempfile.mkdtemp(prefix="cfdk-", dir="/tmp")
+            self._run_dir_guard = weakref.finalize(self, shutil.rmtree, self._run_dir, True)
             os.chmod(self._run_dir, 0o700)
             if os.geteuid() == 0:
                 os.chown(self._run_dir, uid, gid)
@@ -182,6 +188,7 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
         await self._remove_container()
         self._launches += 1
         self._container = f"{CONTAINER_PREFIX}{self._sid()}-{self._launches}"
+        self._container_guard = weakref.finalize(self, _remove_quietly, self._container)
         limits = self.limits
         tmp = parse_size(self.tmp_size, what="tmp size")
         env = {
@@ -284,6 +291,9 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
             await self._note_death()
             await _docker("rm", "-f", self._container)
             self._container = None
+        if self._container_guard is not None:
+            self._container_guard.detach()
+            self._container_guard = None
 
     async def kill(self, restart: bool = False) -> None:
         if self._container:
@@ -307,12 +317,19 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
         await self._remove_container()
         if not restart:
             _ACTIVE.pop(self._sid(), None)
-            if self._run_dir:
-                shutil.rmtree(self._run_dir, ignore_errors=True)
-                self._run_dir = None
+            if self._run_dir_guard is not None:
+                self._run_dir_guard()
+                self._run_dir_guard = None
+            self._run_dir = None
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
         return min(recommended, 3.0)
+
+
+def _remove_quietly(container: str) -> None:
+    """`docker rm -f` a kernel container; never raises (runs at garbage collection or exit)."""
+    with contextlib.suppress(Exception):
+        _docker_sync("rm", "-f", container, timeout=60)
 
 
 def docker_death_reason(sandbox_id: str) -> Callable[[], Awaitable[str]]:

@@ -167,6 +167,7 @@ class KernelExecutor(SnippetExecutorMixin):
         self._log_mark = 0
         self._oom: OomWatch | None = None
         self._tag = uuid.uuid4().hex
+        self._stray_guard: weakref.finalize | None = None  # type: ignore[type-arg]
         self._start_lock = asyncio.Lock()
         self._exec_lock = asyncio.Lock()
 
@@ -243,6 +244,9 @@ class KernelExecutor(SnippetExecutorMixin):
         (run_dir / "runtime").mkdir()
         self._run_dir = run_dir
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(run_dir), True)
+        # A host that ends without shutdown (an exception, a closed pipe) still stops the
+        # kernel's processes: at garbage collection or interpreter exit.
+        self._stray_guard = weakref.finalize(self, kill_tagged, TAG_VARIABLE, self._tag)
         kwargs: dict[str, Any] = {
             "kernel_name": self.kernel_name,
             "transport": "ipc",
@@ -405,6 +409,9 @@ class KernelExecutor(SnippetExecutorMixin):
                 except Exception:
                     pass  # nothing more can be done; the run dir goes anyway
         await self._stop_strays()
+        if self._stray_guard is not None:
+            self._stray_guard.detach()
+            self._stray_guard = None
         self._remove_run_dir()
 
     async def _stop_strays(self) -> None:

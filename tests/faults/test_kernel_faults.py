@@ -947,7 +947,51 @@ async def test_failed_restart_after_ignored_interrupt(work_dir: Path, tmp_path: 
     fp.assert_clean(kernels_at_least=1)
 
 
-# --- 5. whole CLI runs: the flow, the fix request, and nothing left behind ----------------------
+# --- 5. a host that ends without shutting its kernel down ---------------------------------------
+
+ABANDONING_HOST = """
+import asyncio, sys
+from pathlib import Path
+from codeflow_magic.config import load_settings
+from codeflow_magic.executors import make_executor
+
+async def main() -> None:
+    work_dir = Path(sys.argv[2])
+    settings = load_settings(extra={"execution.memory_limit": "512m"}, work_dir=work_dir)
+    ex = make_executor(settings, work_dir=work_dir, backend=sys.argv[1])
+    died = await ex.execute("import ctypes\\nctypes.string_at(0)", timeout=120)
+    assert died.status == "died", died
+    child = await ex.execute(sys.argv[3], timeout=120)
+    assert child.ok, child
+    print("abandoning", flush=True)
+    raise RuntimeError("the host gives up without shutting the kernel down")
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_host_that_ends_without_shutdown_leaves_nothing(backend: str, work_dir: Path) -> None:
+    """An API user whose program raises (or a pipe that closes) never calls shutdown: the
+    kernel, its detached children, its cgroups, container and run dirs still go at exit."""
+    require(backend)
+    with Footprint(work_dir, docker=backend == "docker") as fp:
+        proc = subprocess.run(
+            [sys.executable, "-c", ABANDONING_HOST, backend, str(work_dir), DETACHED_CHILD],
+            cwd=work_dir.parent,
+            env={k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == "abandoning\n", proc.stderr
+    assert "the host gives up" in proc.stderr
+    fp.assert_clean(kernels_at_least=2)
+
+
+# --- 6. whole CLI runs: the flow, the fix request, and nothing left behind ----------------------
 
 
 def ask(
