@@ -377,7 +377,9 @@ class OutputCollector:
         self._rich_chars = 0
         self._rich_sizes: dict[int, int] = {}
         self._note: Output | None = None
-        self._noted: list[tuple[str, int]] = []
+        self._noted_count = 0
+        self._noted_chars = 0
+        self._noted_mime = ""
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -453,7 +455,10 @@ class OutputCollector:
             return True
         dropped = cost - self._frame
         self.dropped_chars += dropped
-        self._noted.append((max(sizes, key=lambda m: sizes[m]) if sizes else "empty", dropped))
+        if not self._noted_count:
+            self._noted_mime = max(sizes, key=lambda m: sizes[m]) if sizes else "empty"
+        self._noted_count += 1
+        self._noted_chars += dropped
         if self._note is not None:
             self._note["data"] = {"text/plain": self._note_text()}
             return False
@@ -463,13 +468,12 @@ class OutputCollector:
         return True
 
     def _note_text(self) -> str:
-        if len(self._noted) == 1:
-            mime, chars = self._noted[0]
-            return rich_drop_note(mime, chars, self.max_chars)
-        chars = sum(c for _, c in self._noted)
+        if self._noted_count == 1:
+            return rich_drop_note(self._noted_mime, self._noted_chars, self.max_chars)
         return (
-            f"[codeflow: {len(self._noted):,} outputs of {chars:,} characters dropped: over the "
-            f"{self.max_chars:,}-character output cap (execution.max_output_chars)]"
+            f"[codeflow: {self._noted_count:,} outputs of {self._noted_chars:,} characters "
+            f"dropped: over the {self.max_chars:,}-character output cap "
+            "(execution.max_output_chars)]"
         )
 
     def _update_rich(self, out: Output, content: Mapping[str, Any]) -> None:
