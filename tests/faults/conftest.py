@@ -78,3 +78,22 @@ def codeflow_cli(tmp_path: Path) -> Callable[..., CLIResult]:
         return CLIResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture
+def codeflow_popen(tmp_path: Path) -> Callable[..., subprocess.Popen[str]]:
+    """Start `codeflow ARGS...` in tmp_path without waiting (stdout and stderr piped, text)."""
+
+    def start(
+        *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*CODEFLOW_CLI, *args],
+            cwd=cwd or tmp_path,
+            env=faults_env(tmp_path, env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    return start
