@@ -31,6 +31,7 @@ import re
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,8 @@ def read_notebook(path: Path) -> Any:
             f"{path}: not a notebook: the JSON is {kind}, not an object with cells and nbformat"
         )
     missing = [key for key in ("cells", "nbformat") if key not in data]
+    if "worksheets" in data and "nbformat" in data:
+        missing = []  # an nbformat 3 notebook: converted below
     if missing:
         names = " and ".join(missing)
         raise UsageError(f"{path}: not a notebook: the JSON object has no {names}")
@@ -225,11 +228,14 @@ def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder, synced, then `os.replace`.
 
     A run killed at any point leaves either the old file or the new one (at worst a hidden
-    `.NAME.*.tmp` beside it, which the next run on the file removes). Lone surrogates, which
-    UTF-8 cannot encode, are written as U+FFFD rather than failing the whole write.
+    `.NAME.*.tmp` beside it, which the next run on the file removes). A symlink keeps pointing
+    at the notebook: its target is replaced. Lone surrogates, which UTF-8 cannot encode, are
+    written as U+FFFD rather than failing the whole write.
     """
     if _SURROGATES.search(text):
         text = _SURROGATES.sub("\ufffd", text)
+    if path.is_symlink():
+        path = path.resolve()  # replace the file the link points to, not the link
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -346,7 +352,14 @@ def _raise_stopped(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def stop_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM raise `Stopped` (outside the kernel's run, which has its own)."""
+    """SIGINT and SIGTERM raise `Stopped` (outside the kernel's run, which has its own).
+
+    Only the main thread may set signal handlers; called from another thread, the process's
+    own handling stays as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     install_stop_handlers()
     try:
@@ -357,8 +370,9 @@ def stop_signals() -> Iterator[None]:
 
 
 def install_stop_handlers() -> None:
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, _raise_stopped)
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _raise_stopped)
 
 
 def signal_name(signum: int) -> str:

@@ -26,7 +26,7 @@ import pytest
 from modelserver import ModelServer
 
 from codeflow_magic.models import RECORD_MIME
-from codeflow_magic.runner import write_atomic
+from codeflow_magic.runner import read_notebook, write_atomic
 
 PY = "```python\n{}\n```"
 
@@ -110,6 +110,20 @@ def test_write_atomic_keeps_the_mode_and_writes_what_utf8_can_hold(tmp_path: Pat
     nested = tmp_path / "new" / "folder" / "report.md"
     write_atomic(nested, "# report\n")
     assert nested.read_text(encoding="utf-8") == "# report\n"
+    link = tmp_path / "link.ipynb"
+    link.symlink_to(target.name)
+    write_atomic(link, "new")
+    assert link.is_symlink() and target.read_text(encoding="utf-8") == "new"
+
+
+def test_an_nbformat_3_notebook_is_read_as_version_4(tmp_path: Path) -> None:
+    v3 = nbformat.v3.new_notebook(
+        worksheets=[nbformat.v3.new_worksheet(cells=[nbformat.v3.new_code_cell("1 + 1")])]
+    )
+    path = tmp_path / "old.ipynb"
+    path.write_text(nbformat.v3.writes_json(v3), encoding="utf-8")
+    nb = read_notebook(path)
+    assert nb.nbformat == 4 and nb.cells[0].source == "1 + 1"
 
 
 @pytest.mark.kernel
