@@ -29,6 +29,7 @@ import json
 import os
 import re
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -285,13 +286,47 @@ def remove_stale_temps(path: Path) -> int:
 # -- locks ----------------------------------------------------------------------------------
 
 
+def lock_folder() -> Path:
+    """The user's private folder for notebook locks: under XDG_CACHE_HOME (or ~/.cache), else
+    a temp folder that only this account may write. Never a shared folder another account
+    could plant links in (a pid is written into each lock file)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    candidates = [
+        Path(base) / "codeflow" / "locks",
+        Path(tempfile.gettempdir()) / f"codeflow-{uid}-locks",
+    ]
+    for folder in candidates:
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = folder.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_mode & 0o022:
+            continue
+        if uid is not None and info.st_uid != uid:
+            continue
+        return folder
+    raise BackendError(
+        "no private folder for notebook locks: "
+        + " and ".join(str(c) for c in candidates)
+        + " cannot be made or are not this account's own"
+    )
+
+
 def lock_file(path: Path) -> Path:
-    """The lock file of a notebook: in a private folder under the temp dir, not beside it."""
+    """The lock file of a notebook, named by its resolved path (kept out of its folder)."""
     key = hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()
-    uid = getattr(os, "getuid", lambda: 0)()
-    folder = Path(tempfile.gettempdir()) / f"codeflow-{uid}-locks"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder / f"{key[:32]}.lock"
+    return lock_folder() / f"{key[:32]}.lock"
+
+
+def _write_holder(lock: Path, text: str) -> None:
+    flags = os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(lock, flags)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def _holder(lock: Path) -> str:
@@ -334,12 +369,12 @@ def notebook_locks(paths: dict[Path, Path], *, wait: bool) -> Iterator[None]:
                 )
                 lock.acquire()
             held.append((lock, lock_path))
-            lock_path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+            _write_holder(lock_path, f"{os.getpid()}\n")
         yield
     finally:
         for lock, lock_path in reversed(held):
             with contextlib.suppress(OSError):
-                lock_path.write_text("", encoding="utf-8")
+                _write_holder(lock_path, "")
             lock.release()
 
 

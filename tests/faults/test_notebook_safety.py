@@ -74,11 +74,12 @@ def is_valid_notebook(raw: bytes) -> bool:
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Every file under `root` with its size and modification time."""
+    """Every file under `root` with its size and modification time, but for the private
+    config and cache folders the runs are given (the notebook locks live there)."""
     return {
         str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns)
         for path in sorted(root.rglob("*"))
-        if path.is_file()
+        if path.is_file() and path.relative_to(root).parts[0] not in (".cache", ".config")
     }
 
 
