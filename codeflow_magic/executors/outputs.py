@@ -5,9 +5,9 @@ merge, what a flood leaves behind, what the model gets to read — are testable 
 The collector stays memory-bounded while a flood streams in: past the head budget only a tail
 window of stream text is kept, so `print('x' * 10**8)` never sits in memory twice. Stream text is
 kept the way a terminal (and JupyterLab) shows it: a carriage return rewrites its line, so 100,000
-progress updates leave one line. Rich outputs (images, HTML, JSON) have a budget of the same size,
-and text that cannot be written as UTF-8 (lone surrogates from bytes decoded with
-`surrogateescape`) becomes U+FFFD, so every kept output can be saved in a notebook.
+progress updates leave one line. Rich outputs (images, HTML, JSON) have a budget of their own
+(`rich_budget`), and text that cannot be written as UTF-8 (lone surrogates from bytes decoded
+with `surrogateescape`) becomes U+FFFD, so every kept output can be saved in a notebook.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ __all__ = [
     "clean_text",
     "drop_marker",
     "output_text_for_prompt",
+    "rich_budget",
     "rich_drop_note",
     "strip_ansi",
 ]
@@ -58,11 +59,23 @@ def drop_marker(dropped: int) -> str:
     return f"... [codeflow: {dropped:,} characters dropped] ..."
 
 
-def rich_drop_note(mime: str, chars: int, cap: int) -> str:
-    """The text that stands where a rich output was left out."""
+RICH_FACTOR = 10
+"""Rich outputs (figures, HTML, JSON) of one execution may take this many times
+`execution.max_output_chars`: a plot is legitimately bigger than a screen of text, a 50 MB
+image is not."""
+
+
+def rich_budget(max_chars: int) -> int:
+    """Characters the rich outputs of one execution may take."""
+    return RICH_FACTOR * max(0, max_chars)
+
+
+def rich_drop_note(mime: str, chars: int, budget: int, count: int = 1) -> str:
+    """The text that stands where rich outputs were left out."""
+    what = f"{mime} output" if count == 1 else f"{count:,} outputs"
     return (
-        f"[codeflow: {mime} output of {chars:,} characters dropped: over the {cap:,}-character "
-        "output cap (execution.max_output_chars)]"
+        f"[codeflow: {what} of {chars:,} characters dropped: over the {budget:,}-character "
+        f"budget for displays ({RICH_FACTOR} x execution.max_output_chars)]"
     )
 
 
@@ -341,9 +354,9 @@ class OutputCollector:
     Stream text counts against `max_chars`: the first half is kept as it comes, the rest of
     the budget is a sliding window over the newest text. Carriage returns are applied first,
     line by line, so progress updates cost what a terminal shows, not what was written. Rich
-    outputs (displays, results) share a second budget of `max_chars` characters: one that does
-    not fit is replaced by a text note naming its type and size. Error outputs are cut to
-    `max_chars` each. `on_output` (if given) sees each new output as it arrives (stream text
+    outputs (displays, results) share a second budget, `rich_budget(max_chars)`: one that does
+    not fit is replaced by a text note naming its type and size (a text-only result keeps its
+    head and tail within `max_chars`). Error outputs are cut to `max_chars` each. `on_output` (if given) sees each new output as it arrives (stream text
     chunk by chunk, as written); stream text past the head budget is not passed on live (one
     notice says so), but its tail is in the final outputs. Display updates and clears only
     change the final outputs.
@@ -357,6 +370,7 @@ class OutputCollector:
         self.max_chars = max(0, max_chars)
         self.head_budget = self.max_chars // 2
         self.tail_budget = self.max_chars - self.head_budget
+        self.rich_budget = rich_budget(self.max_chars)
         self.on_output = on_output
         self._frame = min(_FRAME_CHARS, self.max_chars // 100)
         self._live_chars = 0
@@ -439,14 +453,17 @@ class OutputCollector:
         data: dict[str, Any] = {k: _clean_value(v) for k, v in (out.get("data") or {}).items()}
         sizes = {mime: _payload_chars(value) for mime, value in data.items()}
         cost = sum(sizes.values()) + self._frame
-        room = self.max_chars - self._rich_chars
+        room = self.rich_budget - self._rich_chars
+        text_only = set(data) == {"text/plain"}
+        if text_only:  # a repr is text: it gets what a stream gets
+            room = min(room, self.max_chars + self._frame)
         out["data"] = data
         if cost <= room:
             self._rich_chars += cost
             self._rich_sizes[id(out)] = cost
             return True
         plain = data.get("text/plain")
-        if set(data) == {"text/plain"} and room > 2 * self._frame:
+        if text_only and room > 2 * self._frame:
             text, cut = cap_text(_join(plain), room - 2 * self._frame)
             out["data"] = {"text/plain": text}
             self._rich_chars += len(text) + self._frame
@@ -468,12 +485,8 @@ class OutputCollector:
         return True
 
     def _note_text(self) -> str:
-        if self._noted_count == 1:
-            return rich_drop_note(self._noted_mime, self._noted_chars, self.max_chars)
-        return (
-            f"[codeflow: {self._noted_count:,} outputs of {self._noted_chars:,} characters "
-            f"dropped: over the {self.max_chars:,}-character output cap "
-            "(execution.max_output_chars)]"
+        return rich_drop_note(
+            self._noted_mime, self._noted_chars, self.rich_budget, self._noted_count
         )
 
     def _update_rich(self, out: Output, content: Mapping[str, Any]) -> None:
@@ -482,12 +495,13 @@ class OutputCollector:
         data = {k: _clean_value(v) for k, v in (content.get("data") or {}).items()}
         sizes = {mime: _payload_chars(value) for mime, value in data.items()}
         cost = sum(sizes.values()) + self._frame
-        if cost <= self.max_chars - self._rich_chars:
+        if cost <= self.rich_budget - self._rich_chars:
             out["data"] = data
             out["metadata"] = dict(content.get("metadata") or {})
         else:
             mime = max(sizes, key=lambda m: sizes[m]) if sizes else "empty"
-            out["data"] = {"text/plain": rich_drop_note(mime, cost - self._frame, self.max_chars)}
+            note = rich_drop_note(mime, cost - self._frame, self.rich_budget)
+            out["data"] = {"text/plain": note}
             out["metadata"] = {}
             self.dropped_chars += cost - self._frame
             cost = len(out["data"]["text/plain"]) + self._frame
@@ -664,5 +678,5 @@ class OutputCollector:
 
     @property
     def rich_chars(self) -> int:
-        """Characters the kept rich outputs take (bounded by `max_chars`, notes aside)."""
+        """Characters the kept rich outputs take (within `rich_budget`, the one note aside)."""
         return self._rich_chars

@@ -29,6 +29,7 @@ from codeflow_magic.executors.outputs import (
     OutputCollector,
     drop_marker,
     output_text_for_prompt,
+    rich_budget,
 )
 from codeflow_magic.models import RECORD_MIME, Attempt, AttemptError, Output
 
@@ -140,13 +141,14 @@ def assert_fix_prompt_within_budget(prompt: str) -> None:
 
 def assert_small_valid_notebook(path: Path, request_cells: int) -> Any:
     """Valid, strictly UTF-8, and within what the caps allow per request cell: the outputs
-    shown (streams and rich outputs, each within the cap) and once more in the run record,
-    plus a record and history that are small next to the cap."""
+    shown (streams within the cap, rich outputs within the display budget) and once more in
+    the run record, plus a record and history that are small next to the cap."""
     raw = path.read_bytes()
     raw.decode("utf-8")  # strict: nothing that UTF-8 cannot encode was written
     nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
     nbformat.validate(nb)
-    bound = request_cells * 5 * SETTINGS.execution.max_output_chars
+    cap = SETTINGS.execution.max_output_chars
+    bound = request_cells * (2 * (cap + rich_budget(cap)) + cap)
     assert len(raw) <= bound, (len(raw), bound)
     return nb
 
@@ -229,7 +231,7 @@ def test_codeflow_ask_json_caps_every_output_fault(
     # every attempt's outputs and the final ones: each set within the stream and rich caps
     sets = [record["outputs"]] + [a["outputs"] for a in record["attempts"]]
     kept = sum(output_chars(outputs) for outputs in sets)
-    assert kept <= len(sets) * 2 * CAP, (kept, len(sets))
+    assert kept <= len(sets) * (CAP + rich_budget(CAP)), (kept, len(sets))
     outputs = record["outputs"]
     text = stream_text(outputs)
     if fault == "flood":
@@ -340,6 +342,14 @@ def test_bytes_to_text_decodes_across_writes() -> None:
     assert "".join(seen) == "café \ufffd ok"
 
 
+def test_a_matplotlib_sized_figure_fits_even_a_small_cap() -> None:
+    png = base64.b64encode(b"\x89PNG" + bytes(30_000)).decode()  # a typical plot
+    c = OutputCollector(20_000)
+    c.feed(_display({"image/png": png, "text/plain": "<Figure size 640x480 with 1 Axes>"}))
+    (out,) = c.outputs()
+    assert out["data"]["image/png"] == png and c.dropped_chars == 0
+
+
 def test_a_huge_image_becomes_a_note_and_later_small_outputs_stay() -> None:
     cap = 100_000
     c = OutputCollector(cap)
@@ -351,9 +361,9 @@ def test_a_huge_image_becomes_a_note_and_later_small_outputs_stay() -> None:
     assert len(outs) == 2
     note = outs[0]["data"]["text/plain"]
     assert set(outs[0]["data"]) == {"text/plain"} and outs[0]["metadata"] == {}
-    assert note.startswith("[codeflow: 2 outputs of ") and "100,000-character" in note
+    assert note.startswith("[codeflow: 2 outputs of ") and f"{rich_budget(cap):,}-char" in note
     assert outs[1]["data"] == {"text/plain": "small table"}
-    assert c.rich_chars <= cap and c.dropped_chars >= 2 * len(png)
+    assert c.rich_chars <= rich_budget(cap) and c.dropped_chars >= 2 * len(png)
 
 
 def test_a_flood_of_tiny_displays_leaves_one_note() -> None:
@@ -362,11 +372,12 @@ def test_a_flood_of_tiny_displays_leaves_one_note() -> None:
     for i in range(200_000):
         c.feed(_display({"text/plain": str(i)}))
     outs = c.outputs()
-    assert c.rich_chars <= cap
+    budget = rich_budget(cap)
+    assert c.rich_chars <= budget
     kept = [o["data"]["text/plain"] for o in outs]
-    assert kept[0] == "0" and len(kept) < cap // 100
+    assert kept[0] == "0" and len(kept) < budget // 100
     assert kept[-1].startswith("[codeflow: ") and " outputs of " in kept[-1]
-    assert len(json.dumps(outs)) <= 2 * cap
+    assert len(json.dumps(outs)) <= 2 * budget
 
 
 def test_a_long_repr_keeps_its_head_and_tail() -> None:
@@ -387,11 +398,11 @@ def test_display_updates_stay_within_the_budget() -> None:
     c.feed(
         {
             "msg_type": "update_display_data",
-            "content": {"data": {"image/png": "A" * 50_000}, "transient": {"display_id": "bar"}},
+            "content": {"data": {"image/png": "A" * 500_000}, "transient": {"display_id": "bar"}},
         }
     )
     (out,) = c.outputs()
-    assert "image/png output of 50,000 characters dropped" in out["data"]["text/plain"]
+    assert "image/png output of 500,000 characters dropped" in out["data"]["text/plain"]
     c.feed(
         {
             "msg_type": "update_display_data",
@@ -399,7 +410,7 @@ def test_display_updates_stay_within_the_budget() -> None:
         }
     )
     (out,) = c.outputs()
-    assert out["data"] == {"text/plain": "100%"} and c.rich_chars <= cap
+    assert out["data"] == {"text/plain": "100%"} and c.rich_chars <= rich_budget(cap)
 
 
 def test_a_megabyte_error_message_is_cut() -> None:
