@@ -610,8 +610,14 @@ async def _execute_cells(
             run.errors.append(f"the kernel died while running cell {index + 1}")
     finally:
         run.stopped_at = index
+        stopping = asyncio.ensure_future(
+            _stop_kernel(client, km, interrupt=run.stopped_by is not None)
+        )
         try:
-            await asyncio.shield(_stop_kernel(client, km, interrupt=run.stopped_by is not None))
+            await asyncio.shield(stopping)
+        except asyncio.CancelledError:
+            await stopping  # a stop signal during the shutdown: finish it, then stop
+            raise
         finally:
             log.close()
 
