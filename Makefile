@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml labextension/package.json labextension/yarn.lock
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	cd labextension && jlpm install --immutable >/dev/null
 	$(BIN)/jupyter labextension develop --overwrite . >/dev/null
+	$(BIN)/python -m compileall -q codeflow_magic >/dev/null
 	touch $(STAMP)
 
 demo: setup
@@ -39,6 +40,7 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup
+	$(BIN)/python -m compileall -q codeflow_magic >/dev/null  # as an installed wheel would be
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -9,7 +9,6 @@ Configurable class, so the same setting can come from `ipython_config.py`
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
 from traitlets import Bool, CaselessStrEnum, Float, Int, List, TraitError, Unicode
 from traitlets.config import Config, Configurable
 
@@ -314,6 +312,8 @@ def _allowed(trait: Any) -> str:
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """` (did you mean 'x'?)` for the closest option, or nothing when none is close."""
+    import difflib
+
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -409,6 +409,8 @@ def _split_key(key: str) -> tuple[str, str]:
 def _section_trait(section: str, name: str, key: str) -> Any:
     traits = SECTIONS[section].class_traits(config=True)
     if name not in traits:
+        import difflib
+
         close = difflib.get_close_matches(name, list(traits), n=1, cutoff=0.6)
         hint = f" (did you mean '{section}.{close[0]}'?)" if close else ""
         raise ConfigError(
@@ -549,6 +551,8 @@ def check_request(text: str, *, limit: int, where: str = "") -> str:
 
 def _key_lines(text: str) -> dict[str, int]:
     """The line of every mapping key (by dotted path, four levels deep) for messages."""
+    import yaml
+
     lines: dict[str, int] = {}
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -622,6 +626,8 @@ def find_config_file(work_dir: Path) -> Path | None:
 
 def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """The file's settings, flat, and for each key where it stands (`file:line`)."""
+    import yaml  # only when there is a file: its import costs a noticeable moment
+
     text = read_text_file(path, "config file")
     try:
         data = yaml.safe_load(text)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AuthenticationError, ProviderError, ProviderUnavailable
 from . import CLIENTS
 from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse, StreamInterrupted
+from .dispatch import dispatching, http_client_kwargs
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -246,6 +247,7 @@ class AnthropicProvider:
         import anthropic
 
         kwargs: dict[str, Any] = {"timeout": self.timeout, "max_retries": self.max_retries}
+        kwargs.update(http_client_kwargs(anthropic))
         if self._api_key is not None:
             kwargs["api_key"] = self._api_key
         if self.base_url is not None:
@@ -277,18 +279,19 @@ class AnthropicProvider:
         if request.temperature is not None and _sdk_takes_temperature():
             params["temperature"] = request.temperature
         url = str(client.base_url).rstrip("/")
-        if on_dispatch is not None:
-            on_dispatch()
         streamed: int | None = None  # None until the answer begins
         try:
-            async with client.messages.stream(**params) as stream:
-                streamed = 0
-                async for text in stream.text_stream:
-                    if text:
-                        streamed += len(text)
-                        if on_delta is not None:
-                            on_delta(text)
-                final = await stream.get_final_message()
+            with dispatching(on_dispatch):
+                async with client.messages.stream(**params) as stream:
+                    if on_dispatch is not None:
+                        on_dispatch()  # the answer has begun: at the latest now
+                    streamed = 0
+                    async for text in stream.text_stream:
+                        if text:
+                            streamed += len(text)
+                            if on_delta is not None:
+                                on_delta(text)
+                    final = await stream.get_final_message()
         except Exception as exc:
             mapped = translate_sdk_error(
                 exc,

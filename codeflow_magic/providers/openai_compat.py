@@ -13,6 +13,7 @@ from ..errors import AuthenticationError, UsageError
 from . import CLIENTS
 from .anthropic import _fingerprint, translate_sdk_error
 from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse
+from .dispatch import dispatching, http_client_kwargs
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -77,6 +78,7 @@ class OpenAICompatProvider:
                 base_url=base_url,
                 timeout=self.timeout,
                 max_retries=self.max_retries,
+                **http_client_kwargs(openai),
             )
             return client
 
@@ -106,15 +108,16 @@ class OpenAICompatProvider:
         if request.temperature is not None:
             params["temperature"] = request.temperature
         url = str(client.base_url).rstrip("/")
-        if on_dispatch is not None:
-            on_dispatch()
         pieces: list[str] = []
         finish: str | None = None
         usage: Any = None
         model = self.model
         streamed: int | None = None  # None until the answer begins
         try:
-            stream = await client.chat.completions.create(**params)
+            with dispatching(on_dispatch):
+                stream = await client.chat.completions.create(**params)
+            if on_dispatch is not None:
+                on_dispatch()  # the answer has begun: at the latest now
             streamed = 0
             async for chunk in stream:
                 model = chunk.model or model

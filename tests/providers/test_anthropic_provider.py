@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import pytest
 from modelserver import ModelServer, Reply, count_tokens
@@ -208,3 +209,22 @@ async def test_connection_dropped_mid_stream_is_a_broken_stream(model_server: Mo
         "characters: the server closed the connection"
     )
     assert len(model_server.requests) == 1  # the SDK never retries a stream that began
+
+
+async def test_dispatch_is_signalled_once_the_request_is_sent_not_when_the_answer_comes(
+    model_server: ModelServer,
+) -> None:
+    """Work started at dispatch overlaps the model's latency: the signal must come while the
+    server is still thinking, and once more (harmlessly) when the answer begins."""
+    model_server.enqueue(Reply(text="```python\nprint(1)\n```", latency=1.0))
+    provider = _provider(model_server)
+    calls: list[tuple[float, int]] = []
+    deltas: list[str] = []
+    await provider.complete(
+        REQUEST, deltas.append, lambda: calls.append((time.monotonic(), len(deltas)))
+    )
+    await provider.aclose()
+    (request,) = model_server.requests
+    assert len(calls) == 2 and calls[0][1] == 0 and calls[1][1] == 0
+    # The first signal came before the server's 1 s latency was over (the body had been sent).
+    assert calls[0][0] < request.received_at + 0.5 < calls[1][0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from modelserver import ModelServer, Reply, count_tokens
@@ -117,3 +118,14 @@ async def test_connection_dropped_mid_stream_is_a_broken_stream(model_server: Mo
     assert deltas == ["one "]
     assert info.value.chars == 4 and info.value.exit_status == 5
     assert len(model_server.requests) == 1
+
+
+async def test_dispatch_is_signalled_once_the_request_is_sent(model_server: ModelServer) -> None:
+    model_server.enqueue(Reply(text="```python\nprint(1)\n```", latency=1.0))
+    provider = OpenAICompatProvider("llama3", base_url=model_server.openai_url)
+    calls: list[float] = []
+    await provider.complete(REQUEST, None, lambda: calls.append(time.monotonic()))
+    await provider.aclose()
+    (request,) = model_server.requests
+    assert len(calls) == 2
+    assert calls[0] < request.received_at + 0.5 < calls[1]
