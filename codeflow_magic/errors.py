@@ -29,7 +29,8 @@ class ConfigError(UsageError):
 
 
 class ProviderError(CodeFlowError):
-    """The model could not be asked (no key, key rejected, server unreachable, bad reply)."""
+    """The model could not be asked as things stand (no key, key rejected, bad request, unknown
+    model, replay miss); `ProviderUnavailable` is the transient kind."""
 
     exit_status = 3
     record: RunRecord | None = None

@@ -82,7 +82,7 @@ def register(subparsers: Any) -> None:
         help="execute notebooks with their %%%%codeflow cells, write the code back, report",
         description=(
             "Execute each notebook in a fresh kernel (cwd = the notebook's folder), write the "
-            "final code of every %%%%codeflow cell into the linked cell below it, save the "
+            "final code of every %%codeflow cell into the linked cell below it, save the "
             "executed notebook (default NAME.out.ipynb beside it) and optionally a report. "
             "Exit status: 0 done, 1 a cell or request failed, 2 bad input, 6 another run "
             "holds the notebook, 130/143 stopped by SIGINT/SIGTERM."
