@@ -345,23 +345,9 @@ class GatewayExecutor(SnippetExecutorMixin):
 
     # -- execution -----------------------------------------------------------------------
 
-    async def _execute(
-        self,
-        code: str,
-        *,
-        timeout: float | None,
-        on_output: OutputCallback | None = None,
-        silent: bool = False,
-        store_history: bool = True,
-    ) -> ExecutionResult:
-        await self.start()
-        limit = self.timeout if timeout is None else float(timeout)
-        if limit <= 0:
-            raise UsageError(f"timeout must be positive, got {limit:g}")
-        async with self._exec_lock:
-            if self._ws is None:
-                await self.start()
-            return await self._run(code, limit, on_output, silent, store_history)
+    @property
+    def _connected(self) -> bool:
+        return self._ws is not None
 
     async def _run(
         self,

@@ -30,7 +30,7 @@ from pathlib import Path
 from queue import Empty
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..errors import BackendError, BackendUnavailable, UsageError
+from ..errors import BackendError, BackendUnavailable
 from ..models import ExecutionResult, Output
 from ..secrets import scrub_env
 from .base import OutputCallback
@@ -430,23 +430,9 @@ class KernelExecutor(SnippetExecutorMixin):
 
     # -- execution -----------------------------------------------------------------------
 
-    async def _execute(
-        self,
-        code: str,
-        *,
-        timeout: float | None,
-        on_output: OutputCallback | None = None,
-        silent: bool = False,
-        store_history: bool = True,
-    ) -> ExecutionResult:
-        await self.start()
-        limit = self.timeout if timeout is None else float(timeout)
-        if limit <= 0:
-            raise UsageError(f"timeout must be positive, got {limit:g}")
-        async with self._exec_lock:
-            if self._kc is None:  # shut down or failed restart meanwhile
-                await self.start()
-            return await self._run(code, limit, on_output, silent, store_history)
+    @property
+    def _connected(self) -> bool:
+        return self._kc is not None  # None after a shutdown or a failed restart
 
     async def _run(
         self,

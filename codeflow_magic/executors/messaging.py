@@ -2,12 +2,13 @@
 
 The local kernel (and the sandbox and docker backends built on it) and the gateway differ in
 how a message reaches the kernel; how Bash, the state summary and installs are expressed as
-Python sent to that kernel does not differ. Each backend provides `_execute`; this mixin
-builds the rest of the `Executor` protocol on it.
+Python sent to that kernel does not differ. Each backend provides `_run` (one execution on
+a connected kernel); this mixin builds the rest of the `Executor` protocol on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING
 
@@ -25,23 +26,48 @@ REQUIREMENT = re.compile(
 
 
 class SnippetExecutorMixin:
-    """`execute`, `describe_state` and `install` in terms of one `_execute`."""
+    """`execute`, `describe_state` and `install` in terms of one `_run`."""
 
     name: str
     supports_install: bool
     timeout: float
 
-    if TYPE_CHECKING:  # each backend defines it; declared here for the type checker
+    _exec_lock: asyncio.Lock
 
-        async def _execute(
+    if TYPE_CHECKING:  # each backend defines these; declared here for the type checker
+
+        @property
+        def _connected(self) -> bool: ...
+
+        async def start(self) -> None: ...
+
+        async def _run(
             self,
             code: str,
-            *,
-            timeout: float | None,
-            on_output: OutputCallback | None = None,
-            silent: bool = False,
-            store_history: bool = True,
+            limit: float,
+            on_output: OutputCallback | None,
+            silent: bool,
+            store_history: bool,
         ) -> ExecutionResult: ...
+
+    async def _execute(
+        self,
+        code: str,
+        *,
+        timeout: float | None,
+        on_output: OutputCallback | None = None,
+        silent: bool = False,
+        store_history: bool = True,
+    ) -> ExecutionResult:
+        """One execution at a time, on a started kernel, within a positive time limit."""
+        await self.start()
+        limit = self.timeout if timeout is None else float(timeout)
+        if limit <= 0:
+            raise UsageError(f"timeout must be positive, got {limit:g}")
+        async with self._exec_lock:
+            if not self._connected:  # shut down or restarted without success meanwhile
+                await self.start()
+            return await self._run(code, limit, on_output, silent, store_history)
 
     async def execute(
         self,
