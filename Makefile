@@ -5,18 +5,24 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo pyth
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.codeflow-installed
+# Every Python package `make setup` installs, pinned with hashes (`make lock` refreshes it).
+LOCK   := requirements/dev.lock
 # jlpm (yarn) takes its registry from npm's own configuration: no host is written anywhere.
 export YARN_NPM_REGISTRY_SERVER ?= $(shell npm config get registry 2>/dev/null | sed 's:/*$$::')
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast test-latest lint lock bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml labextension/package.json labextension/yarn.lock
+# Exactly the lock (hashes required), then the package itself with no dependency resolution
+# and no build isolation: its build backend is in the lock too, so nothing unpinned comes in.
+$(STAMP): pyproject.toml $(LOCK) labextension/package.json labextension/yarn.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "setup: installing the locked environment: $(LOCK) ($$(grep -c '^[A-Za-z0-9]' $(LOCK)) pinned packages, hashes required)"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	cd labextension && jlpm install --immutable >/dev/null
 	$(BIN)/jupyter labextension develop --overwrite . >/dev/null
 	$(BIN)/python -m compileall -q codeflow_magic >/dev/null
@@ -32,8 +38,29 @@ test: setup
 	env -u ANTHROPIC_API_KEY CODEFLOW_CACHE=replay $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks/
 	cd labextension && jlpm test
 
+FAST := not browser and not docker and not sandbox and not gateway and not slow
+
 test-fast: setup
-	$(BIN)/python -m pytest -m "not browser and not docker and not sandbox and not gateway and not slow"
+	$(BIN)/python -m pytest -m "$(FAST)"
+
+# The newest versions the package allows, in a throwaway virtualenv, against the fast suite:
+# an upstream release that breaks codeflow shows up here, on purpose, not in CI (which keeps
+# installing the lock). The extension is not rebuilt there; the fast suite does not use it.
+LATEST := $(or $(TMPDIR),/tmp)/codeflow-latest
+test-latest:
+	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
+	SKIP_JUPYTER_BUILDER=1 $(LATEST)/bin/python -m pip install --quiet --upgrade -e '.[dev]'
+	$(LATEST)/bin/python -m pip list --format=freeze | grep -iE '^(anthropic|openai|ipykernel|jupyter.client|nbclient|nbformat|pytest)=='
+	$(LATEST)/bin/python -m pytest -p no:cacheprovider -m "$(FAST)"
+	rm -rf $(LATEST)
+
+# Refresh the lock on purpose: newest allowed versions of the dev extras and the build
+# backend, every platform, with hashes. Review the diff, run `make test`, commit.
+lock:
+	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/python -m pip install --quiet uv; }
+	$(BIN)/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')" > $(VENV)/build-requirements.in
+	$(BIN)/uv pip compile pyproject.toml $(VENV)/build-requirements.in --extra dev --universal \
+	    --python-version 3.10 --generate-hashes --no-header --quiet -o $(LOCK)
 
 lint: setup
 	$(BIN)/ruff check codeflow_magic tests benchmarks

@@ -270,6 +270,8 @@ async def _ask(args: argparse.Namespace, settings: Settings, request: str) -> in
         failure, record = exc, exc.record
     finally:
         await cf.aclose()
+    for warning in record.warnings:
+        print(f"codeflow: warning: {warning}", file=sys.stderr)
     # A run the model API cut short still shows its attempts (JSON always: one record per
     # run); the cause goes to stderr and decides the exit status.
     if failure is None or fmt == "json" or record.attempts:

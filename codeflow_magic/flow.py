@@ -110,6 +110,9 @@ class _Run:
         self.execution_s = 0.0
         self.start_task: asyncio.Task[None] | None = None
         self.dispatched = False
+        self.answered_by = ""
+        """The model that gave the last answer (a replay's is the recorded one)."""
+        self.warnings: list[str] = []
 
     def start_executor(self) -> None:
         """Start the executor in the background (once), and warm what the reply will need.
@@ -259,6 +262,12 @@ class Flow:
         run.llm_calls += 1
         run.cache_hits += int(response.cached)
         run.tokens += response.input_tokens + response.output_tokens
+        if response.model:
+            run.answered_by = response.model
+        for warning in response.extra.get("warnings", ()):
+            if isinstance(warning, str) and warning not in run.warnings:
+                run.warnings.append(warning)
+                run.emit("warning", number, message=warning)
         ext = prompts.extract_code(response.text, language)
         task = early.get("task")
         if isinstance(task, asyncio.Task):
@@ -392,7 +401,7 @@ class Flow:
         record = RunRecord(
             request=request,
             language=language,
-            model=model or getattr(self.provider, "model", ""),
+            model=run.answered_by or model or getattr(self.provider, "model", ""),
             success=success,
             final_code=final.code if final else "",
             outputs=final.outputs if final else (),
@@ -413,6 +422,7 @@ class Flow:
             check=opts.check,
             focus=opts.focus,
             error=str(failure) if failure is not None else None,
+            warnings=tuple(run.warnings),
         )
         run.emit("finished", 0, record=record.to_dict())
         if failure is not None:

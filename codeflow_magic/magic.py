@@ -535,6 +535,8 @@ class CodeflowMagics(Magics):
 
         from .report import record_bundle
 
+        for warning in record.warnings:
+            sys.stderr.write(f"codeflow: warning: {warning}\n")
         for out in record.outputs:
             kind = out.get("output_type")
             if kind == "stream":

@@ -270,6 +270,8 @@ class RunRecord:
     error: str | None = None
     """Why the run ended without a result when the model could not be asked (the provider's
     message); the attempts made before it are kept."""
+    warnings: tuple[str, ...] = ()
+    """What the user should know although the run went on (e.g. a deprecated model)."""
 
     @property
     def cache_keys(self) -> tuple[str, ...]:
@@ -298,6 +300,7 @@ class RunRecord:
             "check": self.check,
             "focus": self.focus,
             "error": self.error,
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -317,6 +320,7 @@ class RunRecord:
             check=data.get("check"),
             focus=str(data.get("focus", "fix_errors")),
             error=data.get("error"),
+            warnings=tuple(str(w) for w in data.get("warnings", ())),
         )
 
 
@@ -328,7 +332,8 @@ class FlowEvent:
     `scan` (data: findings), `executing`, `output` (data: output), `executed` (data:
     status, duration_s), `attempt` (data: the attempt dict), `install` (data: package), `finished` (data: the record dict).
     `generating` carries `retry` (the cause) when a broken answer is asked for again, and
-    `improve_skipped` (data: error) says the model could not be asked for an improvement.
+    `improve_skipped` (data: error) says the model could not be asked for an improvement;
+    `warning` (data: message) is something to show although the run goes on.
     """
 
     kind: str

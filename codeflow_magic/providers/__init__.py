@@ -1,7 +1,7 @@
 """Model providers: Anthropic (default), OpenAI-compatible servers, and the response cache.
 
-`default_model` reads the installed SDK's own model list so that the default follows the SDK
-rather than going stale in our code.
+The default model is codeflow's own (`catalogue`), so a recorded notebook replays the same
+whichever SDK is installed.
 """
 
 from __future__ import annotations
@@ -12,54 +12,19 @@ import threading
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from .base import Provider
+from . import catalogue
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-FALLBACK_MODEL = "claude-sonnet-4-6"
-
-
-@lru_cache(maxsize=1)
 def default_model() -> str:
-    """The newest Sonnet the installed SDK knows and does not list as deprecated.
-
-    The SDK's tables are read from its source files rather than imported: importing the SDK
-    costs about a second, which a replayed notebook (that never calls the model) should not
-    pay just to learn the default name.
-    """
-    names, deprecated = _sdk_model_tables()
-    for name in names:
-        if "sonnet" in name and name not in deprecated and not name[-8:].isdigit():
-            return name
-    return FALLBACK_MODEL
-
-
-def _sdk_model_tables() -> tuple[list[str], set[str]]:
-    import importlib.util
-    import re
-    from pathlib import Path
-
-    try:
-        spec = importlib.util.find_spec("anthropic")
-        if spec is None or spec.origin is None:
-            return [], set()
-        root = Path(spec.origin).parent
-        models_src = (root / "types" / "model_param.py").read_text(encoding="utf-8")
-        messages_src = (root / "resources" / "messages" / "messages.py").read_text(encoding="utf-8")
-    except (ImportError, OSError, ValueError):
-        return [], set()
-    names = re.findall(r'"(claude-[A-Za-z0-9.-]+)"', models_src)
-    start = messages_src.find("DEPRECATED_MODELS")
-    end = messages_src.find("}", start)
-    block = messages_src[start:end] if start >= 0 and end > start else ""
-    deprecated = set(re.findall(r'"(claude-[A-Za-z0-9.-]+)"\s*:', block))
-    return names, deprecated
+    """The model of a request that names none: codeflow's own, never the installed SDK's."""
+    return catalogue.DEFAULT_MODEL
 
 
 def split_model(spec: str) -> tuple[str, str]:
@@ -175,11 +140,13 @@ def make_provider(
 ) -> Provider:
     """The provider for `settings.model` (or `model`), behind the recorded-response cache.
 
-    In replay mode the real provider is never built, so no key or SDK is needed.
+    In replay mode the real provider is never built, so no key or SDK is needed. A request
+    that names no model is cached under the default's placeholder, not today's default name.
     """
     from .cache import CachedProvider
 
     spec = model or settings.model
+    named = bool(model or settings.generation.model)
     provider_name, model_name = split_model(spec)
     if provider_name not in PROVIDERS:
         raise UsageError(
@@ -196,11 +163,11 @@ def make_provider(
         if provider_name == "anthropic":
             from .anthropic import AnthropicProvider
 
-            inner = AnthropicProvider(model_name, timeout=timeout)
+            inner = AnthropicProvider(model_name, timeout=timeout, named=named)
         else:
             from .openai_compat import OpenAICompatProvider
 
             inner = OpenAICompatProvider(
                 model_name, base_url=settings.generation.base_url or None, timeout=timeout
             )
-    return CachedProvider(inner, folder, mode, name=provider_name, model=model_name)
+    return CachedProvider(inner, folder, mode, name=provider_name, model=model_name, named=named)

@@ -16,12 +16,14 @@ import hashlib
 import inspect
 import os
 import socket
+import warnings
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, ProviderError, ProviderUnavailable
 from . import CLIENTS
 from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse, StreamInterrupted
+from .catalogue import deprecation_notice
 from .dispatch import dispatching, http_client_kwargs
 
 if TYPE_CHECKING:
@@ -217,8 +219,11 @@ class AnthropicProvider:
         base_url: str | None = None,
         timeout: float = 120.0,
         max_retries: int = 3,
+        named: bool = True,
     ) -> None:
         self.model = model
+        self.named = named
+        """False when the user named no model and `model` is codeflow's default."""
         self._api_key = api_key
         self.base_url = base_url
         self.timeout = timeout
@@ -282,7 +287,8 @@ class AnthropicProvider:
         streamed: int | None = None  # None until the answer begins
         try:
             with dispatching(on_dispatch):
-                async with client.messages.stream(**params) as stream:
+                manager, notices = self._open_stream(client, params)
+                async with manager as stream:
                     if on_dispatch is not None:
                         on_dispatch()  # the answer has begun: at the latest now
                     streamed = 0
@@ -311,8 +317,27 @@ class AnthropicProvider:
             input_tokens=int(final.usage.input_tokens or 0),
             output_tokens=int(final.usage.output_tokens or 0),
             stop_reason=final.stop_reason,
-            extra={"id": final.id},
+            extra={"id": final.id, "warnings": notices} if notices else {"id": final.id},
         )
+
+    def _open_stream(self, client: AsyncAnthropic, params: dict[str, Any]) -> tuple[Any, list[str]]:
+        """Open the stream, turning the SDK's deprecation warning for our model into a notice.
+
+        The SDK warns (a `DeprecationWarning`) when a request names a model it calls
+        deprecated: that public behaviour, not its private tables, is how codeflow learns it.
+        Other warnings are passed on as they were.
+        """
+        notices: list[str] = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeprecationWarning)
+            manager = client.messages.stream(**params)
+        for item in caught:
+            text = str(item.message)
+            if issubclass(item.category, DeprecationWarning) and f"'{self.model}'" in text:
+                notices.append(deprecation_notice(self.model, text, named=self.named))
+            else:
+                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+        return manager, notices
 
     async def aclose(self) -> None:
         """Close the pooled client when this was its last user on the running loop."""

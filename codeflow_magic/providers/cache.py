@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import CacheMiss, UsageError
 from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse, Provider
+from .catalogue import DEFAULT_KEY_MODEL
 
 MODES = ("rw", "replay", "off")
 CHUNK_CHARS = 256
@@ -61,6 +62,7 @@ class CachedProvider:
         *,
         name: str | None = None,
         model: str | None = None,
+        named: bool = True,
     ) -> None:
         if mode not in MODES:
             raise UsageError(f"cache mode {mode!r} is not allowed; expected one of rw, replay, off")
@@ -77,6 +79,9 @@ class CachedProvider:
         self.mode = mode
         self.name = resolved_name
         self.model = resolved_model
+        self.named = named
+        """False when the request named no model: it is keyed by the default's placeholder,
+        so a notebook recorded under another default replays the answers it recorded."""
         self.hits = 0
         self.misses = 0
         self.writes = 0
@@ -86,7 +91,11 @@ class CachedProvider:
         return self.cache_dir / key[:2] / f"{key}.json"
 
     def key_for(self, request: LLMRequest) -> str:
-        return cache_key(self.name, self.model, request)
+        return cache_key(self.name, self.model if self.named else DEFAULT_KEY_MODEL, request)
+
+    def _legacy_key(self, request: LLMRequest) -> str | None:
+        """Where an entry recorded before default placeholders would be (by the model name)."""
+        return None if self.named else cache_key(self.name, self.model, request)
 
     def _count(self, attr: str) -> None:
         with self._lock:
@@ -179,6 +188,9 @@ class CachedProvider:
             return await self.inner.complete(request, on_delta, on_dispatch)
         key = self.key_for(request)
         hit = self.lookup(key)
+        legacy = self._legacy_key(request)
+        if hit is None and legacy is not None:
+            hit = self.lookup(legacy)
         if hit is not None:
             self._count("hits")
             if on_dispatch is not None:
