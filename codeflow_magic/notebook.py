@@ -259,6 +259,7 @@ def apply_writeback(
         target["outputs"] = []
         target["execution_count"] = None
         target.setdefault("metadata", {})[META_KEY] = code_metadata(request_id, record)
+        target["metadata"].pop("execution", None)  # an earlier run's timings
     cell["metadata"][META_KEY] = request_metadata(
         record, request=request, linked_cell_id=str(target["id"])
     )
@@ -294,10 +295,10 @@ RUN_KEY = "run"
 def mark_not_run(nb: Notebook, start: int, reason: str) -> list[str]:
     """Mark the code cells from `start` on as not run, and say so in the notebook's metadata.
 
-    A stopped run leaves the cells it finished as they are. The others lose their outputs and
-    execution counts, the way Jupyter shows a cell that has not run, so no output from an
-    earlier run passes for one of this run; `metadata.codeflow.run` names the stop and lists
-    the ids of the cells not run. Returns those ids.
+    A stopped run leaves the cells it finished as they are. The others lose their outputs,
+    execution counts and timings (`metadata.execution`), the way Jupyter shows a cell that has
+    not run, so nothing from an earlier run passes for this run's; `metadata.codeflow.run`
+    names the stop and lists the ids of the cells not run. Returns those ids.
     """
     ensure_cell_ids(nb)
     ids: list[str] = []
@@ -306,6 +307,7 @@ def mark_not_run(nb: Notebook, start: int, reason: str) -> list[str]:
             continue
         cell["outputs"] = []
         cell["execution_count"] = None
+        cell.get("metadata", {}).pop("execution", None)
         ids.append(str(cell["id"]))
     meta = nb["metadata"].setdefault(META_KEY, {})
     meta[RUN_KEY] = {"status": "stopped", "reason": reason, "not_run": ids}

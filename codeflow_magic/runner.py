@@ -5,6 +5,9 @@ notebook's folder, so the recorded-response cache beside the notebook is used an
 notebook re-runs offline. After each `%%codeflow` cell the runner applies the write-back itself
 (headless clients ignore `set_next_input`): the linked code cell below is inserted or updated
 from the run record in the cell's outputs, and is then skipped, since its code just ran.
+As with nbclient's `execute()`, each executed cell keeps its timestamps (`metadata.execution`)
+and the notebook the state of its widgets (`metadata.widgets`). A plain cell past
+`--cell-timeout` is interrupted, as nbconvert's `interrupt_on_timeout` does.
 
 Notebooks are files people care about, so the runner is careful with them:
 
@@ -26,6 +29,7 @@ import contextlib
 import glob
 import hashlib
 import json
+import math
 import os
 import re
 import signal
@@ -70,6 +74,9 @@ class NotebookRun:
     """The signal that stopped the run, if one did."""
     stopped_at: int = 0
     """Index of the first cell that did not finish when the run was stopped."""
+    not_run_from: int | None = None
+    """Set when a cell past `--cell-timeout` ended the run: the first cell not run. Unlike
+    after a failing cell, the cells before it are saved, since the user asked for the limit."""
 
     @property
     def ok(self) -> bool:
@@ -83,7 +90,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Execute each notebook in a fresh kernel (cwd = the notebook's folder), write the "
             "final code of every %%codeflow cell into the linked cell below it, save the "
-            "executed notebook (default NAME.out.ipynb beside it) and optionally a report. "
+            "executed notebook with cell timings and widget state, as nbclient does (default "
+            "NAME.out.ipynb beside it), and optionally a report. "
             "Exit status: 0 done, 1 a cell or request failed, 2 bad input, 6 another run "
             "holds the notebook, 130/143 stopped by SIGINT/SIGTERM."
         ),
@@ -107,12 +115,53 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="if another codeflow run holds a notebook, wait for it instead of stopping",
     )
-    p.add_argument("--timeout", type=float, default=None, help="seconds per cell (default none)")
+    p.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="seconds any cell (%%%%codeflow cells included) may run; a cell past it fails "
+        "the run and nothing is written (default: no limit)",
+    )
+    p.add_argument(
+        "--cell-timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="seconds a plain code cell may run before the kernel is interrupted, like "
+        "nbconvert's interrupt_on_timeout: the cell keeps its KeyboardInterrupt; with "
+        "--allow-errors the next cells run, otherwise the run stops with exit 1 and saves "
+        "the cells that ran (the rest marked not run). For plain cells it takes the place "
+        "of --timeout; %%%%codeflow cells are never interrupted (their code has "
+        "execution.timeout). Default: no limit",
+    )
     p.add_argument(
         "--cache-mode", choices=["rw", "replay", "off"], help="recorded-response cache mode"
     )
     p.add_argument("--kernel", dest="kernel_name", help="kernel name (default: the notebook's)")
     p.set_defaults(func=run_command)
+
+
+MAX_SECONDS = 86_400.0
+
+
+def seconds(text: str) -> float:
+    """An argparse `type` for a time limit: a finite number of seconds above 0 (a day at
+    most), so `nan` or `-1` is a usage error rather than a crash in the middle of a run."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; expected seconds above 0, up to {MAX_SECONDS:g}"
+        ) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a finite number; expected seconds above 0, up to {MAX_SECONDS:g}"
+        )
+    if not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range; expected seconds above 0, up to {MAX_SECONDS:g}"
+        )
+    return value
+
 
 
 def split_items(items: list[str]) -> tuple[list[Path], list[str]]:
@@ -455,6 +504,7 @@ async def execute_notebook(
     kernel_name: str | None,
     env: dict[str, str],
     progress: Any = None,
+    cell_timeout: float | None = None,
 ) -> None:
     """Run every cell; apply write-back after each request cell; skip just-written cells.
 
@@ -488,6 +538,7 @@ async def execute_notebook(
                 name=name,
                 connection_file=Path(folder) / "kernel.json",
                 timeout=timeout,
+                cell_timeout=cell_timeout,
                 allow_errors=allow_errors,
                 env=env,
                 progress=progress,
@@ -512,6 +563,7 @@ async def _execute_cells(
     name: str,
     connection_file: Path,
     timeout: float | None,
+    cell_timeout: float | None,
     allow_errors: bool,
     env: dict[str, str],
     progress: Any,
@@ -520,25 +572,29 @@ async def _execute_cells(
     plain-text TCP port is opened (and ipykernel prints no warning about one).
 
     The kernel is started and stopped here rather than in nbclient's context manager, whose
-    own SIGINT/SIGTERM handlers would shut the kernel down under a running cell."""
+    own SIGINT/SIGTERM handlers would shut the kernel down under a running cell.
+
+    As nbclient's own `execute()` does, each cell's iopub/shell timestamps are kept in
+    `metadata.execution` and the state of the widgets the cells made in `metadata.widgets`."""
     from jupyter_client.kernelspec import NoSuchKernel
     from jupyter_client.manager import AsyncKernelManager
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     from .notebook import apply_writeback, ensure_cell_ids, find_record, split_request
+    from .run_client import CellStuck, RunClient
 
     nb = run.nb
     ensure_cell_ids(nb)
     km = AsyncKernelManager(kernel_name=name, transport="ipc", connection_file=str(connection_file))
     km.shutdown_wait_time = KERNEL_SHUTDOWN_WAIT_S
-    client = NotebookClient(
+    client = RunClient(
         nb,
         km=km,
-        timeout=timeout,
+        cell_limit=timeout,
+        interrupt_after=cell_timeout,
         kernel_name=name,
         allow_errors=allow_errors,
-        record_timing=False,
+        record_timing=True,
         resources={"metadata": {"path": str(run.source.parent.resolve())}},
     )
     produced: set[str] = set()
@@ -580,15 +636,29 @@ async def _execute_cells(
                     cell, index, execution_count=client.code_cells_executed + 1
                 )
             except CellExecutionError as exc:
-                run.errors.append(cell_failure(index, cell, exc))
+                if client.interrupted_cell is cell:
+                    run.errors.append(f"{_interrupted(index, cell_timeout)} ({exc.ename})")
+                    run.not_run_from = index + 1
+                else:
+                    run.errors.append(cell_failure(index, cell, exc))
+                return
+            except CellStuck as exc:
+                run.errors.append(f"{_interrupted(index, cell_timeout)}, but {exc}")
+                run.not_run_from = index
                 return
             except CellTimeoutError:
-                run.errors.append(f"cell {index + 1} did not finish within {timeout:g} s")
+                limit = client.limit_for(cell) or 0.0
+                run.errors.append(
+                    f"cell {index + 1} did not finish within {limit:g} s (--timeout; "
+                    "--cell-timeout would interrupt a plain cell and keep its outputs)"
+                )
                 return
-            if allow_errors:
-                failure = _cell_error(index, cell)
-                if failure:
-                    run.notes.append(f"{failure} (kept going: --allow-errors)")
+            failure = _cell_error(index, cell) if allow_errors else None
+            if client.interrupted_cell is cell:
+                how = " (kept going: --allow-errors)" if failure else "; it caught the interrupt"
+                run.notes.append(_interrupted(index, cell_timeout) + how)
+            elif failure:
+                run.notes.append(f"{failure} (kept going: --allow-errors)")
             parts = split_request(cell.get("source", "")) if cell.cell_type == "code" else None
             if parts is not None:
                 record = find_record(cell.get("outputs"))
@@ -610,6 +680,7 @@ async def _execute_cells(
             run.errors.append(f"the kernel died while running cell {index + 1}")
     finally:
         run.stopped_at = index
+        store_widget_state(client, nb)
         stopping = asyncio.ensure_future(
             _stop_kernel(client, km, interrupt=run.stopped_by is not None)
         )
@@ -620,6 +691,26 @@ async def _execute_cells(
             raise
         finally:
             log.close()
+
+
+def _interrupted(index: int, cell_timeout: float | None) -> str:
+    return f"cell {index + 1} ran past --cell-timeout {cell_timeout or 0:g} s and was interrupted"
+
+
+WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
+
+
+def store_widget_state(client: Any, nb: Any) -> None:
+    """Save the state of the widgets this run made, with nbclient's `set_widgets_metadata`.
+
+    nbclient keeps the input's state when a run makes no widgets; here it is dropped first,
+    since it describes models of an earlier session that no output of this run refers to."""
+    widgets = nb.metadata.get("widgets")
+    if isinstance(widgets, dict):
+        widgets.pop(WIDGET_STATE_MIME, None)
+        if not widgets:
+            del nb.metadata["widgets"]
+    client.set_widgets_metadata()
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:
@@ -718,8 +809,6 @@ def _run_command(args: argparse.Namespace) -> int:
         load_settings(overrides)  # validate now: a typo is a usage error, not a kernel error
     if args.inplace and args.output:
         raise UsageError("give either --inplace or -o/--output, not both")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be greater than 0")
     report = Path(args.report) if args.report else None
     if report is not None and report.suffix.lower() not in REPORT_SUFFIXES:
         raise UsageError(f"--report {report}: name it FILE.html or FILE.md")
@@ -767,6 +856,7 @@ def _run_all(
                 execute_notebook(
                     run,
                     timeout=args.timeout,
+                    cell_timeout=args.cell_timeout,
                     allow_errors=args.allow_errors,
                     kernel_name=args.kernel_name,
                     env=env,
@@ -779,6 +869,10 @@ def _run_all(
             break
         for note in run.notes:
             print(f"codeflow: {run.source}: {note}", file=sys.stderr)
+        if run.errors and run.not_run_from is not None:
+            status = EXIT_FAILED
+            _save_timed_out(run, args.inplace, args.allow_errors)
+            continue
         if run.errors:
             status = EXIT_FAILED
             hint = "" if args.allow_errors else "; add --allow-errors to run past failing cells"
@@ -839,6 +933,39 @@ def _save_stopped(run: NotebookRun, inplace: bool) -> None:
     print(
         f"codeflow: {run.source}: stopped by {name} {where}; wrote {run.output} with the "
         f"finished cells ({len(not_run)} code cell(s) marked not run)",
+        file=sys.stderr,
+    )
+
+
+def _save_timed_out(run: NotebookRun, inplace: bool, allow_errors: bool) -> None:
+    """Save the cells a run stopped by `--cell-timeout` ran (not over the input: `--inplace`
+    saves only a finished run), the rest marked not run, and say so."""
+    import nbformat
+
+    from .notebook import mark_not_run
+
+    assert run.not_run_from is not None
+    # --allow-errors helps only when the interrupted cell stopped (it then ends before
+    # `not_run_from`); a cell that ignored the interrupt ends any run
+    stopped = run.not_run_from > run.stopped_at
+    hint = "" if allow_errors or not stopped else "; add --allow-errors to run the cells after it"
+    for err in run.errors:
+        print(f"codeflow: {run.source}: {err}{hint}", file=sys.stderr)
+    if inplace:
+        run.output = None
+        print(
+            f"codeflow: {run.source}: the notebook is unchanged (--inplace saves only a "
+            "finished run)",
+            file=sys.stderr,
+        )
+        return
+    assert run.output is not None
+    reason = run.errors[0] if run.errors else "a cell ran past --cell-timeout"
+    not_run = mark_not_run(run.nb, run.not_run_from, reason)
+    write_atomic(run.output, nbformat.writes(run.nb))  # type: ignore[no-untyped-call]
+    print(
+        f"codeflow: {run.source}: wrote {run.output} with the cells that ran "
+        f"({len(not_run)} code cell(s) marked not run)",
         file=sys.stderr,
     )
 

@@ -15,6 +15,7 @@ from codeflow_magic.notebook import (
     apply_writeback,
     find_linked_cell,
     history,
+    mark_not_run,
     replaced_source,
     restore_request,
 )
@@ -116,6 +117,23 @@ def test_below_inserts_once_then_updates_in_place() -> None:
     second = apply_writeback(nb, 1, record("y = 3").to_dict())
     assert second == first and len(nb.cells) == 4 and nb.cells[2].source == "y = 3"
     assert find_linked_cell(nb, nb.cells[1].id) == 2
+    nbformat.validate(nb)
+
+
+def test_cells_that_did_not_run_lose_an_earlier_runs_timings() -> None:
+    """A linked cell updated by write-back and cells a stopped run did not reach keep no
+    `metadata.execution`: timestamps must belong to this run's outputs, like the outputs."""
+    stale = {"iopub.status.busy": "2020-01-01T00:00:00.000000Z"}
+    nb = notebook_with(record("y = 2"))
+    apply_writeback(nb, 1, record("y = 2").to_dict())
+    for cell in nb.cells:
+        cell.metadata["execution"] = dict(stale)
+    apply_writeback(nb, 1, record("y = 3").to_dict())
+    assert "execution" not in nb.cells[2].metadata
+    assert nb.cells[1].metadata["execution"] == stale  # the request cell is the runner's
+    ids = mark_not_run(nb, 3, "stopped")
+    assert ids == [nb.cells[3].id] and "execution" not in nb.cells[3].metadata
+    assert nb.cells[0].metadata["execution"] == stale
     nbformat.validate(nb)
 
 
