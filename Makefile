@@ -33,8 +33,13 @@ demo: setup
 	    -o reports/quickstart.out.ipynb --report reports/quickstart.html
 	@echo "demo report: $(CURDIR)/reports/quickstart.html"
 
+# Test files run side by side on JOBS workers (most of a test's time is a kernel starting or a
+# process waiting on another); a file stays on one worker, so its module-scoped kernels,
+# servers and browser are shared by its tests as in a serial run. JOBS=0 runs serially.
+JOBS ?= 3
+
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 	env -u ANTHROPIC_API_KEY CODEFLOW_CACHE=replay $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks/
 	cd labextension && jlpm test
 
