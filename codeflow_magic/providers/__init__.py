@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from .base import Provider
 from . import catalogue
+from .base import Provider
 
 if TYPE_CHECKING:
     from ..config import Settings
