@@ -625,6 +625,8 @@ async def _execute_cells(
         info = await client.async_wait_for_reply(msg_id)
         if info is not None and "language_info" in info.get("content", {}):
             nb.metadata["language_info"] = info["content"]["language_info"]
+        if nb.metadata.get("language_info", {}).get("name") == "python":
+            await _capture_fd_output(client.kc)
         while index < len(nb.cells):
             cell = nb.cells[index]
             if str(cell.get("id")) in produced:
@@ -691,6 +693,28 @@ async def _execute_cells(
             raise
         finally:
             log.close()
+
+
+async def _capture_fd_output(kc: Any) -> None:
+    """Output written to fds 1 and 2 (`os.system`, `subprocess`, C code) becomes the cell's
+    stream output, in order with `print`, as on every backend of `codeflow ask`."""
+    from .executors.snippets import fd_capture_snippet
+
+    msg_id = kc.execute(fd_capture_snippet(), silent=True, store_history=False)
+    try:
+        await asyncio.wait_for(_reply_to(kc, msg_id), FD_CAPTURE_WAIT_S)
+    except asyncio.TimeoutError:
+        pass  # a kernel too slow to answer still runs the cells; only fd output is affected
+
+
+async def _reply_to(kc: Any, msg_id: str) -> None:
+    while True:
+        reply = await kc.get_shell_msg()
+        if reply.get("parent_header", {}).get("msg_id") == msg_id:
+            return
+
+
+FD_CAPTURE_WAIT_S = 10.0
 
 
 def _interrupted(index: int, cell_timeout: float | None) -> str:

@@ -1,11 +1,16 @@
 """`--backend docker`: the local kernel executor with the kernel inside a container.
 
-A jupyter_client provisioner starts `docker run -i` with no network, a read-only root, no
+A jupyter_client provisioner starts `docker run -i --init` with no network, a read-only root, no
 capabilities, an unprivileged user and memory/cpu/pids limits. The connection-file directory
 is bind-mounted at the same path, so the client talks to the kernel over IPC sockets exactly as
 it does locally. The process jupyter_client watches is the docker CLI; killing it would leave
 the container running, so kill/cleanup go through `docker kill` / `docker rm -f`, and the
 container is kept until cleanup so that `State.OOMKilled` can explain a death.
+
+`--init` puts docker's init (tini) at pid 1 and the kernel below it: the init reaps the
+orphans of background jobs (a kernel at pid 1 would leave them as zombies until the pids limit
+stops every fork), and a kernel that kills itself dies like anywhere else (pid 1 is immune to
+its own signals, so it would keep running and report success).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from traitlets import Float, Int, Unicode
 from ..errors import BackendUnavailable
 from .bwrap import grant_work_dir, write_kernelspec
 from .image import DEFAULT_IMAGE, KERNEL_PYTHON, docker_cli, ensure_image, image_exists
-from .limits import Limits, parse_size
+from .limits import Limits, child_pids, parse_size
 
 if TYPE_CHECKING:
     from jupyter_client.connect import KernelConnectionInfo
@@ -109,9 +114,11 @@ async def _docker(*args: str, timeout: float = 30.0) -> tuple[int, str]:
     return proc.returncode or 0, out.decode(errors="replace")
 
 
-def leftover_containers() -> list[str]:
-    """Names of codeflow kernel containers on this daemon, running or not (for tests)."""
-    proc = _docker_sync("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}")
+def leftover_containers(sandbox_id: str = "") -> list[str]:
+    """Names of codeflow kernel containers on this daemon, running or not (for tests); with
+    `sandbox_id`, only those of that executor (others may come and go meanwhile)."""
+    label = f"{LABEL}={sandbox_id}" if sandbox_id else LABEL
+    proc = _docker_sync("ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}")
     return sorted(proc.stdout.split()) if proc.returncode == 0 else []
 
 
@@ -207,6 +214,7 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
             docker,
             "run",
             "-i",
+            "--init",
             "--name",
             self._container,
             "--label",
@@ -265,12 +273,15 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
         return ""
 
     async def kernel_pid(self) -> int | None:
-        """The kernel's process id on this machine (pid 1 inside the container)."""
+        """The kernel's process id on this machine (the one child of the container's init)."""
         if not self._container:
             return None
         code, out = await _docker("inspect", "-f", "{{.State.Pid}}", self._container)
-        pid = int(out.strip()) if code == 0 and out.strip().isdigit() else 0
-        return pid or None
+        init = int(out.strip()) if code == 0 and out.strip().isdigit() else 0
+        if not init:
+            return None
+        children = child_pids(init)
+        return children[0] if len(children) == 1 else init
 
     async def unresponsive_reason(self) -> str:
         """A paused container cannot answer an interrupt; say so."""

@@ -28,6 +28,7 @@ from ..models import ExecutionResult, Output
 from .base import OutputCallback
 from .messaging import SnippetExecutorMixin
 from .outputs import OutputCollector
+from .snippets import fd_capture_snippet
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -37,6 +38,7 @@ __all__ = ["GatewayExecutor"]
 _IDLE_AFTER_REPLY_S = 2.0
 _REST_POLL_S = 2.0
 _PROTOCOL_VERSION = "5.3"
+_SETUP_TIMEOUT_S = 10.0
 _CLOSED = object()
 
 
@@ -85,6 +87,7 @@ class GatewayExecutor(SnippetExecutorMixin):
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._http = AsyncHTTPClient(force_instance=True)
+        self._interrupted_id: str | None = None
         self._start_lock = asyncio.Lock()
         self._exec_lock = asyncio.Lock()
 
@@ -211,7 +214,9 @@ class GatewayExecutor(SnippetExecutorMixin):
         self._ws = ws
         self._queue = asyncio.Queue()
         self._reader = asyncio.ensure_future(self._read(ws, self._queue))
-        await self._wait_ready()
+        language = await self._wait_ready()
+        if language == "python":
+            await self._install_fd_capture()
 
     @staticmethod
     async def _read(ws: WebSocketClientConnection, queue: asyncio.Queue[Any]) -> None:
@@ -227,8 +232,9 @@ class GatewayExecutor(SnippetExecutorMixin):
             except ValueError:
                 continue
 
-    async def _wait_ready(self) -> None:
-        """kernel_info until answered: the first reply proves the kernel is up and connected."""
+    async def _wait_ready(self) -> str:
+        """kernel_info until answered: the first reply proves the kernel is up and connected.
+        Returns the kernel's language."""
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             msg_id = self._send("shell", "kernel_info_request", {})
@@ -243,8 +249,37 @@ class GatewayExecutor(SnippetExecutorMixin):
                     and msg.get("parent_header", {}).get("msg_id") == msg_id
                 ):
                     await self._drain(0.1)
-                    return
+                    info = msg.get("content", {}).get("language_info") or {}
+                    return str(info.get("name", "")).lower()
         raise BackendError(f"the gateway kernel did not become ready in {self.startup_timeout:g}s")
+
+    async def _install_fd_capture(self) -> None:
+        """Make output written to fds 1 and 2 in the kernel (children, C code) stream output
+        of the request that caused it: the gateway launched the kernel, with whatever fd
+        capture its ipykernel has (none under pytest, and one that races `print`)."""
+        msg_id = self._send(
+            "shell",
+            "execute_request",
+            {
+                "code": fd_capture_snippet(),
+                "silent": True,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": False,
+            },
+        )
+        until = time.monotonic() + _SETUP_TIMEOUT_S
+        while time.monotonic() < until:
+            msg = await self._next(until - time.monotonic())
+            if msg is _CLOSED:
+                raise BackendError("the gateway closed the kernel websocket during start")
+            if (
+                isinstance(msg, dict)
+                and msg.get("msg_type") == "execute_reply"
+                and msg.get("parent_header", {}).get("msg_id") == msg_id
+            ):
+                return
 
     async def _drain(self, quiet: float) -> None:
         while True:
@@ -282,6 +317,7 @@ class GatewayExecutor(SnippetExecutorMixin):
         return msg_id
 
     def _close_ws(self) -> None:
+        self._interrupted_id = None  # a new connection or kernel never answers the old one
         if self._reader is not None:
             self._reader.cancel()
             self._reader = None
@@ -341,6 +377,7 @@ class GatewayExecutor(SnippetExecutorMixin):
     async def shutdown(self) -> None:
         async with self._start_lock:
             self._close_ws()
+            self._queue.put_nowait(_CLOSED)  # wakes a run waiting for messages: it ends now
             await self._delete_kernel()
 
     # -- execution -----------------------------------------------------------------------
@@ -359,6 +396,10 @@ class GatewayExecutor(SnippetExecutorMixin):
     ) -> ExecutionResult:
         collector = OutputCollector(self.max_output_chars, on_output)
         began = time.monotonic()
+        ws = self._ws
+        await self._settle_interrupted()
+        if self._ws is not ws or ws is None:
+            return self._shutdown_result(collector, began)
         msg_id = self._send(
             "shell",
             "execute_request",
@@ -379,6 +420,8 @@ class GatewayExecutor(SnippetExecutorMixin):
         next_rest = began + _REST_POLL_S
         try:
             while reply is None or not idle:
+                if self._ws is not ws:
+                    return self._shutdown_result(collector, began)
                 now = time.monotonic()
                 if reply is not None and now - replied_at > _IDLE_AFTER_REPLY_S:
                     break
@@ -399,6 +442,8 @@ class GatewayExecutor(SnippetExecutorMixin):
                 if msg is None:
                     continue
                 if msg is _CLOSED:
+                    if self._ws is not ws:
+                        return self._shutdown_result(collector, began)
                     return await self._died_result(collector, began, "the connection closed")
                 msg_type = msg.get("msg_type") or msg.get("header", {}).get("msg_type")
                 content = msg.get("content", {})
@@ -419,6 +464,8 @@ class GatewayExecutor(SnippetExecutorMixin):
                     else:
                         collector.feed({"msg_type": msg_type, "content": content})
         except asyncio.CancelledError:
+            # The kernel is still busy with this request: the next run waits for its end.
+            self._interrupted_id = msg_id
             try:
                 await asyncio.shield(self.interrupt())
             except Exception:
@@ -427,6 +474,48 @@ class GatewayExecutor(SnippetExecutorMixin):
         if interrupted:
             return self._timeout_result(collector, reply, began, limit, True)
         return self._finished_result(collector, reply, began)
+
+    async def _settle_interrupted(self) -> None:
+        """Wait (bounded) until a cancelled request has replied and gone idle, so that the
+        next request's messages all come after the old one's."""
+        msg_id, self._interrupted_id = self._interrupted_id, None
+        if msg_id is None:
+            return
+        deadline = time.monotonic() + self.interrupt_grace + _IDLE_AFTER_REPLY_S
+        replied = idle = False
+        try:
+            while not (replied and idle):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return  # it ignores the interrupt: the new run's time limit deals with it
+                msg = await self._next(left)
+                if msg is None:
+                    continue
+                if msg is _CLOSED:
+                    self._queue.put_nowait(_CLOSED)  # for the run, which reports it
+                    return
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                msg_type = msg.get("msg_type") or msg.get("header", {}).get("msg_type")
+                if msg_type == "execute_reply":
+                    replied = True
+                elif msg_type == "status":
+                    idle = msg.get("content", {}).get("execution_state") == "idle"
+        except asyncio.CancelledError:
+            self._interrupted_id = msg_id
+            raise
+
+    def _shutdown_result(self, collector: OutputCollector, began: float) -> ExecutionResult:
+        return ExecutionResult(
+            outputs=collector.outputs(),
+            status="died",
+            ename="KernelShutdown",
+            evalue="the gateway kernel was shut down while the code ran",
+            duration_s=time.monotonic() - began,
+            dropped_chars=collector.dropped_chars,
+            state_kept=False,
+            detail="kernel was shut down",
+        )
 
     def _finished_result(
         self, collector: OutputCollector, reply: dict[str, Any] | None, began: float

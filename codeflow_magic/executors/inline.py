@@ -34,6 +34,7 @@ from IPython.core.displaypub import DisplayPublisher
 
 from ..models import ExecutionResult
 from .base import OutputCallback
+from .fdpump import FdPump
 from .outputs import BytesToText, OutputCollector
 
 if TYPE_CHECKING:
@@ -132,12 +133,19 @@ class MainThreadPump:
 
 
 class _StreamCapture(io.TextIOBase):
-    """A `sys.stdout`/`sys.stderr` stand-in that feeds a collector."""
+    """A `sys.stdout`/`sys.stderr` stand-in that feeds a collector.
 
-    def __init__(self, name: str, sink: Callable[[dict[str, Any]], None]) -> None:
+    With a pump (what children and C code write to the matching fd), each write first delivers
+    what is already in the pipe, so a child's output lands before the next `print`.
+    """
+
+    def __init__(
+        self, name: str, sink: Callable[[dict[str, Any]], None], pump: FdPump | None = None
+    ) -> None:
         super().__init__()
         self.name_ = name
         self._sink = sink
+        self.pump = pump
         self.buffer = BytesToText(self.write)  # code that writes bytes works as in a terminal
 
     encoding = "utf-8"
@@ -151,9 +159,42 @@ class _StreamCapture(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        if text:
-            self._sink({"msg_type": "stream", "content": {"name": self.name_, "text": text}})
+        if not text:
+            return 0
+        pump = self.pump
+        if pump is None or pump.busy:
+            self._emit(text)
+            return len(text)
+        with pump.lock:
+            pump.drain()
+            self._emit(text)
         return len(text)
+
+    def _emit(self, text: str) -> None:
+        self._sink({"msg_type": "stream", "content": {"name": self.name_, "text": text}})
+
+    def flush(self) -> None:
+        if self.pump is not None:
+            self.pump.drain()
+
+    def fileno(self) -> int:
+        """The redirected fd: `subprocess.run(..., stdout=sys.stdout)` is captured too."""
+        if self.pump is None:
+            raise io.UnsupportedOperation("fileno")
+        return self.pump.fd
+
+
+def _fd_pumps(out: _StreamCapture, err: _StreamCapture) -> list[FdPump]:
+    """Pumps from fds 1 and 2 into the capturing streams (none where fds cannot be moved)."""
+    pumps: list[FdPump] = []
+    for fd, stream in ((1, out), (2, err)):
+        try:
+            pump = FdPump(fd, stream._emit, stream.name_)
+        except OSError:
+            continue  # no such fd (a service without stdio): nothing to capture
+        stream.pump = pump
+        pumps.append(pump)
+    return pumps
 
 
 class _CapturePublisher(DisplayPublisher):
@@ -319,8 +360,17 @@ class InlineExecutor:
             self._hook = _CaptureHook(shell=shell, cache_size=0)  # type: ignore[no-untyped-call]
         publisher, hook = self._publisher, self._hook
         assert hook is not None
-        publisher.sink = sink
-        hook.sink = sink
+        out = _StreamCapture("stdout", sink)
+        err = _StreamCapture("stderr", sink)
+
+        def ordered(msg: dict[str, Any]) -> None:
+            """Displays and tracebacks come after what children wrote before them."""
+            out.flush()
+            err.flush()
+            sink(msg)
+
+        publisher.sink = ordered
+        hook.sink = ordered
         hook.source = source
 
         def show_traceback(etype: Any, evalue: Any, stb: list[str]) -> None:
@@ -330,7 +380,7 @@ class InlineExecutor:
                 "traceback": list(stb),
             }
             errors.append(content)
-            sink({"msg_type": "error", "content": content})
+            ordered({"msg_type": "error", "content": content})
 
         saved = (
             sys.stdout,
@@ -342,8 +392,10 @@ class InlineExecutor:
         )
         had_own_tb = "_showtraceback" in vars(shell)
         own_tb = vars(shell).get("_showtraceback")
-        sys.stdout = _StreamCapture("stdout", sink)
-        sys.stderr = _StreamCapture("stderr", sink)
+        # What children and C code write to fds 1 and 2 is output of this run too; otherwise
+        # it would go to the notebook cell directly (or the terminal), outside the attempt.
+        pumps = _fd_pumps(out, err)
+        sys.stdout, sys.stderr = out, err
         shell.display_pub = publisher
         shell.displayhook = hook
         shell.display_trap.hook = hook
@@ -352,6 +404,10 @@ class InlineExecutor:
         try:
             yield errors
         finally:
+            for pump in pumps:
+                with contextlib.suppress(OSError):
+                    pump.close()  # fds back first; what is left in the pipe is this run's
+            out.pump = err.pump = None
             (sys.stdout, sys.stderr, shell.display_pub, shell.displayhook) = saved[:4]
             shell.display_trap.hook = saved[4]
             sys.displayhook = saved[5]

@@ -37,9 +37,7 @@ from .base import OutputCallback
 from .limits import OomWatch, exit_signal, kill_tagged, signal_text, unresponsive_reason
 from .messaging import SnippetExecutorMixin
 from .outputs import OutputCollector, marked_drops
-from .snippets import (
-    output_cap_startup,
-)
+from .snippets import fd_capture_snippet, output_cap_startup
 
 if TYPE_CHECKING:
     from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -58,6 +56,7 @@ _IOPUB_HWM = 64
 _IDLE_AFTER_REPLY_S = 2.0
 _START_TIMEOUT_S = 60.0
 _LOG_READ_MAX = 64_000
+_SETUP_TIMEOUT_S = 10.0
 
 # ipykernel points fd 2 into the notebook, so a native crash would print its Python stack into
 # a pipe that dies with the process. Enabling the fault handler on the kernel's real stderr (our
@@ -168,6 +167,8 @@ class KernelExecutor(SnippetExecutorMixin):
         self._oom: OomWatch | None = None
         self._tag = uuid.uuid4().hex
         self._stray_guard: weakref.finalize | None = None  # type: ignore[type-arg]
+        self._interrupted_id: str | None = None
+        self._shutdowns = 0
         self._start_lock = asyncio.Lock()
         self._exec_lock = asyncio.Lock()
 
@@ -275,9 +276,10 @@ class KernelExecutor(SnippetExecutorMixin):
             if any("ipykernel" in a for a in argv)
             else []
         )
-        # The kernel's own stderr goes to a log in its run dir: a kernel killed while starting
-        # (a pool shutting down) must not spill tracebacks into the user's terminal, and a
-        # kernel that fails to start is explained from that log.
+        # The kernel's own stdout and stderr go to a log in its run dir: a kernel killed while
+        # starting (a pool shutting down) must not spill tracebacks into the user's terminal,
+        # nothing the code does may print into codeflow's stdout (a `--format json` document),
+        # and a kernel that fails to start is explained from that log.
         log_path = run_dir / "kernel.log"
         log = open(log_path, "wb")
         self._log = log
@@ -288,6 +290,7 @@ class KernelExecutor(SnippetExecutorMixin):
                 extra_arguments=extra,
                 env=self.kernel_env(),
                 cwd=str(self.work_dir),
+                stdout=log,
                 stderr=log,
             )
         except Exception as exc:
@@ -323,9 +326,26 @@ class KernelExecutor(SnippetExecutorMixin):
     async def _mark_ready(self) -> None:
         """Remember where the kernel log and the OOM counter stood when this kernel started:
         a later death is explained by what changed since."""
+        await self._install_fd_capture()
         self._log_mark = _log_size(self._log_path)
         # Sandboxes and containers explain OOM kills through their own cgroups.
         self._oom = OomWatch.of(await self._kernel_pid()) if self.death_reason is None else None
+
+    async def _install_fd_capture(self) -> None:
+        """Make output written to fds 1 and 2 (children, C code) stream output of the request
+        that caused it, whatever ipykernel's own fd capture is set to (it is off when the
+        kernel inherits PYTEST_CURRENT_TEST, and it races `print`)."""
+        kc, km = self._kc, self._km
+        spec = km.kernel_spec if km is not None else None
+        if kc is None or spec is None or spec.language.lower() != "python":
+            return
+        msg_id = kc.execute(
+            fd_capture_snippet(), silent=True, store_history=False, allow_stdin=False
+        )
+        try:
+            await asyncio.wait_for(self._await_reply(kc, msg_id), _SETUP_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            pass  # a kernel too busy to answer still runs code; only fd output is affected
 
     async def restart(self) -> None:
         """Restart the kernel with empty state (waits for a running execution to end)."""
@@ -342,6 +362,7 @@ class KernelExecutor(SnippetExecutorMixin):
         if self._kc is not None:
             self._kc.stop_channels()
             self._kc = None
+        self._interrupted_id = None  # a new kernel never answers the old one's requests
         mark = _log_size(self._log_path)  # only what the new kernel says explains its failure
         await self._stop_strays()
         try:
@@ -392,12 +413,14 @@ class KernelExecutor(SnippetExecutorMixin):
 
     async def shutdown(self) -> None:
         """Stop the kernel and remove every temporary directory (idempotent)."""
+        self._shutdowns += 1  # a run in progress ends as "shut down", not as a cancel
         async with self._start_lock:
             await self._stop_kernel()
 
     async def _stop_kernel(self) -> None:
         kc, km = self._kc, self._km
         self._kc = self._km = None
+        self._interrupted_id = None
         if kc is not None:
             kc.stop_channels()
         if km is not None:
@@ -446,6 +469,15 @@ class KernelExecutor(SnippetExecutorMixin):
         assert kc is not None and km is not None
         collector = OutputCollector(self.max_output_chars, on_output)
         began = time.monotonic()
+        shutdowns = self._shutdowns  # changes when shutdown() pulls the kernel from under us
+        try:
+            await self._settle_interrupted(kc)
+        except Exception:
+            if self._shutdowns != shutdowns:
+                return self._shutdown_result(collector, began)
+            raise
+        if self._shutdowns != shutdowns:
+            return self._shutdown_result(collector, began)
         msg_id: str = kc.execute(
             code,
             silent=silent,
@@ -464,6 +496,8 @@ class KernelExecutor(SnippetExecutorMixin):
         reply_task = asyncio.ensure_future(self._await_reply(kc, msg_id))
         try:
             while True:
+                if self._shutdowns != shutdowns:
+                    return self._shutdown_result(collector, began)
                 if reply is None and reply_task.done():
                     reply = reply_task.result()
                     replied_at = time.monotonic()
@@ -484,6 +518,8 @@ class KernelExecutor(SnippetExecutorMixin):
                 if now >= next_alive:
                     next_alive = now + _ALIVE_POLL_S
                     if not await km.is_alive():
+                        if self._shutdowns != shutdowns:
+                            return self._shutdown_result(collector, began)
                         return await self._died_result(collector, began)
                 wait = max(0.0, min(deadline - now, next_alive - now))
                 if idle:
@@ -500,7 +536,16 @@ class KernelExecutor(SnippetExecutorMixin):
                     continue
                 collector.feed(msg)
         except asyncio.CancelledError:
+            if self._shutdowns != shutdowns and not _cancelling():
+                # Shutting down closed the sockets under us: nobody cancelled this run.
+                return self._shutdown_result(collector, began)
+            # The kernel is still busy with this request: the next run waits for its end.
+            self._interrupted_id = msg_id
             await asyncio.shield(self._interrupt_quietly())
+            raise
+        except Exception:
+            if self._shutdowns != shutdowns:
+                return self._shutdown_result(collector, began)
             raise
         finally:
             if not reply_task.done():
@@ -508,6 +553,58 @@ class KernelExecutor(SnippetExecutorMixin):
         if interrupted:
             return self._timeout_result(collector, reply, began, limit, True)
         return self._finished_result(collector, reply, began)
+
+    async def _settle_interrupted(self, kc: AsyncKernelClient) -> None:
+        """Wait (bounded) until a cancelled request has replied and gone idle.
+
+        Its KeyboardInterrupt, reply and idle status are still on the way when the next
+        request is sent right after the cancel; sending only after them keeps every message
+        of the new request after the old one's.
+        """
+        msg_id, self._interrupted_id = self._interrupted_id, None
+        if msg_id is None:
+            return
+        deadline = time.monotonic() + self.interrupt_grace + _IDLE_AFTER_REPLY_S
+        reply_task = asyncio.ensure_future(self._await_reply(kc, msg_id))
+        idle = False
+        try:
+            while not (idle and reply_task.done()):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._kc is not kc:
+                    return  # it ignores the interrupt: the new run's time limit deals with it
+                if idle:
+                    await asyncio.wait({reply_task}, timeout=left)
+                    continue
+                try:
+                    msg = await kc.get_iopub_msg(timeout=min(left, _ALIVE_POLL_S))
+                except Empty:
+                    if self._km is None or not await self._km.is_alive():
+                        return  # it died: the new run notices and reports that
+                    continue
+                if (
+                    msg.get("parent_header", {}).get("msg_id") == msg_id
+                    and msg["msg_type"] == "status"
+                    and msg["content"].get("execution_state") == "idle"
+                ):
+                    idle = True
+        except asyncio.CancelledError:
+            self._interrupted_id = msg_id  # still unsettled for whoever runs next
+            raise
+        finally:
+            if not reply_task.done():
+                reply_task.cancel()
+
+    def _shutdown_result(self, collector: OutputCollector, began: float) -> ExecutionResult:
+        return ExecutionResult(
+            outputs=collector.outputs(),
+            status="died",
+            ename="KernelShutdown",
+            evalue=f"{self._what} was shut down while the code ran",
+            duration_s=time.monotonic() - began,
+            dropped_chars=collector.dropped_chars,
+            state_kept=False,
+            detail="kernel was shut down",
+        )
 
     async def _interrupt_quietly(self) -> None:
         try:
@@ -643,6 +740,16 @@ class KernelExecutor(SnippetExecutorMixin):
             if self._oom.count is None:  # no counter to read: it may have been
                 return f"killed by {signal_text(signum)}, possibly by the out-of-memory killer"
         return f"killed by {signal_text(signum)}"
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (not merely handed a CancelledError by a
+    future that was cancelled when its socket closed)."""
+    task = asyncio.current_task()
+    counter = getattr(task, "cancelling", None)
+    if counter is None:  # Python 3.10: cannot tell; treat it as a cancel
+        return True
+    return bool(counter())
 
 
 def _log_size(path: Path | None) -> int:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import re
+from functools import cache
+from pathlib import Path
 
 __all__ = [
     "BASH_ERROR",
     "INSTALL_ERROR",
     "bash_snippet",
     "describe_state_snippet",
+    "fd_capture_snippet",
     "output_cap_startup",
     "pip_install_snippet",
 ]
@@ -370,3 +373,24 @@ def output_cap_startup(max_chars: int) -> str:
 
     marker = drop_marker(0).replace("0", "{:,}", 1)
     return _OUTPUT_CAP.replace("MARKER", repr(marker)).replace("LIMIT", str(int(max_chars)))
+
+
+@cache
+def fd_capture_snippet() -> str:
+    """Python that makes the kernel publish what is written to fds 1 and 2 (by itself or its
+    children) as stream output, in order with `print`; sent once per kernel start.
+
+    The implementation is the stdlib-only `fdpump` module's own source, run in a private
+    namespace: kernels in a container or behind a gateway do not have codeflow installed.
+    """
+    source = (Path(__file__).parent / "fdpump.py").read_text(encoding="utf-8")
+    return (
+        "def _codeflow_fd():\n"
+        '    globals().pop("_codeflow_fd", None)\n'
+        '    scope = {"__name__": "_codeflow_fdpump"}\n'
+        f"    exec(compile({source!r}, '<codeflow-fdpump>', 'exec'), scope)\n"
+        '    scope["install_kernel_capture"]()\n'
+        "\n"
+        "\n"
+        "_codeflow_fd()\n"
+    )

@@ -42,23 +42,33 @@ def work_dir() -> Iterator[Path]:
 
 async def test_no_container_left_after_death_restart_and_shutdown(work_dir: Path) -> None:
     _require_docker()
-    before = set(leftover_containers())
-    runs_before = set(Path("/tmp").glob("cfdk-*"))
     settings = load_settings(extra={"execution.memory_limit": MEMORY}, work_dir=work_dir)
     ex = make_executor(settings, work_dir=work_dir, backend="docker")
     assert isinstance(ex, KernelExecutor)
     await ex.start()
+    assert ex.kernel_manager is not None and ex.kernel_manager.provisioner is not None
+    sandbox_id = ex.kernel_manager.provisioner.sandbox_id
+    assert sandbox_id
+
+    run_dirs: set[str] = set()
+
+    def mine() -> set[str]:
+        """This executor's containers (other tests' come and go meanwhile); notes its run dir."""
+        assert ex.kernel_manager is not None
+        run_dirs.add(str(ex.kernel_manager.provisioner._run_dir))  # type: ignore[union-attr]
+        return set(leftover_containers(sandbox_id))
+
     try:
-        first = set(leftover_containers()) - before
+        first = mine()
         assert len(first) == 1
-        # the kernel is pid 1 in the container (immune to its own SIGKILL): exit hard instead
+        # a kernel that exits on its own (a self-kill: test_executor_behaviours.py)
         died = await ex.execute("import os\nos._exit(9)")
         assert died.status == "died" and died.restarted, died
         assert (await eb.run_ok(ex, "print('again')")).strip() == "again"
-        second = set(leftover_containers()) - before
+        second = mine()
         assert len(second) == 1 and not (second & first), "the dead container is removed"
         await ex.restart()
-        third = set(leftover_containers()) - before
+        third = mine()
         assert len(third) == 1 and not (third & second)
         # Killing the docker CLI (the process jupyter_client started) leaves the container
         # running; the next restart must still remove it.
@@ -66,15 +76,16 @@ async def test_no_container_left_after_death_restart_and_shutdown(work_dir: Path
         assert km is not None and km.provisioner is not None
         os.kill(km.provisioner.pid, signal.SIGKILL)
         await asyncio.sleep(0.5)
-        assert set(leftover_containers()) - before == third
+        assert mine() == third
         await ex.restart()
-        fourth = set(leftover_containers()) - before
+        fourth = mine()
         assert len(fourth) == 1 and not (fourth & third)
         assert (await eb.run_ok(ex, "print('back')")).strip() == "back"
     finally:
         await ex.shutdown()
-    assert set(leftover_containers()) == before
-    assert set(Path("/tmp").glob("cfdk-*")) == runs_before
+    assert set(leftover_containers(sandbox_id)) == set()
+    assert run_dirs and all(d.startswith("/tmp/cfdk-") for d in run_dirs)
+    assert not [d for d in run_dirs if Path(d).exists()], "no run dir is left behind"
 
 
 async def test_missing_docker_is_a_clear_error(

@@ -69,11 +69,13 @@ def notebook(tmp_path: Path) -> Path:
 def test_run_writes_back_reports_and_replays_offline(notebook: Path, tmp_path: Path) -> None:
     original = notebook.read_bytes()
     with ModelServer() as server:
+        # anchored on "Request:": a later prompt quotes the cells above it (notebook context)
         server.add_rule("NameError", PY.format("squares = [n * n for n in range(1, 5)]\nsquares"))
         server.add_rule(
-            "squares of the squares", PY.format("squares = [n * n for n in rnge(1, 5)]")
+            "Request:\nbuild a list called squares",
+            PY.format("squares = [n * n for n in rnge(1, 5)]"),
         )
-        server.add_rule("add up squares", PY.format("total = sum(squares)\nprint(total)"))
+        server.add_rule("Request:\nadd up squares", PY.format("total = sum(squares)\nprint(total)"))
         done = codeflow(str(notebook), "--report", "report.html", env=server.env(), cwd=tmp_path)
         prompts = server.prompts()
     assert done.returncode == 0, done.stderr
@@ -183,3 +185,24 @@ def test_bad_input_exits_2_and_leaves_the_file(
     assert message in done.stderr and "Traceback" not in done.stderr
     assert (path.read_bytes() if path.exists() else None) == before
     assert not (tmp_path / "input.out.ipynb").exists()
+
+
+def test_child_process_output_lands_in_its_cell_in_order(tmp_path: Path) -> None:
+    """`os.system`, `subprocess.run` and `os.write(1, ...)` output is the cell's stream output,
+    in order with `print`, never on codeflow's own stdout."""
+    code = (
+        "import os, subprocess\n"
+        "print('A')\n"
+        "os.system('echo X')\n"
+        "print('B')\n"
+        "subprocess.run(['echo', 'Y'])\n"
+        "os.write(1, b'Z\\n')\n"
+        "print('C')"
+    )
+    nb = make_notebook(tmp_path / "fd.ipynb", [code, "print('next')"])
+    done = codeflow(str(nb), env={}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "X" not in done.stdout and "Z" not in done.stdout
+    out = nbformat.read(tmp_path / "fd.out.ipynb", as_version=4)
+    assert stream_text(out.cells[0]) == "A\nX\nB\nY\nZ\nC\n"
+    assert stream_text(out.cells[1]) == "next\n"
