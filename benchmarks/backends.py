@@ -11,57 +11,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from gatewayserver import TOKEN, GatewayError, kernel_gateway
+
 from codeflow_magic.config import load_settings
 from codeflow_magic.executors import make_executor
 from codeflow_magic.executors.doctor import run_checks
-
-TOKEN = "bench-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_gateway(home: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=os.path.join(home, "rt"))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kernel_gateway",
-            "--KernelGatewayApp.ip=127.0.0.1",
-            f"--KernelGatewayApp.port={port}",
-            f"--KernelGatewayApp.auth_token={TOKEN}",
-            "--KernelGatewayApp.port_retries=0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=home,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("kernel gateway did not start")
 
 
 async def measure(
@@ -90,32 +54,25 @@ async def measure(
 
 async def main_async(starts: int, runs: int) -> None:
     work_dir = Path(tempfile.mkdtemp(prefix="cf-bench-", dir="/tmp"))
-    home = tempfile.mkdtemp(prefix="cf-bench-kg-")
     settings = load_settings(work_dir=work_dir)
     status = {c.backend: c for c in run_checks(settings)}
-    gw_proc = None
     rows: list[tuple[str, float | None, float | None, str]] = []
     try:
-        for backend in ("kernel", "sandbox", "docker", "gateway"):
-            extra: dict[str, Any] = {}
-            if backend == "gateway":
-                try:
-                    gw_proc, url = start_gateway(home)
-                except (OSError, RuntimeError) as exc:
-                    rows.append((backend, None, None, str(exc)))
-                    continue
-                extra = {"execution.gateway_url": url, "execution.gateway_token": TOKEN}
-            elif not status[backend].ok:
+        for backend in ("kernel", "sandbox", "docker"):
+            if not status[backend].ok:
                 rows.append((backend, None, None, f"{status[backend].detail}"))
                 continue
-            ready, trip = await measure(backend, work_dir, extra, starts, runs)
+            ready, trip = await measure(backend, work_dir, {}, starts, runs)
             rows.append((backend, ready, trip, ""))
+        try:
+            with kernel_gateway() as url:
+                extra = {"execution.gateway_url": url, "execution.gateway_token": TOKEN}
+                ready, trip = await measure("gateway", work_dir, extra, starts, runs)
+                rows.append(("gateway", ready, trip, ""))
+        except (OSError, GatewayError) as exc:
+            rows.append(("gateway", None, None, str(exc)))
     finally:
-        if gw_proc is not None:
-            gw_proc.terminate()
-            gw_proc.wait(timeout=15)
         shutil.rmtree(work_dir, ignore_errors=True)
-        shutil.rmtree(home, ignore_errors=True)
     base_ready, base_trip = rows[0][1], rows[0][2]
     print(f"{'backend':<9} {'start→ready':>12} {'ratio':>7} {'1+1 median':>11} {'ratio':>7}")
     for name, ready, trip, note in rows:

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import gatewayserver
 import pytest
 import pytest_asyncio
 from IPython.core.interactiveshell import InteractiveShell
@@ -76,12 +75,6 @@ def _require(backend: str) -> None:
         need(problem is None, f"docker backend unavailable: {problem}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def work_dir() -> Iterator[Path]:
     # Under /tmp, not pytest's 0700 tmp root: sandbox and container uids must reach it.
@@ -94,57 +87,12 @@ def work_dir() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def gateway_url() -> Iterator[str]:
     """A real kernel gateway whose kernels run with ipykernel's own fd capture on."""
-    have = shutil.which("jupyter-kernelgateway", path=os.path.dirname(sys.executable))
-    need(have is not None, "jupyter_kernel_gateway is not installed in this environment")
-    port = _free_port()
-    home = tempfile.mkdtemp(prefix="cf-kg-fd-")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if "KEY" not in k and "TOKEN" not in k and k != "PYTEST_CURRENT_TEST"
-    }
-    env.update(
-        JUPYTER_RUNTIME_DIR=os.path.join(home, "runtime"),
-        JUPYTER_DATA_DIR=os.path.join(home, "data"),
-        IPYTHONDIR=os.path.join(home, "ipython"),
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kernel_gateway",
-            "--KernelGatewayApp.ip=127.0.0.1",
-            f"--KernelGatewayApp.port={port}",
-            f"--KernelGatewayApp.auth_token={TOKEN}",
-            "--KernelGatewayApp.port_retries=0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=home,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"kernel gateway exited with status {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("kernel gateway did not listen within 60s")
+    need(gatewayserver.available(), "jupyter_kernel_gateway is not installed in this environment")
     try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(home, ignore_errors=True)
+        with gatewayserver.kernel_gateway(TOKEN, drop_env=("PYTEST_CURRENT_TEST",)) as url:
+            yield url
+    except gatewayserver.GatewayError as exc:
+        pytest.fail(str(exc))
 
 
 def _settings(work_dir: Path, backend: str, gateway_url: str = "") -> Any:

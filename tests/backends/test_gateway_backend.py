@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import escape_battery as eb
+import gatewayserver
 import pytest
 import pytest_asyncio
+from gatewayserver import TOKEN
 from needs import need
 
 from codeflow_magic.config import load_settings
@@ -24,68 +23,17 @@ from codeflow_magic.executors.gateway import GatewayExecutor
 
 pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="module")]
 
-TOKEN = "gw-test-token-1234"
 CAP = 20_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def gateway_url() -> Iterator[str]:
-    have = shutil.which("jupyter-kernelgateway", path=os.path.dirname(sys.executable))
-    need(have is not None, "jupyter_kernel_gateway is not installed in this environment")
-    port = _free_port()
-    home = tempfile.mkdtemp(prefix="cf-kg-")
-    env = {k: v for k, v in os.environ.items() if "KEY" not in k and "TOKEN" not in k}
-    env.update(
-        JUPYTER_RUNTIME_DIR=os.path.join(home, "runtime"),
-        JUPYTER_DATA_DIR=os.path.join(home, "data"),
-        IPYTHONDIR=os.path.join(home, "ipython"),
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kernel_gateway",
-            "--KernelGatewayApp.ip=127.0.0.1",
-            f"--KernelGatewayApp.port={port}",
-            f"--KernelGatewayApp.auth_token={TOKEN}",
-            "--KernelGatewayApp.port_retries=0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=home,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            pytest.fail(f"kernel gateway exited: {err[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("kernel gateway did not listen within 60s")
+    need(gatewayserver.available(), "jupyter_kernel_gateway is not installed in this environment")
     try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
-        shutil.rmtree(home, ignore_errors=True)
+        with gatewayserver.kernel_gateway() as url:
+            yield url
+    except gatewayserver.GatewayError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -177,7 +125,7 @@ async def test_wrong_token_is_a_clear_error(gateway_url: str) -> None:
 
 
 async def test_unreachable_gateway_is_a_clear_error() -> None:
-    ex = GatewayExecutor(url=f"http://127.0.0.1:{_free_port()}", token=TOKEN, connect_timeout=5)
+    ex = GatewayExecutor(url=f"http://127.0.0.1:{gatewayserver.free_port()}", token=TOKEN, connect_timeout=5)
     with pytest.raises(BackendUnavailable, match="unreachable"):
         await ex.start()
 
