@@ -18,14 +18,16 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from . import __version__
+from .executors import BACKENDS
 
 COMM_TARGET = "codeflow"
 """The comm target name on both sides."""
 
 WriteBackMode = Literal["below", "replace"]
 
-_BACKENDS = ("inline", "kernel")
-_MAX_ATTEMPTS = (1, 20)
+_BACKENDS = BACKENDS
+_MAX_ATTEMPTS = (1, 50)
+"""The bounds of `improvement.max_attempts` (the settings schema says the same)."""
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +183,15 @@ class FrontendLink:
         old = self._comm
         self._adopt(comm)
         if old is not None and old is not comm and not getattr(old, "_closed", False):
-            old.close()
+            # Dropped without a comm_close: the page that owned it is gone, and the new page
+            # would only log "Comm not found" for a comm it never knew.
+            old._closed = True
+            try:
+                import comm as comm_pkg
+
+                comm_pkg.get_comm_manager().unregister_comm(old)
+            except (ImportError, KeyError):
+                pass
         self.handle_message(msg.get("content", {}).get("data") or {})
 
     def _on_comm_msg(self, comm: Any, msg: Mapping[str, Any]) -> None:
@@ -242,6 +252,15 @@ class FrontendLink:
     def send_record(self, cell_id: str | None, record: Mapping[str, Any]) -> bool:
         """The finished run's record (`RunRecord.to_dict()`)."""
         return self._send({"type": "record", "cell_id": cell_id, "record": dict(record)})
+
+    def save_metadata(self, cell_id: str | None, request_metadata: Mapping[str, Any]) -> bool:
+        """Record a run that wrote no code (failed, or write-back off) in the request cell's
+        metadata; the frontend keeps the link to an existing code cell."""
+        if not cell_id:
+            return False
+        return self._send(
+            {"type": "metadata", "cell_id": cell_id, "request_metadata": dict(request_metadata)}
+        )
 
     def write_back(
         self,

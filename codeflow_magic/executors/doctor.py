@@ -32,6 +32,8 @@ class Check:
     detail: str
     fix: str = ""
     warning: str = ""
+    configured: bool = True
+    """False for a backend that needs settings nobody gave (a gateway URL): not a failure."""
 
 
 def check_kernel(settings: Settings) -> Check:
@@ -154,8 +156,9 @@ def check_gateway(settings: Settings) -> Check:
         return Check(
             "gateway",
             False,
-            "no gateway URL configured",
+            "not configured (no gateway URL given)",
             "codeflow ask ... --backend gateway --gateway-url URL (or execution.gateway_url=URL)",
+            configured=False,
         )
     token = settings.execution.gateway_token
     headers = {"Authorization": f"token {token}"} if token else {}
@@ -219,11 +222,12 @@ def run_checks(settings: Settings, backends: list[str] | None = None) -> list[Ch
 def render_text(checks: list[Check]) -> str:
     lines = []
     for c in checks:
-        lines.append(f"{c.backend:<8} {'ok' if c.ok else 'FAIL':<5} {c.detail}")
+        word = "ok" if c.ok else ("-" if not c.configured else "FAIL")
+        lines.append(f"{c.backend:<8} {word:<5} {c.detail}")
         if c.warning:
             lines.append(f"{'':<14} note: {c.warning}")
         if c.fix and not c.ok:
-            lines.append(f"{'':<14} fix:  {c.fix}")
+            lines.append(f"{'':<14} {'fix: ' if c.configured else 'use: '} {c.fix}")
     return "\n".join(lines)
 
 

@@ -13,9 +13,9 @@ import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { CodeflowModel } from './model';
+import { CodeflowModel, recordedRequestMetadata } from './model';
 import { applyWriteBack, IWriteBack } from './notebookedit';
-import { COMM_TARGET, ICodeflowSettings, IFlowEvent, IRunRecord } from './tokens';
+import { COMM_TARGET, ICodeflowSettings, IFlowEvent, IRunRecord, METADATA_KEY } from './tokens';
 
 export interface IKernelLinkOptions {
   panel: NotebookPanel;
@@ -210,6 +210,26 @@ export class KernelLink implements IDisposable {
           model.applyRecord(cellId, data.record as IRunRecord);
         }
         break;
+      case 'metadata': {
+        // A run that wrote no code: its outcome and history still go into the notebook.
+        const notebook = this._options.panel.content.model;
+        const meta = data.request_metadata;
+        if (!notebook || !cellId || !meta || typeof meta !== 'object') {
+          break;
+        }
+        for (let i = 0; i < notebook.cells.length; i++) {
+          const cell = notebook.cells.get(i);
+          if (cell.id === cellId) {
+            const previous = cell.getMetadata(METADATA_KEY) as Record<string, unknown> | undefined;
+            cell.setMetadata(
+              METADATA_KEY,
+              recordedRequestMetadata(meta as Record<string, unknown>, previous)
+            );
+            break;
+          }
+        }
+        break;
+      }
       case 'writeback': {
         const notebook = this._options.panel.content.model;
         if (!notebook || !cellId || typeof data.code !== 'string') {

@@ -21,7 +21,7 @@ import {
   REQUEST_METADATA_KEYS
 } from './tokens';
 
-export type RequestState = 'idle' | 'running' | 'succeeded' | 'failed';
+export type RequestState = 'idle' | 'running' | 'succeeded' | 'failed' | 'interrupted';
 
 /** A notebook cell as plain data (what `ICellModel` gives, or an nbformat cell). */
 export interface IPlainCell {
@@ -81,6 +81,8 @@ export interface IRequestEntry {
   runId: string;
   model: string;
   stopReason: string;
+  /** Why a run ended without a result when the model could not be asked (empty otherwise). */
+  cause: string;
   linkedCellId: string | null;
 }
 
@@ -89,6 +91,9 @@ interface ILiveState {
   phase: string;
   attempts: Map<number, IAttemptView>;
   record: IRunRecord | null;
+  /** The run was interrupted: the entry shows the run before it (`previous`). */
+  interrupted?: boolean;
+  previous?: IRunRecord | null;
 }
 
 function asObject(value: unknown): Record<string, unknown> | null {
@@ -105,16 +110,50 @@ function num(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }
 
-/** True for a cell that holds a codeflow request. */
+/** True when the source starts with the `%%codeflow` magic line (not `%%codeflow?`). */
+export function isMagicSource(source: string): boolean {
+  return /^%%codeflow(\s|$)/.test(source.trimStart());
+}
+
+/**
+ * The kernel refused the cell before anything ran (a bad option): IPython prints a
+ * `UsageError: ...` line on stderr (or an error output says so), and there is no record.
+ */
+function refused(cell: IPlainCell): boolean {
+  let error = false;
+  for (const output of cell.outputs ?? []) {
+    if (output.output_type === 'error' && output.ename === 'UsageError') {
+      error = true;
+    }
+    if (output.output_type === 'stream' && output.name === 'stderr') {
+      const text = Array.isArray(output.text) ? output.text.join('') : str(output.text);
+      if (text.startsWith('UsageError: ')) {
+        error = true;
+      }
+    }
+    const data = asObject(output.data);
+    if (data && RECORD_MIME in data) {
+      return false;
+    }
+  }
+  return error;
+}
+
+/**
+ * True for a cell that holds a real codeflow request: the magic line with a request below
+ * it, or a request that ran before (its metadata). Help (`%%codeflow?`), an empty body and a
+ * cell the kernel refused for a bad option are not requests.
+ */
 export function isRequestCell(cell: IPlainCell): boolean {
   if (cell.cell_type !== 'code') {
     return false;
   }
-  if (cell.source.trimStart().startsWith('%%codeflow')) {
+  const meta = asObject(cell.metadata[METADATA_KEY]);
+  const ran = meta !== null && typeof meta.request === 'string' && !('generated_from' in meta);
+  if (ran) {
     return true;
   }
-  const meta = asObject(cell.metadata[METADATA_KEY]);
-  return meta !== null && typeof meta.request === 'string' && !('generated_from' in meta);
+  return isMagicSource(cell.source) && requestText(cell.source) !== '' && !refused(cell);
 }
 
 /** The last run record among a cell's outputs, if any. */
@@ -166,7 +205,7 @@ export function snapshotCells(cells: IPlainCell[]): ICellSnapshot[] {
 /** The request text: the cell body below the `%%codeflow` line. */
 export function requestText(source: string): string {
   const trimmed = source.trimStart();
-  if (!trimmed.startsWith('%%codeflow')) {
+  if (!isMagicSource(trimmed)) {
     return source.trim();
   }
   const newline = trimmed.indexOf('\n');
@@ -232,7 +271,8 @@ function fromAttempts(attempts: IAttemptView[], state: RequestState, phase = '')
     outputTokens,
     runId: '',
     model: '',
-    stopReason: ''
+    stopReason: '',
+    cause: ''
   };
 }
 
@@ -247,7 +287,8 @@ function fromRecord(record: IRunRecord): Derived {
     outputTokens: num(metrics.output_tokens) || base.outputTokens,
     runId: str(record.run_id),
     model: str(record.model),
-    stopReason: str(record.stop_reason)
+    stopReason: str(record.stop_reason),
+    cause: str(record.error)
   };
 }
 
@@ -263,8 +304,27 @@ function fromMetadata(meta: IRequestMetadata): Derived {
     ...base,
     attemptCount: Math.max(num(meta.attempts), attempts.length),
     runId: str(meta.run_id),
-    model: str(meta.model)
+    model: str(meta.model),
+    stopReason: str(meta.stop_reason),
+    cause: str(meta.error)
   };
+}
+
+/**
+ * The request cell's metadata for a run that wrote no code (it failed, or write-back is
+ * off): the kernel's keys (plus the failure's cause when there is one), keeping the link to
+ * the code cell an earlier run wrote.
+ */
+export function recordedRequestMetadata(
+  fromKernel: Record<string, unknown>,
+  previous: Record<string, unknown> | null | undefined
+): IRequestMetadata {
+  const out = writeBackRequestMetadata(fromKernel, str(previous?.linked_cell_id) || null);
+  if (typeof fromKernel.error === 'string' && fromKernel.error) {
+    out.error = fromKernel.error;
+    out.stop_reason = str(fromKernel.stop_reason);
+  }
+  return out;
 }
 
 /**
@@ -325,8 +385,23 @@ export class CodeflowModel {
 
   /** The user queued a request cell for execution. */
   markScheduled(cellId: string): void {
-    this._live.set(cellId, { running: true, phase: 'queued', attempts: new Map(), record: null });
+    this._live.set(cellId, {
+      running: true,
+      phase: 'queued',
+      attempts: new Map(),
+      record: null,
+      previous: this._previousRecord(cellId)
+    });
     this._rebuild();
+  }
+
+  /** The record an interrupted run falls back to: the last one this session saw. */
+  private _previousRecord(cellId: string): IRunRecord | null {
+    const live = this._live.get(cellId);
+    if (live) {
+      return live.interrupted ? (live.previous ?? null) : (live.record ?? live.previous ?? null);
+    }
+    return this._snapshots.find(s => s.id === cellId)?.record ?? null;
   }
 
   /** A request cell's execution ended (whatever the outcome). */
@@ -342,6 +417,20 @@ export class CodeflowModel {
   /** A live progress event from the kernel. */
   applyEvent(cellId: string, event: IFlowEvent): void {
     const data = asObject(event.data) ?? {};
+    if (event.kind === 'interrupted') {
+      // Nothing came of this run: show it as interrupted, with the history of the one before.
+      const previous = this._previousRecord(cellId);
+      this._live.set(cellId, {
+        running: false,
+        phase: '',
+        attempts: new Map(),
+        record: null,
+        interrupted: true,
+        previous
+      });
+      this._rebuild();
+      return;
+    }
     if (event.kind === 'finished') {
       const record = (asObject(data.record) ?? data) as IRunRecord;
       this.applyRecord(cellId, record);
@@ -350,7 +439,8 @@ export class CodeflowModel {
     let live = this._live.get(cellId);
     if (!live || !live.running || (event.kind === 'start' && live.phase !== 'queued')) {
       // A run we had not seen start (or a new one): begin a fresh live state.
-      live = { running: true, phase: '', attempts: new Map(), record: null };
+      const previous = this._previousRecord(cellId);
+      live = { running: true, phase: '', attempts: new Map(), record: null, previous };
       this._live.set(cellId, live);
     }
     let phase = PHASES[event.kind] ?? event.kind;
@@ -378,6 +468,13 @@ export class CodeflowModel {
     let derived: Derived;
     if (live?.running) {
       derived = fromAttempts(sortAttempts(live.attempts.values()), 'running', live.phase);
+    } else if (live?.interrupted) {
+      const before = live.previous
+        ? fromRecord(live.previous)
+        : snapshot.metadata
+          ? fromMetadata(snapshot.metadata)
+          : fromAttempts([], 'idle');
+      derived = { ...before, state: 'interrupted' };
     } else if (live?.record) {
       derived = fromRecord(live.record);
     } else if (snapshot.record) {
@@ -391,7 +488,7 @@ export class CodeflowModel {
       derived = fromAttempts([], 'idle');
     }
     // A replaced request's source is code: its words are kept in the metadata.
-    const isMagic = snapshot.source.trimStart().startsWith('%%codeflow');
+    const isMagic = isMagicSource(snapshot.source);
     const request =
       (isMagic ? requestText(snapshot.source) : '') ||
       str(snapshot.metadata?.request) ||

@@ -11,13 +11,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { CodeflowModel, IAttemptView, IRequestEntry } from './model';
-import {
-  attemptTitle,
-  formatSeconds,
-  formatTokens,
-  h,
-  renderAttemptBody
-} from './render';
+import { attemptTitle, entryMetaParts, h, renderAttemptBody } from './render';
 
 export type ImproveFocus = 'optimize' | 'robustness';
 
@@ -42,24 +36,19 @@ const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"
 
 export const codeflowIcon = new LabIcon({ name: 'codeflow:sidebar', svgstr: ICON_SVG });
 
-function entryMeta(entry: IRequestEntry): string {
-  const parts: string[] = [];
-  const count = entry.attemptCount;
-  parts.push(`${count} attempt${count === 1 ? '' : 's'}`);
-  if (entry.state === 'running' && entry.phase) {
-    parts.push(entry.phase);
-  }
-  if (entry.lastError) {
-    const err = entry.lastError;
-    parts.push([err.category, err.ename].filter(Boolean).join(' '));
-  }
-  if (entry.seconds) {
-    parts.push(formatSeconds(entry.seconds));
-  }
-  if (entry.inputTokens || entry.outputTokens) {
-    parts.push(formatTokens(entry.inputTokens, entry.outputTokens));
-  }
-  return parts.join(' · ');
+function entryMeta(entry: IRequestEntry): HTMLElement {
+  const box = h('div', { className: 'jp-codeflow-entry-meta' });
+  entryMetaParts(entry).forEach((part, i) => {
+    if (i > 0) {
+      box.appendChild(document.createTextNode(' · '));
+    }
+    // A long cause may wrap; the short figures stay whole.
+    const long = part.length > 40;
+    box.appendChild(
+      h('span', { className: long ? 'jp-codeflow-meta-long' : 'jp-codeflow-meta-part', text: part })
+    );
+  });
+  return box;
 }
 
 export class CodeflowPanel extends Widget {
@@ -223,7 +212,7 @@ export class CodeflowPanel extends Widget {
     main.appendChild(h('span', { className: 'jp-codeflow-entry-title', text: title }));
 
     item.appendChild(h('div', { className: 'jp-codeflow-entry-row' }, [toggle, main]));
-    item.appendChild(h('div', { className: 'jp-codeflow-entry-meta', text: entryMeta(entry) }));
+    item.appendChild(entryMeta(entry));
 
     const running = entry.state === 'running';
     const actions = h('div', { className: 'jp-codeflow-actions' });
@@ -232,7 +221,9 @@ export class CodeflowPanel extends Widget {
     );
     rerun.disabled = running;
     actions.appendChild(rerun);
-    for (const focus of ['optimize', 'robustness'] as ImproveFocus[]) {
+    // Improving needs a working result to start from.
+    const improvable = entry.state === 'succeeded';
+    for (const focus of improvable ? (['optimize', 'robustness'] as ImproveFocus[]) : []) {
       const button = this._button(
         `Improve: ${focus}`,
         `Improve (${focus}) request: ${title}`,

@@ -6,7 +6,7 @@
  */
 
 import { diffLines, diffStats } from './diff';
-import { IAttemptView } from './model';
+import { IAttemptView, IRequestEntry } from './model';
 
 /** Create an element with classes, text and attributes. */
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -115,8 +115,11 @@ export function renderAttemptBody(
       h('div', { className: 'jp-codeflow-error', text: errorLine(attempt) }, [])
     );
     if (options.traceback !== false && attempt.traceback) {
+      // The box scrolls from its end (CSS column-reverse): the exception line shows first.
       body.appendChild(
-        h('pre', { className: 'jp-codeflow-traceback', text: trimTraceback(attempt.traceback) })
+        h('pre', { className: 'jp-codeflow-traceback', attrs: { tabindex: '0' } }, [
+          h('span', { text: trimTraceback(attempt.traceback) })
+        ])
       );
     }
   }
@@ -135,4 +138,51 @@ export function renderAttemptBody(
 /** `Attempt 2 · fix · succeeded`. */
 export function attemptTitle(attempt: IAttemptView): string {
   return `Attempt ${attempt.number} · ${attempt.kind} · ${attempt.success ? 'succeeded' : 'failed'}`;
+}
+
+/** Words for why a run stopped without a result (the kernel's `stop_reason`). */
+const STOP_WORDS: Record<string, string> = {
+  provider_unavailable: 'model unavailable',
+  provider_error: 'model error'
+};
+
+/**
+ * The figures under an entry's title, one piece each; pieces never wrap inside themselves
+ * (the line wraps between them).
+ */
+export function entryMetaParts(entry: IRequestEntry): string[] {
+  const parts: string[] = [];
+  if (entry.state === 'interrupted') {
+    parts.push('interrupted');
+    if (entry.attemptCount === 0) {
+      return parts;
+    }
+    parts.push('previous run:');
+  }
+  const count = entry.attemptCount;
+  parts.push(`${count} attempt${count === 1 ? '' : 's'}`);
+  if (entry.state === 'running' && entry.phase) {
+    parts.push(entry.phase);
+  }
+  const last = entry.attempts[entry.attempts.length - 1];
+  const succeeded =
+    entry.state === 'succeeded' || (entry.state === 'interrupted' && last?.success === true);
+  if (entry.cause) {
+    const words = STOP_WORDS[entry.stopReason] ?? 'stopped';
+    parts.push(`${words}: ${entry.cause}`);
+  } else if (entry.lastError) {
+    const err = entry.lastError;
+    if (succeeded) {
+      parts.push(`fixed ${err.category ? `a ${err.category} error` : err.ename}`);
+    } else {
+      parts.push([err.category, err.ename].filter(Boolean).join(' '));
+    }
+  }
+  if (entry.seconds) {
+    parts.push(formatSeconds(entry.seconds));
+  }
+  if (entry.inputTokens || entry.outputTokens) {
+    parts.push(formatTokens(entry.inputTokens, entry.outputTokens));
+  }
+  return parts;
 }

@@ -71,6 +71,8 @@ export interface IRunRecord {
   backend?: string;
   check?: string | null;
   focus?: string;
+  /** Why the run ended without a result when the model could not be asked. */
+  error?: string | null;
 }
 
 /** One attempt as the request cell's metadata summarises it (no code, no timings). */
@@ -99,6 +101,10 @@ export interface IRequestMetadata {
   cache_keys?: string[];
   /** The cell holding the code: the linked cell below, or the request itself after replace. */
   linked_cell_id?: string | null;
+  /** Only on a run the model could not answer: why (the provider's message)... */
+  error?: string;
+  /** ...and the kind (`provider_unavailable` or `provider_error`). */
+  stop_reason?: string;
 }
 
 /** The request cell's metadata keys, in the kernel's order. */
@@ -152,7 +158,8 @@ export type KernelMessage =
       request_metadata: Record<string, unknown>;
       code_metadata: Record<string, unknown>;
       mode: 'below' | 'replace';
-    };
+    }
+  | { type: 'metadata'; cell_id: string; request_metadata: Record<string, unknown> };
 
 /** Sent in `hello` so the kernel can tell which frontend it talks to. */
 export const VERSION = '0.1.0';

@@ -315,7 +315,7 @@ def test_sidebar_renderer_writeback_and_restore(
             )
         assert entry.get_attribute("data-attempts") == "2"
         meta_line = entry.locator(".jp-codeflow-entry-meta").inner_text()
-        assert "2 attempts" in meta_line and "NameError" in meta_line, meta_line
+        assert "2 attempts" in meta_line and "fixed a runtime error" in meta_line, meta_line
 
         # Write-back: one linked code cell right below the request, with both metadata blobs.
         nb_cells = cells(page)

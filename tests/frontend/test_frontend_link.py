@@ -215,7 +215,7 @@ def test_events_records_and_write_back_reach_the_frontend(
 
 def test_settings_update_and_disabled_write_back(linked: tuple[BlockingKernelClient, str]) -> None:
     kc, comm_id = linked
-    bad_and_good = {"max_attempts": 99, "backend": "docker", "writeback": False, "model": 3}
+    bad_and_good = {"max_attempts": 99, "backend": "cloud", "writeback": False, "model": 3}
     send_comm(
         kc, "comm_msg", {"comm_id": comm_id, "data": {"type": "settings", "settings": bad_and_good}}
     )
