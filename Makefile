@@ -46,7 +46,7 @@ test: setup
 FAST := not browser and not docker and not sandbox and not gateway and not slow
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "$(FAST)"
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile -m "$(FAST)"
 
 # The newest versions the package allows, in a throwaway virtualenv, against the fast suite:
 # an upstream release that breaks codeflow shows up here, on purpose, not in CI (which keeps
@@ -56,7 +56,7 @@ test-latest:
 	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
 	SKIP_JUPYTER_BUILDER=1 $(LATEST)/bin/python -m pip install --quiet --upgrade -e '.[dev]'
 	$(LATEST)/bin/python -m pip list --format=freeze | grep -iE '^(anthropic|openai|ipykernel|jupyter.client|nbclient|nbformat|pytest)=='
-	$(LATEST)/bin/python -m pytest -p no:cacheprovider -m "$(FAST)"
+	$(LATEST)/bin/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile -m "$(FAST)"
 	rm -rf $(LATEST)
 
 # Refresh the lock on purpose: newest allowed versions of the dev extras and the build

@@ -7,7 +7,8 @@ the cause a person would name: a missing command is the environment, not a bug i
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .models import AttemptError, ExecutionResult, Finding
 
@@ -236,4 +237,121 @@ def quality_failed(score: float, threshold: float, reason: str) -> AttemptError:
         ename="QualityGate",
         evalue=evalue,
         root_cause=f"the result was judged not to answer the request ({reason})",
+    )
+
+
+# -- the sanity gate --------------------------------------------------------------------------
+
+SANITY_ENAME = "SanityGate"
+SANITY_ITEMS = 5
+SANITY_QUOTE_CHARS = 200
+
+_WARNINGS = re.compile(
+    r"(?m)^.*?\b("
+    r"RuntimeWarning: (?:invalid value encountered|divide by zero encountered|Mean of empty "
+    r"slice|Degrees of freedom <= 0|overflow encountered|All-NaN (?:slice|axis) encountered)"
+    r"|SettingWithCopyWarning|ChainedAssignmentError|FutureWarning"
+    r"|UserWarning: (?:Could not infer format|Parsing dates in \S+ format when dayfirst)"
+    r")\b.*$"
+)
+_THIRD_PARTY = re.compile(r"(site|dist)-packages[/\\](?!pandas[/\\])")
+"""A warning raised inside a library other than pandas (a FutureWarning of seaborn's own)."""
+_EMPTY = re.compile(r"(?m)^(Empty DataFrame\b.*|Series\(\[\], .*\)|shape: \(0, \d+\).*)$")
+_NAN = re.compile(
+    r"(?<![\w.<])[-+]?(?:nan|NaN|NAN|inf|Inf|INF|infinity|Infinity|NaT|<NA>)(?![\w.>])"
+)
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?(?![\w])")
+_ABOUT_MISSING = re.compile(
+    r"(?i)\b(nan|nans|missing|null|nulls|n/a|none|empty|blank|isna|isnull|notna|notnull|"
+    r"dropna|fillna|infinite|infinity|inf)\b"
+)
+
+
+def _texts(outputs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(kind, text) of every result a person would read: streams and plain-text results."""
+    out: list[tuple[str, str]] = []
+    for o in outputs:
+        kind = o.get("output_type")
+        if kind == "stream":
+            text = o.get("text", "")
+            out.append(
+                (
+                    str(o.get("name", "stdout")),
+                    "".join(text) if isinstance(text, list) else str(text),
+                )
+            )
+        elif kind in ("execute_result", "display_data"):
+            data = o.get("data") or {}
+            plain = data.get("text/plain") if isinstance(data, Mapping) else None
+            if plain is not None:
+                out.append(("result", "".join(plain) if isinstance(plain, list) else str(plain)))
+    return out
+
+
+def _quote(text: str) -> str:
+    text = strip_ansi(text).strip()
+    return text if len(text) <= SANITY_QUOTE_CHARS else text[: SANITY_QUOTE_CHARS - 3] + "..."
+
+
+def _nan_evidence(text: str) -> str | None:
+    """A NaN or inf that is the answer: `Average: nan`, a bare `nan`, an all-NaN table."""
+    found = list(_NAN.finditer(text))
+    if not found:
+        return None
+    for line in text.splitlines():
+        values = [m.group(0) for m in re.finditer(f"{_NAN.pattern}|{_NUMBER.pattern}", line)]
+        if not values or not _NAN.fullmatch(values[-1]):
+            continue
+        stripped = line.strip()
+        if _NAN.fullmatch(stripped) or ":" in line or "=" in line:
+            return f"a NaN/inf result: {_quote(stripped)!r}"
+    numbers = len(_NUMBER.findall(text))
+    if len(found) >= numbers:
+        first = next(line for line in text.splitlines() if _NAN.search(line))
+        return f"NaN/inf values and few numbers in the output ({len(found)} NaN/inf): {_quote(first)!r}"
+    return None
+
+
+def sanity_evidence(outputs: Sequence[Mapping[str, Any]], request: str = "") -> tuple[str, ...]:
+    """Signs that a run which raised nothing produced a wrong result. Pure, over the outputs.
+
+    Quiet on ordinary results: a NaN among many numbers (a table with gaps) is data, not
+    evidence; only a NaN or inf that *is* the answer, an empty DataFrame/Series, or a warning
+    that says values were lost counts. A request about missing values itself gets no NaN
+    or emptiness evidence (there NaN is the subject, not a symptom).
+    """
+    about_missing = bool(_ABOUT_MISSING.search(request))
+    evidence: list[str] = []
+
+    def add(item: str) -> None:
+        if item not in evidence and len(evidence) < SANITY_ITEMS:
+            evidence.append(item)
+
+    for kind, text in _texts(outputs):
+        text = strip_ansi(text)
+        for m in _WARNINGS.finditer(text):
+            where = text[m.start(0) : m.start(1)]
+            if m.group(1) == "FutureWarning" and _THIRD_PARTY.search(where):
+                continue
+            add(f"a warning: {_quote(text[m.start(1) : m.end(0)])!r}")
+        if about_missing:
+            continue
+        if kind == "stderr":
+            continue
+        for m in _EMPTY.finditer(text):
+            add(f"an empty result: {_quote(m.group(0))!r}")
+        found = _nan_evidence(text)
+        if found:
+            add(found)
+    return tuple(evidence)
+
+
+def sanity_failed(evidence: Sequence[str]) -> AttemptError:
+    summary = "; ".join(evidence)
+    return AttemptError(
+        category="logical",
+        ename=SANITY_ENAME,
+        evalue=f"the result looks wrong: {summary}",
+        root_cause="the code ran, but its result shows signs of a wrong answer "
+        f"({len(evidence)} piece(s) of evidence)",
     )

@@ -113,6 +113,8 @@ def options_from_settings(settings: Settings, **overrides: Any) -> FlowOptions:
         "improve": imp.enabled,
         "timeout": exe.timeout,
         "token_budget": imp.token_budget,
+        "max_cost_usd": imp.max_cost_usd,
+        "prices": tuple(gen.prices),
         "scan_policy": exe.scan,
         "install_missing": exe.install_missing,
         "prompt_output_chars": exe.prompt_output_chars,
@@ -120,6 +122,14 @@ def options_from_settings(settings: Settings, **overrides: Any) -> FlowOptions:
         "max_tokens": gen.max_tokens,
         "temperature": gen.temperature,
         "early_execute": exe.execute_at_fence,
+        "preview_files": gen.preview_files,
+        "preview_bytes": gen.preview_bytes,
+        "preview_seconds": gen.preview_seconds,
+        "preview_chars": gen.preview_chars,
+        "preview_max_files": gen.preview_max_files,
+        "environment": gen.environment,
+        "notebook_chars": gen.notebook_chars,
+        "sanity": imp.sanity,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     if not values.get("improve", True):
@@ -189,6 +199,15 @@ def _check_run(settings: Settings, request: Any, values: dict[str, Any]) -> dict
     for name, key in RUN_OPTIONS.items():
         if values.get(name) is not None:
             out[name] = check_value(key, values[name], name)
+    cells = values.get("notebook")
+    if cells is not None and not (
+        isinstance(cells, list | tuple)
+        and all(
+            isinstance(c, list | tuple) and len(c) == 2 and all(isinstance(p, str) for p in c)
+            for c in cells
+        )
+    ):
+        raise UsageError("notebook must be a sequence of (cell type, source) pairs of str")
     for name in ("check", "run_id"):
         if values.get(name) is not None and not isinstance(values[name], str):
             raise UsageError(f"{name} must be a str, not a {type(values[name]).__name__}")
@@ -315,7 +334,10 @@ class CodeFlow:
         scan: str | None = None,
         on_event: EventCallback | None = None,
         run_id: str | None = None,
+        notebook: Sequence[tuple[str, str]] | None = None,
     ) -> RunRecord:
+        """Run one request; `notebook` holds the (cell type, source) of the cells above it,
+        nearest first, when the request comes from a notebook."""
         checked = _check_run(
             self.settings,
             request,
@@ -330,6 +352,7 @@ class CodeFlow:
                 "scan": scan,
                 "on_event": on_event,
                 "run_id": run_id,
+                "notebook": notebook,
             },
         )
         options = options_from_settings(
@@ -342,6 +365,7 @@ class CodeFlow:
             timeout=checked.get("timeout"),
             improve=checked.get("improve"),
             scan_policy=checked.get("scan"),
+            notebook=tuple((str(k), str(v)) for k, v in notebook) if notebook else None,
         )
         await self._warm()
         record = await self.flow.run(
@@ -400,7 +424,7 @@ class CodeFlow:
         from .config import did_you_mean
         from .errors import UsageError
 
-        known = [*RUN_OPTIONS, "check", "on_event", "run_id"]
+        known = [*RUN_OPTIONS, "check", "on_event", "run_id", "notebook"]
         for name in kwargs:
             if name not in known:
                 raise UsageError(

@@ -41,6 +41,8 @@ class BatchItem:
     request: str
     options: dict[str, Any] = field(default_factory=dict)
     id: str | int | None = None
+    work_dir: Path | None = None
+    """The folder this request's code runs in (default: the pool's work dir)."""
 
 
 ITEM_SETTINGS: dict[str, str] = {
@@ -204,15 +206,25 @@ class _PooledExecutor:
     name = "kernel"
     started = True
 
-    def __init__(self, pool: KernelPool) -> None:
+    def __init__(self, pool: KernelPool, work_dir: Path | None = None) -> None:
         self.pool = pool
+        self.work_dir = work_dir
         self._executor: Executor | None = None
         self.supports_install = False
+
+    @property
+    def has_state(self) -> bool:
+        """False before the first execution: nothing to describe, and the grounding probe
+        must not take a kernel from the pool while the model generates."""
+        return self._executor is not None
 
     async def _get(self) -> Executor:
         if self._executor is None:
             self._executor = await self.pool.acquire()
             self.supports_install = self._executor.supports_install
+            if self.work_dir is not None:
+                chdir = f"__import__('os').chdir({str(self.work_dir)!r})\n"
+                await self._executor.execute(chdir, language="python", timeout=30)
         return self._executor
 
     async def start(self) -> None:
@@ -289,7 +301,7 @@ async def arun_batch(
             await _one(item)
 
     async def _one(item: BatchItem) -> None:
-        executor = _PooledExecutor(pool)
+        executor = _PooledExecutor(pool, item.work_dir)
         try:
             flow = Flow(
                 provider,

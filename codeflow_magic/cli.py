@@ -26,6 +26,7 @@ Handler = Callable[[argparse.Namespace], int]
 SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("codeflow_magic.commands", "register_ask"),
     ("codeflow_magic.commands", "register_batch"),
+    ("codeflow_magic.evaluation", "register"),
     ("codeflow_magic.runner", "register"),
     ("codeflow_magic.security.cli", "register"),
     ("codeflow_magic.executors.doctor", "register"),

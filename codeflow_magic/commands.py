@@ -289,10 +289,105 @@ async def _ask(args: argparse.Namespace, settings: Settings, request: str) -> in
     return EXIT_OK if record.success else EXIT_FAILED
 
 
+ANTHROPIC_CREDENTIAL_VARS = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_PROFILE",
+    "ANTHROPIC_IDENTITY_TOKEN",
+    "ANTHROPIC_IDENTITY_TOKEN_FILE",
+)
+
+
+def _surely_no_key(settings: Settings, args: argparse.Namespace) -> str | None:
+    """The provider's no-key message when no credential can possibly be found, else None.
+
+    Checked from the environment alone, before the SDK or a kernel is loaded, so the answer
+    comes at once. Only certain cases: a recorded response may serve the request without a
+    key (unless the cache is off or empty), and the Anthropic SDK also reads profiles from its
+    config folder, so any sign of those leaves the decision to the provider.
+    """
+    import os
+
+    from .providers import resolve_cache_dir, resolve_cache_mode, split_model
+
+    mode = resolve_cache_mode(cache_mode_from_args(args), settings.cache.mode)
+    if mode == "replay":
+        return None
+    if mode == "rw":
+        folder = resolve_cache_dir(
+            None, settings.cache.dir, Path(settings.execution.work_dir or ".")
+        )
+        try:
+            if folder.is_dir() and any(folder.iterdir()):
+                return None
+        except OSError:
+            return None
+    env = os.environ
+    specs = [settings.generation.model or "anthropic:default"]
+    if settings.improvement.model:
+        specs.append(settings.improvement.model)
+    for spec in specs:
+        provider, _ = split_model(spec)
+        if provider == "anthropic":
+            if any(env.get(name) for name in ANTHROPIC_CREDENTIAL_VARS):
+                continue
+            config = Path(env.get("ANTHROPIC_CONFIG_DIR") or Path.home() / ".config" / "anthropic")
+            if config.exists():
+                continue
+            from .providers.anthropic import NO_KEY
+
+            return NO_KEY
+        if provider == "openai":
+            if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL"):
+                continue
+            if settings.generation.base_url:
+                continue
+            from .providers.openai_compat import NO_KEY as OPENAI_NO_KEY
+
+            return OPENAI_NO_KEY
+    return None
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     request = _read_request(args.request, settings)
+    missing = _surely_no_key(settings, args)
+    if missing is not None:
+        _no_key(args, settings, request, missing)
     return asyncio.run(_ask(args, settings, request))
+
+
+def _no_key(args: argparse.Namespace, settings: Settings, request: str, message: str) -> None:
+    """End a run that cannot ask any model the way a run would (JSON still gets its record),
+    without starting a kernel or loading an SDK."""
+    import uuid
+
+    from .errors import AuthenticationError
+    from .models import Metrics, RunRecord
+
+    failure = AuthenticationError(message)
+    failure.record = RunRecord(
+        request=request,
+        language=settings.generation.language,
+        model=settings.model,
+        success=False,
+        final_code="",
+        outputs=(),
+        attempts=(),
+        metrics=Metrics(),
+        run_id=uuid.uuid4().hex[:12],
+        stop_reason="provider_error",
+        backend=settings.execution.backend,
+        check=args.check,
+        focus=settings.improvement.focus,
+        error=message,
+    )
+    if (args.format or settings.response.format) == "json":
+        from .formats import render
+
+        sys.stdout.write(render(failure.record, "json"))
+        sys.stdout.flush()
+    raise failure
 
 
 def register_ask(sub: Any) -> None:

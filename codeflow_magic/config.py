@@ -100,6 +100,23 @@ class Url(Unicode):  # type: ignore[type-arg]
         return value
 
 
+class Prices(List):  # type: ignore[type-arg]
+    """Prices as `MODEL=INPUT/OUTPUT[/CACHE_WRITE/CACHE_READ]` entries, checked when set."""
+
+    info_text = "a list of MODEL=INPUT/OUTPUT[/CACHE_WRITE/CACHE_READ] (dollars per million tokens)"
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        value = super().validate(obj, value)
+        from .providers.catalogue import parse_price
+
+        for entry in value:
+            try:
+                parse_price(str(entry))
+            except ValueError:
+                self.error(obj, value)
+        return value
+
+
 class CodeflowGeneration(Configurable):
     """How code is generated."""
 
@@ -121,6 +138,44 @@ class CodeflowGeneration(Configurable):
     base_url = Url("", help="Base URL for the openai-compatible provider.").tag(config=True)
     state_chars = Whole(
         2000, min=0, max=1_000_000, help="Budget for the kernel-state summary put into prompts."
+    ).tag(config=True)
+    preview_files = Bool(
+        True,
+        help="Preview the data files a request names (read inside the kernel, from the work "
+        "dir only, never a file that looks like a secret) in generate and fix prompts.",
+    ).tag(config=True)
+    preview_bytes = Whole(
+        65_536,
+        min=1024,
+        max=16 * 1024 * 1024,
+        help="Bytes read from each previewed file, at most (a 2 GB file costs what 64 KB does).",
+    ).tag(config=True)
+    preview_seconds = Number(
+        0.2, min=0.01, max=30.0, help="Seconds one file's preview may take to parse."
+    ).tag(config=True)
+    preview_chars = Whole(
+        3000, min=0, max=1_000_000, help="Budget for all file previews put into a prompt."
+    ).tag(config=True)
+    preview_max_files = Whole(
+        5, min=1, max=50, help="Files of one request previewed, at most."
+    ).tag(config=True)
+    environment = Bool(
+        True,
+        help="Tell the model the Python version and which data libraries are installed "
+        "(looked up once per kernel, nothing imported).",
+    ).tag(config=True)
+    notebook_chars = Whole(
+        1500,
+        min=0,
+        max=1_000_000,
+        help="Budget for the sources of the cells above a %%codeflow cell (nearest first; "
+        "0: none).",
+    ).tag(config=True)
+    prices = Prices(
+        Unicode(),
+        default_value=[],
+        help="Prices per million tokens as MODEL=INPUT/OUTPUT[/CACHE_WRITE/CACHE_READ], ahead "
+        "of codeflow's table of Anthropic models (others cost 0 unless named here).",
     ).tag(config=True)
     max_request_chars = Whole(
         100_000,
@@ -214,6 +269,19 @@ class CodeflowImprovement(Configurable):
     )
     token_budget = Whole(
         200_000, min=0, max=100_000_000, help="Total tokens one request may spend (0: no limit)."
+    ).tag(config=True)
+    max_cost_usd = Number(
+        0.0,
+        min=0.0,
+        max=1_000_000.0,
+        help="US dollars one request may spend on the model, by the price table (0: no limit).",
+    ).tag(config=True)
+    sanity = CaselessStrEnum(
+        ["fix", "warn", "off"],
+        default_value="fix",
+        help="After a run that raised nothing and has no check: a NaN/inf answer, an empty "
+        "DataFrame/Series or a telling warning is a logical failure to fix (fix), only "
+        "recorded (warn), or not looked for (off).",
     ).tag(config=True)
 
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from . import analysis, prompts
+from . import analysis, context, prompts
 from .errors import ProviderError, ProviderUnavailable
 from .executors.base import Executor
 from .executors.outputs import output_text_for_prompt
@@ -30,6 +30,7 @@ from .models import (
     RunRecord,
 )
 from .providers.base import LLMRequest, LLMResponse, Provider, StreamInterrupted
+from .providers.catalogue import price_for
 
 EventCallback = Callable[[FlowEvent], None]
 Scanner = Callable[[str, str], Sequence[Finding]]
@@ -47,6 +48,9 @@ DIST_NAMES = {
     "dateutil": "python-dateutil",
     "skimage": "scikit-image",
 }
+
+_FRAMES = re.compile(r"(?m)^\w+: (?:DataFrame|Series) ")
+"""A state summary line of a pandas DataFrame or Series (the probe adds example values)."""
 
 _LIST_PACKAGES = (
     "import importlib.metadata as _m, json as _j\n"
@@ -68,6 +72,10 @@ class FlowOptions:
     improve: bool = True
     timeout: float | None = None
     token_budget: int = 0
+    max_cost_usd: float = 0.0
+    """US dollars one request may spend (0: no limit), by `prices` and codeflow's table."""
+    prices: tuple[str, ...] = ()
+    """`MODEL=INPUT/OUTPUT[/CACHE_WRITE/CACHE_READ]` entries ahead of the price table."""
     scan_policy: str = "block"
     install_missing: str = "off"
     prompt_output_chars: int = 4000
@@ -75,6 +83,16 @@ class FlowOptions:
     max_tokens: int = 4096
     temperature: float | None = None
     early_execute: bool = True
+    preview_files: bool = True
+    preview_bytes: int = 65_536
+    preview_seconds: float = 0.2
+    preview_chars: int = 3000
+    preview_max_files: int = 5
+    environment: bool = True
+    notebook_chars: int = 1500
+    notebook: tuple[context.NotebookCell, ...] = ()
+    """The cells above the request (nearest first), when it comes from a notebook."""
+    sanity: str = "fix"
 
 
 def _norm(code: str) -> str:
@@ -103,6 +121,9 @@ class _Run:
         self.on_event = on_event
         self.attempts: list[Attempt] = []
         self.tokens = 0
+        self.cost = 0.0
+        self.start: prompts.Start | None = None
+        """What the run knew when it began: the stable prefix of all its requests."""
         self.llm_calls = 0
         self.cache_hits = 0
         self.generation_s = 0.0
@@ -113,6 +134,13 @@ class _Run:
         self.answered_by = ""
         """The model that gave the last answer (a replay's is the recorded one)."""
         self.warnings: list[str] = []
+        self.files = (
+            context.file_candidates(request, options.preview_max_files)
+            if options.preview_files and options.preview_chars > 0
+            else ()
+        )
+        """Names in the request that may be files, previewed (once) inside the kernel."""
+        self.previews: str | None = None
 
     def start_executor(self) -> None:
         """Start the executor in the background (once), and warm what the reply will need.
@@ -179,6 +207,9 @@ class Flow:
         self.redact = redact
         self.confirm_install = confirm_install
         self._installed_cache: list[str] | None = None
+        self._env_text: str | None = None
+        """The environment line, asked of the kernel once (again after an install)."""
+        self._env_stale = False
 
     # -- ports -------------------------------------------------------------------------------
 
@@ -260,8 +291,7 @@ class Flow:
             raise
         elapsed = time.perf_counter() - started
         run.llm_calls += 1
-        run.cache_hits += int(response.cached)
-        run.tokens += response.input_tokens + response.output_tokens
+        self._charge(run, response)
         if response.model:
             run.answered_by = response.model
         for warning in response.extra.get("warnings", ()):
@@ -326,13 +356,89 @@ class Flow:
             return []
         return list(self.blocking(self._findings(code, language), run.opts.scan_policy))
 
-    async def _state(self, run: _Run) -> str:
-        if run.opts.state_chars <= 0 or not getattr(self.executor, "started", True):
+    async def _state(self, run: _Run, budget: int | None = None) -> str:
+        limit = run.opts.state_chars if budget is None else min(budget, run.opts.state_chars)
+        if limit <= 0 or not getattr(self.executor, "started", True):
             return ""  # a kernel that has not started yet has no user state to describe
         try:
-            return await self.executor.describe_state(run.opts.state_chars)
+            return (await self.executor.describe_state(limit))[:limit]
         except Exception:
             return ""
+
+    async def _grounding(self, run: _Run) -> tuple[str, prompts.Grounding]:
+        """The state summary (with example values) and what the model should see besides.
+
+        When the request names files the kernel is started and waited for: the preview is
+        worth more than overlapping the start with the model's latency. Otherwise a kernel
+        that has not started yet has nothing to describe, and the first prompt goes without.
+        The probe runs only when it has something to add: files not yet previewed, the
+        environment not yet known, DataFrames or Series in the state.
+        """
+        opts = run.opts
+        notebook = context.notebook_text(opts.notebook, opts.notebook_chars)
+        if run.files and run.previews is None:
+            try:
+                await run.executor_ready()
+            except Exception:
+                pass  # the start failure surfaces where the code runs
+        if not getattr(self.executor, "started", True) or (
+            not run.files and not getattr(self.executor, "has_state", True)
+        ):
+            return "", prompts.Grounding(notebook=notebook)
+        state = await self._state(run)
+        frame_chars = opts.state_chars // 2 if _FRAMES.search(state) else 0
+        spec: dict[str, object] = {
+            "env": opts.environment and self._env_text is None,
+            "env_fresh": self._env_stale,
+        }
+        if frame_chars:
+            spec["frame_chars"] = frame_chars
+        if run.previews is None and run.files:
+            spec.update(
+                files=list(run.files),
+                max_files=opts.preview_max_files,
+                max_bytes=opts.preview_bytes,
+                seconds=opts.preview_seconds,
+            )
+        answer: dict[str, object] = {}
+        if spec["env"] or frame_chars or "files" in spec:
+            answer = await self._probe(spec, opts.preview_seconds * len(run.files) + 10)
+        if run.previews is None:
+            files = answer.get("files") if run.files else None
+            entries = [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
+            run.previews = self._redact_text(context.files_text(entries, opts.preview_chars))
+        env = answer.get("env")
+        if isinstance(env, dict):
+            self._env_text = context.env_text(env)
+            self._env_stale = False
+        frames = answer.get("frames")
+        examples = self._redact_text(frames) if isinstance(frames, str) else ""
+        if examples:
+            examples = "Example values:\n" + examples
+            if len(state) + len(examples) + 1 > opts.state_chars:
+                state = await self._state(run, opts.state_chars - len(examples) - 1)
+            state = (state.rstrip() + "\n" + examples).strip()
+        environment = (self._env_text or "") if opts.environment else ""
+        return state[: max(0, opts.state_chars)], prompts.Grounding(
+            files=run.previews, environment=environment, notebook=notebook
+        )
+
+    async def _probe(self, spec: dict[str, object], timeout: float) -> dict[str, object]:
+        """Run the grounding probe in the kernel; a probe that fails leaves the prompt as is."""
+        try:
+            result = await self.executor.execute(
+                context.probe_snippet(spec), language="python", timeout=timeout
+            )
+        except Exception:
+            return {}
+        return context.parse_probe(result.outputs) if result.ok else {}
+
+    def _redact_text(self, text: str) -> str:
+        """Text from the kernel, redacted as outputs are (a preview may show a key)."""
+        if not text or self.redact is None:
+            return text
+        out = self.redact({"output_type": "stream", "name": "stdout", "text": text})
+        return str(out.get("text", text))
 
     async def _installed_packages(self) -> list[str]:
         if self._installed_cache is None:
@@ -415,6 +521,9 @@ class Flow:
                 output_tokens=sum(a.output_tokens for a in run.attempts),
                 llm_calls=run.llm_calls,
                 cache_hits=run.cache_hits,
+                cache_write_tokens=sum(a.cache_write_tokens for a in run.attempts),
+                cache_read_tokens=sum(a.cache_read_tokens for a in run.attempts),
+                cost_usd=sum(a.cost_usd for a in run.attempts),
             ),
             run_id=run_id,
             stop_reason=stop_reason,
@@ -439,8 +548,32 @@ class Flow:
                 return attempt
         return attempts[-1] if attempts else None
 
-    def _over_budget(self, run: _Run) -> bool:
-        return run.opts.token_budget > 0 and run.tokens >= run.opts.token_budget
+    def _budget_stop(self, run: _Run) -> str | None:
+        """The stop reason of a spent budget (tokens or dollars), None while both last."""
+        if run.opts.token_budget > 0 and run.tokens >= run.opts.token_budget:
+            return "token_budget"
+        if run.opts.max_cost_usd > 0 and run.cost >= run.opts.max_cost_usd:
+            return "cost_budget"
+        return None
+
+    def _cost(self, run: _Run, response: LLMResponse) -> float:
+        """What one answer cost; a recorded replay was paid for when it was recorded."""
+        if response.cached:
+            return 0.0
+        price = price_for(response.model, run.opts.prices)
+        if price is None:
+            return 0.0
+        return price.cost(
+            response.input_tokens,
+            response.output_tokens,
+            response.cache_write_tokens,
+            response.cache_read_tokens,
+        )
+
+    def _charge(self, run: _Run, response: LLMResponse) -> None:
+        run.cache_hits += int(response.cached)
+        run.tokens += response.input_tokens + response.output_tokens
+        run.cost += self._cost(run, response)
 
     async def _loop(self, run: _Run) -> str:
         opts = run.opts
@@ -448,13 +581,16 @@ class Flow:
         number = 0
         extra_tokens = (0, 0)
         while number < opts.max_attempts:
-            if self._over_budget(run):
-                return "token_budget"
+            spent = self._budget_stop(run)
+            if spent is not None:
+                return spent
             number += 1
             last = run.attempts[-1] if run.attempts else None
             if last is not None:
                 await run.executor_ready()
-            state = await self._state(run)
+            state, ground = await self._grounding(run)
+            if run.start is None:
+                run.start = prompts.Start(opts.language, state, ground)
             if last is None or last.error is None:
                 req = prompts.build_generate(
                     run.request,
@@ -463,9 +599,10 @@ class Flow:
                     check=opts.check,
                     max_tokens=opts.max_tokens,
                     temperature=opts.temperature,
+                    grounding=ground,
                 )
             else:
-                req = await self._fix_request(run, last, state, language)
+                req = await self._fix_request(run, last, state, language, ground)
             # Early execution needs a started kernel; if it is still starting, `_execute`
             # waits for it inside the task, which still overlaps with the rest of the reply.
             response, ext, early_task, gen_s = await self._ask(
@@ -494,6 +631,9 @@ class Flow:
                 generation_s=gen_s,
                 input_tokens=tokens[0],
                 output_tokens=tokens[1],
+                cache_write_tokens=response.cache_write_tokens,
+                cache_read_tokens=response.cache_read_tokens,
+                cost_usd=self._cost(run, response),
                 cached=response.cached,
                 cache_key=response.cache_key,
             )
@@ -561,14 +701,24 @@ class Flow:
         run.attempts.append(attempt)
         run.emit("attempt", attempt.number, attempt=attempt.to_dict())
 
-    async def _fix_request(self, run: _Run, last: Attempt, state: str, language: str) -> LLMRequest:
+    async def _fix_request(
+        self,
+        run: _Run,
+        last: Attempt,
+        state: str,
+        language: str,
+        ground: prompts.Grounding | None = None,
+    ) -> LLMRequest:
         err = last.error
         assert err is not None
         alternatives: list[str] = []
+        substitutes: list[str] = []
         if err.category == "import":
             module = analysis.missing_module(err.evalue)
             if module:
                 try:
+                    installed = await self._installed_packages()
+                    substitutes = context.substitutes(module, installed)
                     alternatives = await self._alternatives(module.split(".")[0])
                 except Exception:
                     alternatives = []
@@ -584,6 +734,9 @@ class Flow:
             findings_text=self.findings_text(err.findings) if err.findings else "",
             max_tokens=run.opts.max_tokens,
             temperature=run.opts.temperature,
+            grounding=ground,
+            substitutes=substitutes,
+            start=run.start,
         )
 
     async def _judge(
@@ -609,21 +762,39 @@ class Flow:
                     evalue = f"{check.ename}: {check.evalue}" if check.evalue else check.ename
                     err = analysis.check_failed(evalue, "\n".join(check.traceback))
                 return replace(attempt, error=err), (0, 0)
+        elif run.opts.sanity != "off":
+            evidence = analysis.sanity_evidence(result.outputs, run.request)
+            if evidence:
+                attempt = replace(attempt, sanity=evidence)
+                run.emit("sanity", base.number, evidence=list(evidence), mode=run.opts.sanity)
+                if run.opts.sanity == "fix":
+                    return replace(attempt, error=analysis.sanity_failed(evidence)), (0, 0)
+                note = "the result may be wrong: " + "; ".join(evidence)
+                if note not in run.warnings:
+                    run.warnings.append(note)
         if run.opts.verify:
             text = output_text_for_prompt(list(result.outputs), run.opts.prompt_output_chars)
-            req = prompts.build_verify(run.request, code=base.code, output_text=text)
+            req = prompts.build_verify(
+                run.request,
+                code=base.code,
+                output_text=text,
+                start=run.start,
+                check=run.opts.check,
+            )
             started = time.perf_counter()
             response = await self._complete(run, self.fix_provider, req, base.number)
             run.improvement_s += time.perf_counter() - started
             run.llm_calls += 1
-            run.cache_hits += int(response.cached)
-            run.tokens += response.input_tokens + response.output_tokens
+            self._charge(run, response)
             score, reason = prompts.parse_score(response.text)
             attempt = replace(
                 attempt,
                 score=score,
                 input_tokens=attempt.input_tokens + response.input_tokens,
                 output_tokens=attempt.output_tokens + response.output_tokens,
+                cache_write_tokens=attempt.cache_write_tokens + response.cache_write_tokens,
+                cache_read_tokens=attempt.cache_read_tokens + response.cache_read_tokens,
+                cost_usd=attempt.cost_usd + self._cost(run, response),
             )
             if score is not None and score < run.opts.quality_threshold:
                 err = analysis.quality_failed(score, run.opts.quality_threshold, reason)
@@ -648,6 +819,8 @@ class Flow:
         installed = await self.executor.install(package, timeout=max(run.opts.timeout or 0, 300))
         run.execution_s += installed.duration_s
         self._installed_cache = None
+        self._env_text = None
+        self._env_stale = True
         if not installed.ok:
             return None
         result = await self._execute(run, attempt.code, attempt.language, number)
@@ -660,6 +833,9 @@ class Flow:
             generation_s=0.0,
             input_tokens=0,
             output_tokens=0,
+            cache_write_tokens=0,
+            cache_read_tokens=0,
+            cost_usd=0.0,
             cached=False,
             cache_key=None,
             execution_s=installed.duration_s,
@@ -680,7 +856,7 @@ class Flow:
         if (
             focus not in ("optimize", "robustness")
             or not run.opts.improve
-            or self._over_budget(run)
+            or self._budget_stop(run) is not None
         ):
             return
         number = good.number + 1
@@ -693,6 +869,8 @@ class Flow:
             execution_s=good.execution_s,
             max_tokens=run.opts.max_tokens,
             temperature=run.opts.temperature,
+            start=run.start,
+            check=run.opts.check,
         )
         response, ext, _, gen_s = await self._ask(
             run, req, number, good.language, allow_early=False
@@ -708,6 +886,9 @@ class Flow:
             generation_s=gen_s,
             input_tokens=response.input_tokens,
             output_tokens=response.output_tokens,
+            cache_write_tokens=response.cache_write_tokens,
+            cache_read_tokens=response.cache_read_tokens,
+            cost_usd=self._cost(run, response),
             cached=response.cached,
             cache_key=response.cache_key,
         )

@@ -7,6 +7,13 @@ from collections.abc import Sequence
 
 from .models import Output, RunRecord
 
+
+def dollars(value: float) -> str:
+    """A cost in US dollars: cents would hide what one request costs, so small sums keep four
+    decimals."""
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+
+
 FORMATS = ("markdown", "json", "plain")
 
 RESULT_CHARS = 8000
@@ -104,6 +111,12 @@ def to_markdown(record: RunRecord, *, history: bool = True, metrics: bool = True
         lines.append(
             f"- Tokens: {m.input_tokens:,} in / {m.output_tokens:,} out ({m.llm_calls} model calls{cached})"
         )
+        if m.cache_read_tokens or m.cache_write_tokens:
+            lines.append(
+                f"- Prompt cache: {m.cache_read_tokens:,} tokens read / "
+                f"{m.cache_write_tokens:,} written"
+            )
+        lines.append(f"- Cost: {dollars(m.cost_usd)}")
     return "\n".join(lines) + "\n"
 
 
@@ -143,7 +156,7 @@ def to_plain(record: RunRecord, *, history: bool = True, metrics: bool = True) -
         lines.append(
             f"--- time {m.total_s:.2f}s (generation {m.generation_s:.2f}s, execution "
             f"{m.execution_s:.2f}s, improvement {m.improvement_s:.2f}s); tokens "
-            f"{m.input_tokens} in / {m.output_tokens} out"
+            f"{m.input_tokens} in / {m.output_tokens} out; cost {dollars(m.cost_usd)}"
         )
     return "\n".join(lines) + "\n"
 

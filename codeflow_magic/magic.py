@@ -28,6 +28,8 @@ from IPython.core.magic import line_magic as _line_magic
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .errors import CodeFlowError, ProviderError
+from .errors import UsageError as CodeflowUsageError
+from .executors import BACKENDS
 from .models import FlowEvent, RunRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,6 +83,57 @@ def _notebook_dir() -> Path | None:
         if path.is_file():
             return path.resolve().parent
     return None
+
+
+NOTEBOOK_MAX_BYTES = 50 * 1024 * 1024
+"""A notebook file larger than this (images in outputs) is not read for context."""
+
+
+NOTEBOOK_SCAN = 20
+"""Notebooks in the working folder looked at, at most, to find the one holding a request."""
+
+
+def _notebook_path(shell: Any, request: str) -> Path | None:
+    """The notebook this kernel runs.
+
+    `JPY_SESSION_NAME` (set by `codeflow run` and jupyter_server; the server's path may be
+    relative to its root while the kernel runs in the notebook's folder), VS Code's
+    `__vsc_ipynb_file__`, else the one notebook in the working folder that holds this request
+    (nbval, papermill and other runners start the kernel there and say nothing).
+    """
+    names = [os.environ.get("JPY_SESSION_NAME", "")]
+    user_ns = getattr(shell, "user_ns", None) or {}
+    names.append(str(user_ns.get("__vsc_ipynb_file__", "")))
+    for name in names:
+        if name.endswith(".ipynb"):
+            for path in (Path(name), Path.cwd() / Path(name).name):
+                if path.is_file():
+                    return path
+    first = json.dumps(request.strip().split("\n", 1)[0], ensure_ascii=False)[1:-1]
+    found: list[Path] = []
+    try:
+        candidates = sorted(Path.cwd().glob("*.ipynb"))[:NOTEBOOK_SCAN]
+    except OSError:
+        return None
+    for path in candidates:
+        try:
+            if path.stat().st_size <= NOTEBOOK_MAX_BYTES and first in path.read_text("utf-8"):
+                found.append(path)
+        except (OSError, UnicodeDecodeError):
+            continue
+    return found[0] if len(found) == 1 else None
+
+
+def _cell_error(exc: CodeFlowError) -> Exception:
+    """What a failed cell raises: the user's mistakes as IPython's UsageError, anything else
+    under its own class (`ProviderUnavailable`, `BackendError`...) as the CLI names it, shown
+    as one line like a UsageError rather than a traceback into codeflow."""
+    if isinstance(exc, CodeflowUsageError) or type(exc) is CodeFlowError:
+        return IPythonUsageError(str(exc))
+    line = f"{type(exc).__name__}: {exc}"
+    exc._render_traceback_ = lambda: [line]  # type: ignore[attr-defined]
+    exc.__traceback__ = None
+    return exc
 
 
 class Progress:
@@ -146,7 +199,7 @@ class Progress:
 
     def text(self) -> str:
         elapsed = time.monotonic() - self.started
-        head = f"⏳ codeflow: {self.phase}"
+        head = f"codeflow: {self.phase}"
         if self.attempt:
             head += f" · attempt {self.attempt} of {self.max_attempts}"
         head += f" · {elapsed:.1f} s"
@@ -160,11 +213,16 @@ class Progress:
 
         text = self.text()
         head, _, tail = text.partition("\n")
-        body = f'<div style="font-family:sans-serif;font-size:13px;color:#57606a">{html.escape(head)}</div>'
+        # Colours come from the theme (the extension styles these classes with JupyterLab's
+        # CSS variables); without it the text keeps the output area's own colour.
+        body = (
+            '<div class="jp-codeflow-progress" style="font-family:sans-serif;font-size:13px">'
+            f"{html.escape(head)}</div>"
+        )
         if tail:
             body += (
-                '<pre style="font-size:11px;color:#57606a;max-height:10em;overflow:hidden;'
-                f'margin:2px 0">{html.escape(tail)}</pre>'
+                '<pre class="jp-codeflow-progress-tail" style="font-size:11px;max-height:10em;'
+                f'overflow:hidden;margin:2px 0">{html.escape(tail)}</pre>'
             )
         return {"text/plain": text, "text/html": body}
 
@@ -220,6 +278,7 @@ class CodeflowMagics(Magics):
             if shell is not None:
                 shell.configurables.append(section)
         self.history: list[RunRecord] = []
+        self._occurrences: dict[str, int] = {}
         self._flows: dict[str, Any] = {}
         self._link: Any = None
 
@@ -396,7 +455,10 @@ class CodeflowMagics(Magics):
     @argument("--focus", choices=["fix_errors", "optimize", "robustness"], help="what fixes aim at")
     @argument("--verify", action="store_true", default=None, help="let the model score the result")
     @argument(
-        "--backend", choices=["inline", "kernel"], help="where the code runs (default inline)"
+        "--backend",
+        choices=list(BACKENDS),
+        help="where the code runs (default inline; kernel, sandbox, docker and gateway keep "
+        "one kernel per notebook between cells)",
     )
     @argument("--scan", choices=["block", "strict", "warn", "off"], help="security scan policy")
     @argument("--no-cache", action="store_true", help="neither read nor write recorded responses")
@@ -429,11 +491,12 @@ class CodeflowMagics(Magics):
             flow = self._flow(settings, backend, "off" if args.no_cache else None)
             _ = flow.provider  # bad model names and cache modes surface here, as one line
         except CodeFlowError as exc:
-            raise IPythonUsageError(str(exc)) from None
+            raise _cell_error(exc) from None
         mode = "replace" if args.replace else "below"
         if args.no_writeback or not panel_writeback:
             mode = "off"
-        record = self._run(flow, request, args, settings, cell_id)
+        cells = self._notebook_cells(settings, cell_id, request)
+        record = self._run(flow, request, args, settings, cell_id, cells)
         if record is None:
             return
         self.history.append(record)
@@ -463,8 +526,50 @@ class CodeflowMagics(Magics):
         cell_id = (header.get("metadata") or {}).get("cellId")
         return str(cell_id) if cell_id else None
 
+    def _notebook_cells(
+        self, settings: Any, cell_id: str | None, request: str
+    ) -> tuple[tuple[str, str], ...]:
+        """The cells above this one, nearest first, from the notebook file the kernel runs.
+
+        The kernel learns its notebook from `JPY_SESSION_NAME` (`codeflow run` and
+        jupyter_server set it, see `_notebook_path` for the rest) and the cell from its id
+        (JupyterLab sends it) or, failing that, from the request text (the n-th run of the
+        same request is the n-th such cell).
+        What is on disk is what counts: unsaved edits above the cell are not seen.
+        """
+        occurrence = self._occurrences.get(request, 0)
+        self._occurrences[request] = occurrence + 1
+        if settings.generation.notebook_chars <= 0:
+            return ()
+        path = _notebook_path(self.shell, request)
+        if path is None:
+            return ()
+        try:
+            if path.stat().st_size > NOTEBOOK_MAX_BYTES:
+                return ()
+            # Plain JSON for nbformat 4 (no schema validation on every request); older
+            # notebooks go through nbformat's conversion.
+            data = json.loads(path.read_text(encoding="utf-8"))
+            cells = data.get("cells") if isinstance(data, dict) else None
+            if not isinstance(cells, list):
+                import nbformat
+
+                cells = nbformat.read(str(path), as_version=4).cells
+        except Exception:  # an unreadable notebook only means no context
+            return ()
+        from .context import preceding_cells
+
+        found = preceding_cells(cells, cell_id=cell_id, request=request, occurrence=occurrence)
+        return tuple(found)
+
     def _run(
-        self, flow: Any, request: str, args: Any, settings: Any, cell_id: str | None
+        self,
+        flow: Any,
+        request: str,
+        args: Any,
+        settings: Any,
+        cell_id: str | None,
+        cells: tuple[tuple[str, str], ...] = (),
     ) -> RunRecord | None:
         from .executors.inline import InlineExecutor, MainThreadPump
 
@@ -472,7 +577,7 @@ class CodeflowMagics(Magics):
         try:
             executor = flow.executor
         except CodeFlowError as exc:
-            raise IPythonUsageError(str(exc)) from None
+            raise _cell_error(exc) from None
         if isinstance(executor, InlineExecutor):
             executor.pump = pump
         link = self._connected_link()
@@ -483,6 +588,7 @@ class CodeflowMagics(Magics):
                 check=args.check,
                 verify=args.verify,
                 on_event=progress.on_event,
+                notebook=cells,
             )
         )
         self.last_progress = progress
@@ -493,6 +599,12 @@ class CodeflowMagics(Magics):
                 future.cancel()
                 pump.run_until(future)
                 self._clear()
+                if link is not None:  # the sidebar keeps the previous record
+                    progress.tick(force=True, render=False)
+                    try:
+                        link.send_event(cell_id or "", {"kind": "interrupted", "data": {}})
+                    except Exception:
+                        pass
                 print("codeflow: interrupted")
                 return None
             try:
@@ -500,10 +612,17 @@ class CodeflowMagics(Magics):
             except CodeFlowError as exc:
                 self._clear()
                 partial = exc.record if isinstance(exc, ProviderError) else None
-                if partial is not None and partial.attempts:  # what ran before the model failed
+                if partial is not None:  # what ran before the model failed, and why
                     self.history.append(partial)
                     self._show(partial)
-                raise IPythonUsageError(str(exc)) from None
+                    progress.tick(force=True, render=False)
+                    if link is not None:
+                        try:
+                            link.send_record(cell_id or "", partial.to_dict())
+                        except Exception:
+                            pass
+                    self._save_metadata(partial, request, cell_id)
+                raise _cell_error(exc) from None
         finally:
             if isinstance(executor, InlineExecutor):
                 executor.pump = None
@@ -564,6 +683,7 @@ class CodeflowMagics(Magics):
         )
 
         if mode == "off" or not record.success or not record.final_code:
+            self._save_metadata(record, request, cell_id)
             return
         data = record.to_dict()
         code = generated_source(data)
@@ -590,6 +710,24 @@ class CodeflowMagics(Magics):
         if self.shell is not None:
             self.shell.set_next_input(code, replace=mode == "replace")
 
+    def _save_metadata(self, record: RunRecord, request: str, cell_id: str | None) -> None:
+        """Record a run that wrote no code (failed, or write-back off) in the request cell's
+        metadata, so its outcome and history survive Clear Outputs and a reload."""
+        from .notebook import request_metadata
+
+        link = self._connected_link()
+        if link is None or not cell_id or not hasattr(link, "save_metadata"):
+            return
+        data = record.to_dict()
+        meta = request_metadata(data, request=request)
+        if record.error:  # the model could not be asked: why, and which kind of failure
+            meta["error"] = record.error
+            meta["stop_reason"] = record.stop_reason
+        try:
+            link.save_metadata(cell_id, meta)
+        except Exception:
+            pass
+
     # -- %codeflow ---------------------------------------------------------------------------
 
     @line_magic("codeflow")
@@ -602,8 +740,13 @@ class CodeflowMagics(Magics):
             if command == "status":
                 print(self._status())
             elif command == "config":
+                from .providers import resolve_cache_mode
+
                 settings, _, _ = self.settings_for(None)
-                print(json.dumps(settings.as_dict(), indent=2, sort_keys=True, default=str))
+                shown = settings.as_dict()
+                # The mode runs use (CODEFLOW_CACHE wins over the settings), as status says.
+                shown["cache"]["mode"] = resolve_cache_mode(None, settings.cache.mode)
+                print(json.dumps(shown, indent=2, sort_keys=True, default=str))
             elif command == "history":
                 print(self._history(words[1:]))
             else:
@@ -614,6 +757,7 @@ class CodeflowMagics(Magics):
             raise IPythonUsageError(str(exc)) from None
 
     def _status(self) -> str:
+        from .formats import dollars
         from .providers import resolve_cache_dir, resolve_cache_mode
 
         settings, flat, _ = self.settings_for(None)
@@ -625,6 +769,7 @@ class CodeflowMagics(Magics):
         kernel = "this notebook's shell" if backend == "inline" else settings.execution.kernel_name
         running = [f for f in self._flows.values() if getattr(f, "_executor", None) is not None]
         connected = self._connected_link() is not None
+        tokens = sum(r.metrics.input_tokens + r.metrics.output_tokens for r in self.history)
         return "\n".join(
             [
                 f"backend:   {backend}",
@@ -633,6 +778,8 @@ class CodeflowMagics(Magics):
                 f"kernel:    {kernel}",
                 f"executors: {len(running)} started",
                 f"runs:      {len(self.history)} in this session",
+                f"cost:      {dollars(sum(r.metrics.cost_usd for r in self.history))} "
+                f"in this session ({tokens:,} tokens)",
                 f"frontend:  {'connected' if connected else 'not connected'}",
             ]
         )
@@ -652,7 +799,10 @@ class CodeflowMagics(Magics):
         start = max(0, len(self.history) - count)
         for index, record in enumerate(self.history[start:], start=start + 1):
             first = record.request.splitlines()[0][:70] if record.request else ""
-            lines.append(f"{index}. {first}\n   {status_line(record)}")
+            status = status_line(record)
+            for emoji, mark in (("✅", "✓"), ("❌", "✗")):  # no emoji font needed
+                status = status.replace(emoji, mark)
+            lines.append(f"{index}. {first}\n   {status}")
         return "\n".join(lines)
 
     def close(self) -> None:

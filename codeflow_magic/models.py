@@ -158,11 +158,19 @@ class Attempt:
     execution_s: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_write_tokens: int = 0
+    """Of `input_tokens`, those written to the model's prompt cache."""
+    cache_read_tokens: int = 0
+    """Of `input_tokens`, those read from the model's prompt cache."""
+    cost_usd: float = 0.0
+    """What the model calls of this attempt cost, by the price table (a replay costs 0)."""
     cached: bool = False
     cache_key: str | None = None
     score: float | None = None
     findings: tuple[Finding, ...] = ()
     kept: bool = True
+    sanity: tuple[str, ...] = ()
+    """What the sanity gate saw in a result that ran (NaN, an empty table, warnings)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,11 +186,15 @@ class Attempt:
             "execution_s": round(self.execution_s, 4),
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cost_usd": round(self.cost_usd, 6),
             "cached": self.cached,
             "cache_key": self.cache_key,
             "score": self.score,
             "findings": [f.to_dict() for f in self.findings],
             "kept": self.kept,
+            "sanity": list(self.sanity),
         }
 
     @classmethod
@@ -201,11 +213,15 @@ class Attempt:
             execution_s=float(data.get("execution_s", 0.0)),
             input_tokens=int(data.get("input_tokens", 0)),
             output_tokens=int(data.get("output_tokens", 0)),
+            cache_write_tokens=int(data.get("cache_write_tokens", 0)),
+            cache_read_tokens=int(data.get("cache_read_tokens", 0)),
+            cost_usd=float(data.get("cost_usd", 0.0)),
             cached=bool(data.get("cached", False)),
             cache_key=data.get("cache_key"),
             score=data.get("score"),
             findings=tuple(Finding.from_dict(f) for f in data.get("findings", ())),
             kept=bool(data.get("kept", True)),
+            sanity=tuple(str(s) for s in data.get("sanity", ())),
         )
 
 
@@ -219,6 +235,9 @@ class Metrics:
     output_tokens: int = 0
     llm_calls: int = 0
     cache_hits: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -230,6 +249,9 @@ class Metrics:
             "output_tokens": self.output_tokens,
             "llm_calls": self.llm_calls,
             "cache_hits": self.cache_hits,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cost_usd": round(self.cost_usd, 6),
         }
 
     @classmethod
@@ -243,6 +265,7 @@ StopReason = Literal[
     "repeated_code",
     "repeated_error",
     "token_budget",
+    "cost_budget",
     "no_improve",
     "cancelled",
     "provider_unavailable",
@@ -333,7 +356,8 @@ class FlowEvent:
     status, duration_s), `attempt` (data: the attempt dict), `install` (data: package), `finished` (data: the record dict).
     `generating` carries `retry` (the cause) when a broken answer is asked for again, and
     `improve_skipped` (data: error) says the model could not be asked for an improvement;
-    `warning` (data: message) is something to show although the run goes on.
+    `warning` (data: message) is something to show although the run goes on; `sanity` (data:
+    evidence, mode) says the sanity gate saw signs of a wrong result.
     """
 
     kind: str

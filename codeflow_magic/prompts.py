@@ -10,9 +10,9 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .analysis import TRACEBACK_CHARS, trim_middle
+from .analysis import SANITY_ENAME, TRACEBACK_CHARS, trim_middle
 from .models import Attempt, AttemptError
 from .providers.base import LLMRequest, Message
 
@@ -35,6 +35,7 @@ what the user should see; for plots call plt.show().
 - Never read or print API keys, tokens or credentials, and never touch files outside the \
 working directory.
 - When fixing, start the explanation with a line `Root cause: ...` and a line `Fix: ...`.
+- When asked to judge code rather than write it, reply as that request says.
 """
 
 
@@ -202,6 +203,91 @@ def _state_block(state: str) -> str:
     return "Kernel state (user variables now defined):\n" + state.strip()
 
 
+@dataclass(frozen=True)
+class Grounding:
+    """What the model sees besides the request and the state: each part already bounded."""
+
+    files: str = ""
+    environment: str = ""
+    notebook: str = ""
+
+
+def _grounding_blocks(ground: Grounding) -> list[str]:
+    """The files, notebook and environment parts (none when there is nothing to say)."""
+    parts: list[str] = []
+    if ground.files.strip():
+        parts.append(
+            "Files named in the request (a preview read in the kernel's working directory; "
+            "use the delimiter, decimal mark, encoding and columns shown):\n" + ground.files.strip()
+        )
+    if ground.notebook.strip():
+        parts.append(
+            "Notebook context (the cells above this request, nearest first):\n"
+            + ground.notebook.strip()
+        )
+    env = _environment_block(ground)
+    if env:
+        parts.append(env)
+    return parts
+
+
+def _environment_block(ground: Grounding) -> str:
+    """The environment part; volatile for the cache (see `LLMRequest.volatile`)."""
+    if not ground.environment.strip():
+        return ""
+    return (
+        "Environment (use what is installed; do not import what is not):\n"
+        + ground.environment.strip()
+    )
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a run knew when it began. Every request of the run opens with the same text built
+    from it (the stable prefix), so a model that caches prompts bills it once per run; what
+    was learned later goes after the prefix."""
+
+    language: str = "python"
+    state: str = ""
+    grounding: Grounding = field(default_factory=Grounding)
+
+
+def stable_prefix(request: str, start: Start, check: str | None = None) -> str:
+    """The opening every request of a run shares (the whole of the first prompt)."""
+    parts = [
+        f"Request:\n{request.strip()}",
+        _language_line(start.language, request),
+        *_grounding_blocks(start.grounding),
+        _state_block(start.state),
+    ]
+    if check:
+        parts.append(
+            "Acceptance check (Python, run in the same kernel right after your code; it must "
+            f"pass):\n```python\n{check.strip()}\n```"
+        )
+    return "\n\n".join(parts)
+
+
+def _cached_message(prefix: str, tail: Sequence[str]) -> Message:
+    """The user message: the stable prefix, then what this request adds."""
+    rest = "\n\n".join(part for part in tail if part)
+    content = f"{prefix}\n\n{rest}" if rest else prefix
+    return Message("user", content, stable=len(prefix))
+
+
+def _learned_since(start: Start, language: str, state: str, ground: Grounding) -> list[str]:
+    """What the run learned after its start (a chosen language, files, environment, state):
+    it goes after the prefix, which stays as it was."""
+    parts: list[str] = []
+    if language != start.language:
+        parts.append(_language_line(language, ""))
+    known = set(_grounding_blocks(start.grounding))
+    parts.extend(b for b in _grounding_blocks(ground) if b not in known)
+    if state.strip() != start.state.strip():
+        parts.append(_state_block(state))
+    return parts
+
+
 def build_generate(
     request: str,
     *,
@@ -210,19 +296,17 @@ def build_generate(
     check: str | None = None,
     max_tokens: int = 4096,
     temperature: float | None = None,
+    grounding: Grounding | None = None,
 ) -> LLMRequest:
-    parts = [f"Request:\n{request.strip()}", _language_line(language, request), _state_block(state)]
-    if check:
-        parts.append(
-            "Acceptance check (Python, run in the same kernel right after your code; it must "
-            f"pass):\n```python\n{check.strip()}\n```"
-        )
+    ground = grounding or Grounding()
+    prefix = stable_prefix(request, Start(language, state, ground), check)
     return LLMRequest(
         system=SYSTEM_PROMPT,
-        messages=(Message("user", "\n\n".join(parts)),),
+        messages=(_cached_message(prefix, ()),),
         max_tokens=max_tokens,
         temperature=temperature,
         purpose="generate",
+        volatile=(_environment_block(ground),),
     )
 
 
@@ -236,6 +320,12 @@ HISTORY_CODE_CHARS = 1500
 
 _SECTION_CHARS = 200
 """Fixed text around one optional part of a fix prompt (headings, fences), generously."""
+
+EVIDENCE_ITEMS = 5
+EVIDENCE_CHARS = 300
+"""A fix prompt quotes at most this many pieces of evidence, each this long at most."""
+SUBSTITUTES_CHARS = 600
+"""Room for each list of installed packages an import fix may use instead."""
 
 
 def clip(text: str, limit: int = ERROR_CHARS) -> str:
@@ -265,7 +355,7 @@ STRATEGY = {
     "syntax": "The code does not parse. Fix the syntax; keep the logic.",
     "import": (
         "A module is missing from the kernel. Do not try to install it; rewrite the code with "
-        "what is installed (alternatives below), or with the standard library."
+        "packages that are installed, or with the standard library."
     ),
     "environment": (
         "The environment stopped the code (time limit, memory, missing file or command, "
@@ -275,6 +365,13 @@ STRATEGY = {
     "logical": (
         "The code ran but the result is wrong: the acceptance check failed or the result was "
         "judged not to answer the request. Fix the logic."
+    ),
+    "sanity": (
+        "The code ran but its result looks wrong (see the evidence): a NaN or infinite value, an "
+        "empty table or a warning usually means a filter matched nothing, a column was parsed "
+        "with the wrong type, delimiter or date format, or values were lost on the way. Find "
+        "where the data goes missing (check the file preview and the state above) and fix "
+        "that; do not just hide the NaN."
     ),
     "runtime": "The code raised an exception while running. Fix its cause.",
     "security": (
@@ -298,10 +395,18 @@ def build_fix(
     findings_text: str = "",
     max_tokens: int = 4096,
     temperature: float | None = None,
+    grounding: Grounding | None = None,
+    substitutes: Sequence[str] = (),
+    start: Start | None = None,
 ) -> LLMRequest:
+    """A fix prompt: the run's stable prefix (`start`; by default what is known now), then the
+    failed attempt, its error and what changed since the start."""
     err = failed.error
     assert err is not None
-    parts = [f"Request:\n{request.strip()}", _language_line(language, request)]
+    ground = grounding or Grounding()
+    start = start or Start(language, state, ground)
+    prefix = stable_prefix(request, start, check)
+    parts = _learned_since(start, language, state, ground)
     history = _history_block(earlier)
     if history:
         parts.append(history)
@@ -317,25 +422,46 @@ def build_fix(
     if err.traceback:
         tb = clip(err.traceback.strip(), TRACEBACK_CHARS)
         parts.append("Traceback (trimmed):\n```\n" + tb + "\n```")
+    sanity = err.ename == SANITY_ENAME
+    if sanity and failed.sanity:
+        parts.append(
+            "Evidence that the result is wrong:\n"
+            + "\n".join(
+                f"- {clip(item, EVIDENCE_CHARS)}" for item in failed.sanity[:EVIDENCE_ITEMS]
+            )
+        )
     if output_text.strip():
-        parts.append("Output before the error (trimmed):\n```\n" + output_text.strip() + "\n```")
-    parts.append("Strategy: " + STRATEGY.get(err.category, STRATEGY["runtime"]))
+        label = "Output (trimmed)" if sanity else "Output before the error (trimmed)"
+        parts.append(f"{label}:\n```\n" + output_text.strip() + "\n```")
+    strategy = "sanity" if sanity else err.category
+    parts.append("Strategy: " + STRATEGY.get(strategy, STRATEGY["runtime"]))
+    if substitutes:
+        parts.append(
+            "Installed packages that can do the job instead: "
+            + clip(", ".join(substitutes), SUBSTITUTES_CHARS)
+        )
     if alternatives:
-        parts.append("Installed packages that may serve instead: " + ", ".join(alternatives))
-    if check:
-        parts.append(f"Acceptance check that must pass:\n```python\n{check.strip()}\n```")
-    parts.append(_state_block(state))
+        parts.append(
+            "Installed packages with similar names: "
+            + clip(", ".join(alternatives), SUBSTITUTES_CHARS)
+        )
     parts.append(
         "Reply with the complete fixed code in one fenced block, then `Root cause: ...` and "
         "`Fix: ...` lines."
     )
     return LLMRequest(
         system=SYSTEM_PROMPT,
-        messages=(Message("user", "\n\n".join(parts)),),
+        messages=(_cached_message(prefix, parts),),
         max_tokens=max_tokens,
         temperature=temperature,
         purpose="fix",
+        volatile=_volatile(start.grounding, ground),
     )
+
+
+def _volatile(*grounds: Grounding) -> tuple[str, ...]:
+    """The environment passages of a prompt (see `LLMRequest.volatile`), without repeats."""
+    return tuple(dict.fromkeys(_environment_block(g) for g in grounds))
 
 
 def fix_prompt_budget(
@@ -347,6 +473,8 @@ def fix_prompt_budget(
     state_chars: int,
     earlier: int = 0,
     check: str | None = None,
+    preview_chars: int = 0,
+    notebook_chars: int = 0,
 ) -> int:
     """The most characters a fix prompt for `code` can have, whatever the code printed or raised.
 
@@ -364,7 +492,39 @@ def fix_prompt_budget(
     shown = min(earlier, HISTORY_ATTEMPTS)
     history = shown * (HISTORY_CODE_CHARS + ERROR_CHARS + _SECTION_CHARS) + bool(shown) * 100
     produced = output_chars + TRACEBACK_CHARS + 3 * ERROR_CHARS + state_chars
-    return fixed + history + produced + 4 * _SECTION_CHARS
+    evidence = EVIDENCE_ITEMS * (EVIDENCE_CHARS + 3) + 2 * SUBSTITUTES_CHARS
+    # The stable prefix keeps the state and grounding of the run's start; what changed since
+    # comes again after it, so both count.
+    ground = 2 * grounding_budget(preview_chars, notebook_chars) + state_chars
+    return fixed + history + produced + evidence + ground + 8 * _SECTION_CHARS
+
+
+def grounding_budget(preview_chars: int, notebook_chars: int) -> int:
+    """The most the file previews, the notebook cells and the environment add to a prompt."""
+    from .context import ENV_CHARS
+
+    return preview_chars + notebook_chars + ENV_CHARS + 3 * _SECTION_CHARS
+
+
+def generate_prompt_budget(
+    request: str,
+    *,
+    language: str,
+    state_chars: int,
+    preview_chars: int = 0,
+    notebook_chars: int = 0,
+    check: str | None = None,
+) -> int:
+    """The most characters a first prompt can have, whatever the files, notebook and state.
+
+    Everything beyond the request and the check comes through capped parts: the state summary
+    with its example values (`generation.state_chars`), the file previews
+    (`generation.preview_chars`), the notebook cells (`generation.notebook_chars`) and the
+    environment line (`context.ENV_CHARS`).
+    """
+    bare = build_generate(request, language=language, check=check)
+    fixed = len(bare.messages[0].content)
+    return fixed + state_chars + grounding_budget(preview_chars, notebook_chars)
 
 
 FOCUS_TEXT = {
@@ -386,12 +546,14 @@ def build_improve(
     execution_s: float,
     max_tokens: int = 4096,
     temperature: float | None = None,
+    start: Start | None = None,
+    check: str | None = None,
 ) -> LLMRequest:
-    parts = [
-        f"Request:\n{request.strip()}",
-        _language_line(language, request),
-        f"This code works (it ran in {execution_s:.3f}s):\n```\n{code.rstrip()}\n```",
-    ]
+    """An improvement prompt: the run's stable prefix, then the working code."""
+    start = start or Start(language)
+    prefix = stable_prefix(request, start, check)
+    parts = [_language_line(language, request)] if language != start.language else []
+    parts.append(f"This code works (it ran in {execution_s:.3f}s):\n```\n{code.rstrip()}\n```")
     if output_text.strip():
         parts.append("Its output (trimmed):\n```\n" + output_text.strip() + "\n```")
     parts.append("Improve it. " + FOCUS_TEXT.get(focus, ""))
@@ -401,10 +563,11 @@ def build_improve(
     )
     return LLMRequest(
         system=SYSTEM_PROMPT,
-        messages=(Message("user", "\n\n".join(parts)),),
+        messages=(_cached_message(prefix, parts),),
         max_tokens=max_tokens,
         temperature=temperature,
         purpose="improve",
+        volatile=_volatile(start.grounding),
     )
 
 
@@ -414,7 +577,39 @@ You judge whether code and its output answer a request. Reply with one line \
 """
 
 
-def build_verify(request: str, *, code: str, output_text: str, max_tokens: int = 300) -> LLMRequest:
+VERIFY_ASK = (
+    "Do not write code now. Judge whether this code and its output answer the request. "
+    "Reply with one line `Score: N/10` (10: fully answers it, 0: unrelated or wrong) and one "
+    "line `Reason: ...`."
+)
+
+
+def build_verify(
+    request: str,
+    *,
+    code: str,
+    output_text: str,
+    max_tokens: int = 300,
+    start: Start | None = None,
+    check: str | None = None,
+) -> LLMRequest:
+    """The quality judge. Within a run (`start` given) it opens with the run's stable prefix
+    and system prompt, so it reads them from the model's cache like every other request."""
+    if start is not None:
+        prefix = stable_prefix(request, start, check)
+        tail = (
+            VERIFY_ASK,
+            f"Code:\n```\n{code.rstrip()}\n```",
+            f"Output (trimmed):\n```\n{output_text.strip() or '(no output)'}\n```",
+        )
+        return LLMRequest(
+            system=SYSTEM_PROMPT,
+            messages=(_cached_message(prefix, tail),),
+            max_tokens=max_tokens,
+            temperature=0.0,
+            purpose="verify",
+            volatile=_volatile(start.grounding),
+        )
     content = (
         f"Request:\n{request.strip()}\n\nCode:\n```\n{code.rstrip()}\n```\n\n"
         f"Output (trimmed):\n```\n{output_text.strip() or '(no output)'}\n```"

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .formats import dollars
 from .models import RECORD_MIME, RunRecord
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -72,6 +73,8 @@ def status_line(record: RunRecord | Mapping[str, Any]) -> str:
         seconds(m.total_s),
         f"{m.input_tokens + m.output_tokens} tokens",
     ]
+    if m.cost_usd > 0:
+        parts.append(dollars(m.cost_usd))
     if m.cache_hits:
         parts.append(f"{m.cache_hits} from cache")
     if not rec.success:
@@ -296,7 +299,7 @@ class NotebookSummary:
     def totals(self) -> dict[str, float]:
         keys = ("generation_s", "execution_s", "improvement_s", "total_s")
         out: dict[str, float] = dict.fromkeys(keys, 0.0)
-        out.update(attempts=0, tokens=0, cache_hits=0, llm_calls=0)
+        out.update(attempts=0, tokens=0, cache_hits=0, llm_calls=0, cost_usd=0.0)
         for row in self.rows:
             if row.record is None:
                 continue
@@ -307,6 +310,7 @@ class NotebookSummary:
             out["tokens"] += m.input_tokens + m.output_tokens
             out["cache_hits"] += m.cache_hits
             out["llm_calls"] += m.llm_calls
+            out["cost_usd"] += m.cost_usd
         return out
 
 
@@ -336,7 +340,7 @@ def _summary_table_html(summaries: Iterable[NotebookSummary]) -> str:
     head = (
         "<tr><th>Notebook</th><th>Cells</th><th>Requests</th><th>Succeeded</th>"
         "<th>Attempts</th><th>Generation</th><th>Execution</th><th>Improvement</th>"
-        "<th>Total</th><th>Tokens</th><th>Cache hits</th></tr>"
+        "<th>Total</th><th>Tokens</th><th>Cost</th><th>Cache hits</th></tr>"
     )
     rows = []
     for s in summaries:
@@ -346,7 +350,8 @@ def _summary_table_html(summaries: Iterable[NotebookSummary]) -> str:
             f"<td>{s.succeeded}/{len(s.rows)}</td><td>{int(t['attempts'])}</td>"
             f"<td>{seconds(t['generation_s'])}</td><td>{seconds(t['execution_s'])}</td>"
             f"<td>{seconds(t['improvement_s'])}</td><td>{seconds(t['total_s'])}</td>"
-            f"<td>{int(t['tokens'])}</td><td>{int(t['cache_hits'])}</td></tr>"
+            f"<td>{int(t['tokens'])}</td><td>{dollars(t['cost_usd'])}</td>"
+            f"<td>{int(t['cache_hits'])}</td></tr>"
         )
     return f'<table style="{TABLE_STYLE}">{head}{"".join(rows)}</table>'
 
@@ -427,8 +432,8 @@ def notebook_report_markdown(
         f"# {title}",
         "",
         "| Notebook | Cells | Requests | Succeeded | Attempts | Generation | Execution "
-        "| Improvement | Total | Tokens | Cache hits |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Improvement | Total | Tokens | Cost | Cache hits |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         t = s.totals()
@@ -436,7 +441,7 @@ def notebook_report_markdown(
             f"| {s.name} | {s.cells} | {len(s.rows)} | {s.succeeded}/{len(s.rows)} "
             f"| {int(t['attempts'])} | {seconds(t['generation_s'])} | {seconds(t['execution_s'])} "
             f"| {seconds(t['improvement_s'])} | {seconds(t['total_s'])} | {int(t['tokens'])} "
-            f"| {int(t['cache_hits'])} |"
+            f"| {dollars(t['cost_usd'])} | {int(t['cache_hits'])} |"
         )
     for s in summaries:
         lines += ["", f"## {s.name}", ""]

@@ -765,9 +765,10 @@ async def _stop_kernel(client: Any, km: Any, *, interrupt: bool) -> None:
                 with contextlib.suppress(Exception):
                     await km.shutdown_kernel(now=True)
     finally:
+        # The client stays attached: nbclient's kernel-alive poller of a cell cut short by the
+        # stop may still wake up, and must find a dead kernel, not a missing client.
         if client.kc is not None:
             client.kc.stop_channels()
-            client.kc = None
 
 
 _CELL_LINE = re.compile(r"Cell In\s*\[\d*\],\s*line (\d+)")

@@ -27,6 +27,7 @@ PY = "```python\n{}\n```"
 SH = "```bash\n{}\n```"
 
 # (contains, reply) in priority order: fix prompts contain the request too, so fixes come first.
+# A request's rule is anchored on "Request:\n": later prompts quote the cells above them.
 RULES: list[tuple[str, str]] = [
     (
         "NameError: name 'statistics' is not defined",
@@ -44,7 +45,7 @@ RULES: list[tuple[str, str]] = [
         + SH.format('lines=$(wc -l < data/sales.csv)\necho "data/sales.csv has $lines lines"'),
     ),
     (
-        "mean and the standard deviation of numbers",
+        "Request:\nCompute the mean and the standard deviation of numbers",
         "Using the standard library:\n\n"
         + PY.format(
             "mean_value = statistics.mean(numbers)\n"
@@ -53,7 +54,7 @@ RULES: list[tuple[str, str]] = [
         ),
     ),
     (
-        "bar chart of numbers",
+        "Request:\nDraw a bar chart of numbers",
         PY.format(
             "import matplotlib.pyplot as plt\n\n"
             "fig, ax = plt.subplots(figsize=(6, 3))\n"
@@ -65,7 +66,7 @@ RULES: list[tuple[str, str]] = [
         ),
     ),
     (
-        "Load data/sales.csv",
+        "Request:\nLoad data/sales.csv",
         PY.format(
             "import pandas as pd\n\n"
             "sales = pd.read_csv('data/sales.csv', parse_dates=['date'])\n"
@@ -74,7 +75,7 @@ RULES: list[tuple[str, str]] = [
         ),
     ),
     (
-        "monthly revenue",
+        "Request:\nCompute monthly revenue",
         PY.format(
             "import matplotlib.pyplot as plt\n\n"
             "monthly_revenue = sales.groupby(sales['date'].dt.to_period('M'))['revenue'].sum()\n"
@@ -86,11 +87,11 @@ RULES: list[tuple[str, str]] = [
         ),
     ),
     (
-        "Count the lines of data/sales.csv",
+        "Request:\nCount the lines of data/sales.csv",
         SH.format('lines=$(wc -l < data/sale.csv)\necho "data/sales.csv has $lines lines"'),
     ),
     (
-        "sizes in bytes",
+        "Request:\nShow every file in data/ with its sizes in bytes",
         SH.format('for f in data/*; do\n  printf \'%s %s bytes\\n\' "$f" "$(wc -c < "$f")"\ndone'),
     ),
 ]

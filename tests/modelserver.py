@@ -28,6 +28,12 @@ from one `random.Random(seed)` in arrival order. Every recorded request notes th
 (`fault`), the status sent, and when it arrived and was answered (monotonic clock), so tests can
 check retry timing from the server's side.
 
+Prompt caching is accounted as Anthropic does (`PromptCache`): a prefix that ends at a
+`cache_control` breakpoint and is at least CACHE_MIN_TOKENS long (this server's own count) is
+written, and read by later requests within CACHE_TTL_S; the usage of every answer reports
+`cache_creation_input_tokens` and `cache_read_input_tokens` beside `input_tokens`, and
+`billed_input` weighs them (writes 1.25x, reads 0.1x) so tests and benchmarks can compare.
+
 In-process::
 
     with ModelServer() as server:
@@ -51,6 +57,7 @@ entry with `"default": true` is the default reply), or an object `{"rules": [...
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -206,6 +213,8 @@ class RecordedRequest:
     status: int = 200
     retry_after: str | None = None
     """The `retry-after` header sent with the answer, if any."""
+    usage: dict[str, int] = field(default_factory=dict)
+    """The usage reported for a complete answer (prompt-cache fields for the Messages API)."""
 
     @property
     def api(self) -> str:
@@ -257,6 +266,7 @@ class RecordedRequest:
             "headers": self.headers,
             "fault": self.fault,
             "status": self.status,
+            "usage": self.usage,
         }
 
 
@@ -281,6 +291,96 @@ def last_user_text(body: Mapping[str, Any]) -> str:
 
 def count_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
+
+
+CACHE_MIN_TOKENS = 1024
+"""The shortest prefix the prompt cache keeps, in this server's tokens (Anthropic's for Sonnet)."""
+CACHE_TTL_S = 300.0
+"""How long a cached prefix lives after its last use (Anthropic's ephemeral cache: 5 minutes)."""
+CACHE_WRITE_RATE = 1.25
+CACHE_READ_RATE = 0.1
+"""What a cache write and a cache read cost, as a multiple of an ordinary input token."""
+
+
+def billed_input(usage: Mapping[str, Any]) -> float:
+    """Input tokens as billed, in ordinary input tokens: writes at 1.25x, reads at 0.1x."""
+    return (
+        int(usage.get("input_tokens") or 0)
+        + CACHE_WRITE_RATE * int(usage.get("cache_creation_input_tokens") or 0)
+        + CACHE_READ_RATE * int(usage.get("cache_read_input_tokens") or 0)
+    )
+
+
+def _blocks(content: Any) -> list[tuple[str, bool]]:
+    """(text, carries a cache breakpoint) for each block of a system prompt or a message."""
+    if isinstance(content, str):
+        return [(content, False)] if content else []
+    if isinstance(content, list):
+        return [
+            (str(b.get("text", "")), isinstance(b.get("cache_control"), dict))
+            for b in content
+            if isinstance(b, dict)
+        ]
+    return []
+
+
+class PromptCache:
+    """Anthropic's prompt-cache accounting: a prefix ending at a `cache_control` breakpoint is
+    written when it is at least `min_tokens` long, and read by a later request that starts
+    with it (looked up at every block boundary up to the last breakpoint) within `ttl`
+    seconds of its last use; the rest is ordinary input."""
+
+    def __init__(self, min_tokens: int = CACHE_MIN_TOKENS, ttl: float = CACHE_TTL_S) -> None:
+        self.min_tokens = min_tokens
+        self.ttl = ttl
+        self.offset = 0.0
+        """Seconds added to the clock (`advance`), so a test can outlive the cache."""
+        self._expiry: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def clear(self) -> None:
+        with self._lock:
+            self._expiry.clear()
+
+    def account(self, body: Mapping[str, Any], total: int) -> dict[str, int]:
+        """The usage fields of one Messages API request whose prompt is `total` tokens."""
+        blocks = [(str(body.get("model", "")), False), *_blocks(body.get("system"))]
+        for m in body.get("messages") or []:
+            if isinstance(m, dict):
+                blocks.extend(_blocks(m.get("content")))
+        digest = hashlib.sha256()
+        chars = 0
+        bounds: list[tuple[str, int, bool]] = []  # (prefix hash, tokens, breakpoint)
+        for i, (text, marked) in enumerate(blocks):
+            digest.update(text.encode() + b"\x00")
+            chars += len(text) if i else 0  # the model name is part of the key, not the prompt
+            bounds.append((digest.hexdigest(), min(total, (chars + 3) // 4), marked))
+        marks = [i for i, b in enumerate(bounds) if b[2]]
+        read = written = 0
+        if marks:
+            now = self.now()
+            with self._lock:
+                for key, tokens, _ in reversed(bounds[: marks[-1] + 1]):
+                    if self._expiry.get(key, 0.0) > now:
+                        read = tokens
+                        self._expiry[key] = now + self.ttl  # a read refreshes the lifetime
+                        break
+                for i in marks:
+                    key, tokens, _ = bounds[i]
+                    if tokens >= self.min_tokens and tokens > read:
+                        self._expiry[key] = now + self.ttl
+                        written = max(written, tokens - read)
+        return {
+            "input_tokens": max(0, total - read - written),
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": read,
+        }
 
 
 class ModelServer:
@@ -309,6 +409,8 @@ class ModelServer:
         self.fault_kinds: tuple[str, ...] = RANDOM_FAULTS
         self._rng = random.Random(seed)
         self._stopping = threading.Event()
+        self.prompt_cache = PromptCache()
+        """Anthropic's prompt-cache accounting (`min_tokens`, `ttl`, `advance`, `clear`)."""
         self.set_faults(fault_rate, seed, fault_kinds)
         self._httpd = _QuietServer(("127.0.0.1", port), _make_handler(self))
         self._httpd.daemon_threads = True
@@ -378,6 +480,7 @@ class ModelServer:
             self._queue.clear()
             self._rules.clear()
             self.requests.clear()
+        self.prompt_cache.clear()
 
     def next_reply(self, prompt: str) -> tuple[Reply, str | None]:
         """The reply for a request and the random fault drawn for it (None: none drawn)."""
@@ -692,13 +795,17 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             prompt_chars = len(RecordedRequest(path, body, headers).all_text)
             input_tokens = count_tokens(" " * prompt_chars)
             output_tokens = count_tokens(reply.full_text)
+            usage: dict[str, int] = {"input_tokens": input_tokens}
+            if api == "anthropic":
+                usage = server.prompt_cache.account(body, input_tokens)
+            recorded.usage = {**usage, "output_tokens": output_tokens}
             model = str(body.get("model", "scripted-model"))
             if not body.get("stream") and reply.cut_at is not None:
                 self._send_cut_json(extra)
                 return
             if api == "anthropic":
                 if body.get("stream"):
-                    self._anthropic_stream(reply, model, input_tokens, output_tokens, extra)
+                    self._anthropic_stream(reply, model, usage, output_tokens, extra)
                 else:
                     content = (
                         []
@@ -715,7 +822,7 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                             "content": content,
                             "stop_reason": reply.stop_reason,
                             "stop_sequence": None,
-                            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+                            "usage": {**usage, "output_tokens": output_tokens},
                         },
                         extra,
                     )
@@ -765,7 +872,12 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             self._chunk(f"{head}data: {json.dumps(data)}\n\n")
 
         def _anthropic_stream(
-            self, reply: Reply, model: str, inp: int, out: int, extra: Mapping[str, str]
+            self,
+            reply: Reply,
+            model: str,
+            usage: Mapping[str, int],
+            out: int,
+            extra: Mapping[str, str],
         ) -> None:
             self._start_stream(extra)
             self._sse(
@@ -780,7 +892,7 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                         "content": [],
                         "stop_reason": None,
                         "stop_sequence": None,
-                        "usage": {"input_tokens": inp, "output_tokens": 1},
+                        "usage": {**usage, "output_tokens": 1},
                     },
                 },
             )

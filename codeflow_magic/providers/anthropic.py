@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, ProviderError, ProviderUnavailable
 from . import CLIENTS
-from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse, StreamInterrupted
+from .base import (
+    DeltaCallback,
+    DispatchCallback,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    StreamInterrupted,
+)
 from .catalogue import deprecation_notice
 from .dispatch import dispatching, http_client_kwargs
 
@@ -198,6 +205,24 @@ def is_transport_error(exc: BaseException) -> bool:
     return module.startswith(("httpx", "httpcore", "h11"))
 
 
+CACHE_MARK: dict[str, str] = {"type": "ephemeral"}
+"""Anthropic's prompt-cache breakpoint: the prefix up to here is cached for five minutes."""
+
+
+def message_param(message: Message) -> dict[str, Any]:
+    """A message for the Messages API; its stable prefix ends in a cache breakpoint, so the
+    later requests of a run read it from the cache (the text is the same as unmarked)."""
+    stable, rest = message.parts
+    if not stable:
+        return {"role": message.role, "content": message.content}
+    blocks: list[dict[str, Any]] = [
+        {"type": "text", "text": stable, "cache_control": dict(CACHE_MARK)}
+    ]
+    if rest:
+        blocks.append({"type": "text", "text": rest})
+    return {"role": message.role, "content": blocks}
+
+
 @lru_cache(maxsize=1)
 def _sdk_takes_temperature() -> bool:
     """Newer SDKs dropped `temperature` from the Messages API; send it only where it exists."""
@@ -277,7 +302,7 @@ class AnthropicProvider:
         params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [message_param(m) for m in request.messages],
         }
         if request.system:
             params["system"] = request.system
@@ -311,11 +336,17 @@ class AnthropicProvider:
                 raise
             raise mapped from None
         text = "".join(block.text for block in final.content if block.type == "text")
+        usage = final.usage
+        # The API counts cached prompt tokens apart from `input_tokens`; ours are all of them.
+        written = int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
+        read = int(getattr(usage, "cache_read_input_tokens", 0) or 0)
         return LLMResponse(
             text=text,
             model=final.model or self.model,
-            input_tokens=int(final.usage.input_tokens or 0),
-            output_tokens=int(final.usage.output_tokens or 0),
+            input_tokens=int(usage.input_tokens or 0) + written + read,
+            output_tokens=int(usage.output_tokens or 0),
+            cache_write_tokens=written,
+            cache_read_tokens=read,
             stop_reason=final.stop_reason,
             extra={"id": final.id, "warnings": notices} if notices else {"id": final.id},
         )

@@ -16,6 +16,16 @@ DispatchCallback = Callable[[], None]
 class Message:
     role: Literal["user", "assistant"]
     content: str
+    stable: int = 0
+    """How many leading characters of `content` are the same in every request of a run (the
+    stable prefix); a provider that caches prompts marks the end of them, so later requests
+    of the run read that prefix from the model's cache instead of paying for it again."""
+
+    @property
+    def parts(self) -> tuple[str, str]:
+        """(stable prefix, the rest): the text is the same either way, only the mark differs."""
+        cut = max(0, min(self.stable, len(self.content)))
+        return self.content[:cut], self.content[cut:]
 
 
 @dataclass(frozen=True)
@@ -26,12 +36,24 @@ class LLMRequest:
     temperature: float | None = None
     purpose: str = "generate"
     """Why the call is made (`generate`, `fix`, `improve`, `verify`); not part of the cache key."""
+    volatile: tuple[str, ...] = ()
+    """Passages of the messages that describe the machine, not the request (the versions of
+    installed libraries); not part of the cache key, so a recorded notebook still replays
+    after a library update or on a colleague's machine."""
 
     def cache_payload(self) -> dict[str, Any]:
-        """What identifies the request for the cache (everything the model sees)."""
+        """What identifies the request for the cache (everything the model sees but the
+        `volatile` passages)."""
+
+        def keyed(text: str) -> str:
+            for passage in self.volatile:
+                if passage:
+                    text = text.replace(passage, "")
+            return text
+
         return {
             "system": self.system,
-            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+            "messages": [{"role": m.role, "content": keyed(m.content)} for m in self.messages],
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
         }
@@ -42,9 +64,14 @@ class LLMResponse:
     text: str
     model: str
     input_tokens: int = 0
+    """Every prompt token, cached or not (so budgets mean the same with or without caching)."""
     output_tokens: int = 0
     stop_reason: str | None = None
     cached: bool = False
+    cache_write_tokens: int = 0
+    """Of `input_tokens`, those written to the model's prompt cache (billed above input)."""
+    cache_read_tokens: int = 0
+    """Of `input_tokens`, those read from the model's prompt cache (billed far below input)."""
     cache_key: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

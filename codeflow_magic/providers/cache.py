@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import threading
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,8 @@ class CachedProvider:
                 model=str(entry["response"].get("model") or entry.get("model") or self.model),
                 input_tokens=int(usage.get("input_tokens", 0)),
                 output_tokens=int(usage.get("output_tokens", 0)),
+                cache_write_tokens=int(usage.get("cache_write_tokens", 0)),
+                cache_read_tokens=int(usage.get("cache_read_tokens", 0)),
                 stop_reason=entry.get("stop_reason"),
                 cached=True,
                 cache_key=key,
@@ -149,6 +152,8 @@ class CachedProvider:
             "usage": {
                 "input_tokens": response.input_tokens,
                 "output_tokens": response.output_tokens,
+                "cache_write_tokens": response.cache_write_tokens,
+                "cache_read_tokens": response.cache_read_tokens,
             },
             "stop_reason": response.stop_reason,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -211,16 +216,7 @@ class CachedProvider:
             # fault on every later run instead of asking again.
             return response
         self.store(key, request, response)
-        return LLMResponse(
-            text=response.text,
-            model=response.model,
-            input_tokens=response.input_tokens,
-            output_tokens=response.output_tokens,
-            stop_reason=response.stop_reason,
-            cached=False,
-            cache_key=key,
-            extra=dict(response.extra),
-        )
+        return replace(response, cached=False, cache_key=key, extra=dict(response.extra))
 
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "writes": self.writes}

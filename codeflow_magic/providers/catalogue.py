@@ -9,7 +9,9 @@ standard library.
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 """The model of a request that names none: the newest Sonnet when this version was made."""
@@ -85,3 +87,73 @@ def deprecation_notice(model: str, sdk_message: str, *, named: bool) -> str:
         f"the installed anthropic SDK says {whose} {model!r} is deprecated{said}; this "
         f"version of codeflow knows no newer one: {where} to a current model, or update codeflow"
     )
+
+
+@dataclass(frozen=True)
+class Price:
+    """US dollars per million tokens. Anthropic bills a prompt-cache write at 1.25 times the
+    input price and a read at a tenth of it, which the defaults follow."""
+
+    input: float
+    output: float
+    cache_write: float | None = None
+    cache_read: float | None = None
+
+    def cost(self, input_tokens: int, output_tokens: int, written: int = 0, read: int = 0) -> float:
+        """The cost of one call; `input_tokens` counts every prompt token, cached ones too."""
+        write_price = self.input * 1.25 if self.cache_write is None else self.cache_write
+        read_price = self.input * 0.1 if self.cache_read is None else self.cache_read
+        plain = max(0, input_tokens - written - read)
+        total = (
+            plain * self.input
+            + written * write_price
+            + read * read_price
+            + output_tokens * self.output
+        )
+        return total / 1_000_000
+
+
+PRICES: dict[str, Price] = {
+    "claude-opus-5-5": Price(5.0, 25.0),
+    "claude-sonnet-5-5": Price(3.0, 15.0),
+    "claude-haiku-5-5": Price(1.0, 5.0),
+    "claude-opus-4-5": Price(5.0, 25.0),
+    "claude-opus-4-1": Price(15.0, 75.0),
+    "claude-opus-4-0": Price(15.0, 75.0),
+    "claude-sonnet-4-5": Price(3.0, 15.0),
+    "claude-sonnet-4-0": Price(3.0, 15.0),
+    "claude-haiku-4-5": Price(1.0, 5.0),
+    "claude-3-5-haiku-latest": Price(0.8, 4.0),
+}
+"""List prices of Anthropic models, versioned with codeflow like the table above; a model not
+named here (a local or OpenAI-compatible one) costs 0 unless `generation.prices` names it."""
+
+
+def parse_price(entry: str) -> tuple[str, Price]:
+    """`model=input/output[/cache_write/cache_read]` (dollars per million tokens)."""
+    name, sep, numbers = entry.partition("=")
+    fields = numbers.split("/")
+    if not sep or not name.strip() or len(fields) not in (2, 4):
+        raise ValueError(
+            f"{entry!r} is not MODEL=INPUT/OUTPUT or MODEL=INPUT/OUTPUT/CACHE_WRITE/CACHE_READ "
+            "(dollars per million tokens)"
+        )
+    try:
+        values = [float(f) for f in fields]
+    except ValueError:
+        raise ValueError(f"{entry!r}: prices must be numbers") from None
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise ValueError(f"{entry!r}: prices must be finite and not negative")
+    price = Price(*values[:2]) if len(values) == 2 else Price(*values)
+    return name.strip(), price
+
+
+def price_for(model: str, overrides: tuple[str, ...] | list[str] = ()) -> Price | None:
+    """The price of `model` (a setting first, then the table; a dated name as its alias), or
+    None when it has none."""
+    name = model.split(":", 1)[1] if model.startswith(("anthropic:", "openai:")) else model
+    for entry in overrides:
+        key, price = parse_price(entry)
+        if key in (model, name):
+            return price
+    return PRICES.get(name) or PRICES.get(_DATED.sub("", name))

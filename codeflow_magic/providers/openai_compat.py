@@ -148,8 +148,11 @@ class OpenAICompatProvider:
             raise mapped from None
         text = "".join(pieces)
         extra: dict[str, Any] = {}
+        cache_read = 0
         if usage is not None:
             input_tokens = int(usage.prompt_tokens or 0)
+            details = getattr(usage, "prompt_tokens_details", None)
+            cache_read = int(getattr(details, "cached_tokens", 0) or 0)  # servers that cache
             output_tokens = int(usage.completion_tokens or 0)
         else:  # servers that ignore stream_options: estimate, and say so
             prompt_chars = sum(len(m["content"]) for m in messages)
@@ -161,6 +164,7 @@ class OpenAICompatProvider:
             model=model,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
+            cache_read_tokens=min(cache_read, input_tokens),
             stop_reason=finish,
             extra=extra,
         )

@@ -23,13 +23,12 @@ from typing import Any, Protocol
 
 import pytest
 from IPython.core.displaypub import DisplayPublisher
-from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from modelserver import ModelServer, Reply
 
 from codeflow_magic.api import CodeFlow
 from codeflow_magic.config import load_settings
-from codeflow_magic.errors import ProviderUnavailable
+from codeflow_magic.errors import AuthenticationError, ProviderUnavailable
 from codeflow_magic.magic import _LOADED, CodeflowMagics
 from codeflow_magic.models import RECORD_MIME
 from codeflow_magic.report import strip_ansi
@@ -494,15 +493,27 @@ def run_cell(shell: InteractiveShell, source: str) -> tuple[Any, str, list[dict[
 
 
 def test_magic_without_a_key_shows_the_advice_and_no_traceback(
-    shell: InteractiveShell, cell_env: ModelServer, monkeypatch: pytest.MonkeyPatch
+    shell: InteractiveShell,
+    cell_env: ModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", cell_env.url)
     result, stderr, shown = run_cell(shell, "%%codeflow\nprint hello")
-    assert isinstance(result.error_in_exec, UsageError)
+    # The CLI's class (exit status 3), not a UsageError: the user typed nothing wrong.
+    assert isinstance(result.error_in_exec, AuthenticationError)
     for advice in KEY_ADVICE:
         assert advice in str(result.error_in_exec), advice
-    assert stderr.startswith("UsageError: no API key") and "Traceback" not in stderr
-    assert not any(RECORD_MIME in data for data in shown)  # nothing ran: nothing to show
+    # IPython shows an exception where it shows tracebacks (stdout; an error message in a
+    # kernel): here one line under the exception's own name.
+    shown_text = capsys.readouterr().out
+    assert shown_text.startswith("AuthenticationError: no API key"), shown_text
+    assert "Traceback" not in shown_text + stderr
+    # Nothing ran, but the request is recorded as failed with its cause (the sidebar and the
+    # notebook metadata show it like any other outcome).
+    (record,) = [data[RECORD_MIME] for data in shown if RECORD_MIME in data]
+    assert record["attempts"] == [] and record["stop_reason"] == "provider_error"
+    assert "export ANTHROPIC_API_KEY=" in record["error"]
     assert cell_env.requests == []
 
 
@@ -511,19 +522,22 @@ def test_magic_shows_the_attempts_before_the_model_api_failed(
     magics_loaded: CodeflowMagics,
     cell_env: ModelServer,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     for key, value in cell_env.env().items():
         monkeypatch.setenv(key, value)
     cell_env.add_rule(contains="NameError", reply=Reply(status=529))
     cell_env.add_rule(contains="show the total", reply=py("print(total_amount)"))
     result, stderr, shown = run_cell(shell, "%%codeflow --no-cache\nshow the total")
-    assert isinstance(result.error_in_exec, UsageError)
+    assert isinstance(result.error_in_exec, ProviderUnavailable)  # as the CLI says: status 5
     message = str(result.error_in_exec)
     assert "529 overloaded_error" in message and "gave up after 4 tries" in message
     # the cell shows the failed attempt's own error as a plain cell would, then the cause in
     # one line: no traceback of codeflow itself
     assert "NameError: name 'total_amount' is not defined" in strip_ansi(stderr)
-    assert stderr.endswith(f"UsageError: {message}\n") and "codeflow_magic" not in stderr
+    cause = capsys.readouterr().out
+    assert cause.endswith(f"ProviderUnavailable: {message}\n"), cause
+    assert "codeflow_magic" not in stderr + cause
     (record,) = [data[RECORD_MIME] for data in shown if RECORD_MIME in data]
     assert record["stop_reason"] == "provider_unavailable" and record["error"] == message
     assert [a["error"]["ename"] for a in record["attempts"]] == ["NameError"]

@@ -402,7 +402,7 @@ OPTION_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     (
         "unknown-subcommand",
         ["frobnicate"],
-        ("invalid choice: 'frobnicate' (choose from 'ask', 'batch', 'run', 'scan', 'doctor'",),
+        ("invalid choice: 'frobnicate' (choose from 'ask', 'batch', 'eval', 'run', 'scan', 'doctor'",),
     ),
     ("no-subcommand", [], ("COMMAND",)),
     (
@@ -606,7 +606,8 @@ OVERRIDE_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
         "unknown-name",
         ["generation.nope=1"],
         (
-            "unknown setting 'generation.nope'; generation has: base_url, language, max_request_chars",
+            "unknown setting 'generation.nope'; generation has: base_url, environment, language, "
+            "max_request_chars",
         ),
     ),
     (
@@ -1258,9 +1259,10 @@ MAGIC_CASES: list[tuple[str, str, str, str]] = [
     ("timeout-absurd", "--timeout 1e12", "print hi", "argument --timeout: '1e12' is out of range"),
     (
         "unknown-backend",
-        "--backend docker",
+        "--backend cloud",
         "print hi",
-        "argument --backend: invalid choice: 'docker' (choose from 'inline', 'kernel')",
+        "argument --backend: invalid choice: 'cloud' (choose from 'kernel', 'inline', 'sandbox', "
+        "'docker', 'gateway')",
     ),
     ("unknown-language", "--language cobol", "print hi", "argument --language: invalid choice"),
     ("unknown-focus", "--focus speed", "print hi", "argument --focus: invalid choice: 'speed'"),

@@ -221,8 +221,9 @@ def test_a_stop_signal_saves_the_finished_cells_and_leaves_no_kernel(
     output = tmp_path / "steps.out.ipynb"
     assert kernels_of(source) == set()
     with ModelServer() as server:
-        server.add_rule("first quick request", PY.format("a = 41 + 1\nprint(a)"))
-        server.add_rule("second slow request", text=PY.format("b = 2"), latency=600)
+        # anchored on the `Request:` line: the second prompt quotes the cells above it
+        server.add_rule("Request:\nfirst quick request", PY.format("a = 41 + 1\nprint(a)"))
+        server.add_rule("Request:\nsecond slow request", text=PY.format("b = 2"), latency=600)
         args = [source.name, "--inplace"] if inplace else [source.name]
         proc = codeflow_popen("run", *args, env=server.env())
         assert wait_until(lambda: any("second slow" in r.last_user for r in server.requests))

@@ -82,12 +82,15 @@ REQUESTS = {
 
 
 def script(server: ModelServer) -> None:
-    """The model's replies: the flood fails once (so a fix prompt is sent), the rest work."""
+    """The model's replies: the flood fails once (so a fix prompt is sent), the rest work.
+
+    Rules are anchored on the prompt's `Request:` line: a later request's prompt quotes the
+    cells above it, earlier requests included."""
     server.add_rule("boom after the flood", PY.format(FLOOD_FIX))
-    server.add_rule(REQUESTS["flood"], PY.format(FLOOD))
-    server.add_rule(REQUESTS["bytes"], PY.format(BYTES))
-    server.add_rule(REQUESTS["image"], PY.format(IMAGE))
-    server.add_rule(REQUESTS["progress"], PY.format(PROGRESS))
+    server.add_rule("Request:\n" + REQUESTS["flood"], PY.format(FLOOD))
+    server.add_rule("Request:\n" + REQUESTS["bytes"], PY.format(BYTES))
+    server.add_rule("Request:\n" + REQUESTS["image"], PY.format(IMAGE))
+    server.add_rule("Request:\n" + REQUESTS["progress"], PY.format(PROGRESS))
 
 
 def stream_text(outputs: list[Any]) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+from cliharness import Result, write_notebook
+from cliharness import codeflow as run_codeflow
 from modelserver import ModelServer
 
 from codeflow_magic.models import RECORD_MIME
@@ -21,30 +20,11 @@ PY = "```python\n{}\n```"
 
 
 def make_notebook(path: Path, cells: list[str]) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    for i, cell in enumerate(nb.cells):
-        cell["id"] = f"cell-{i}"
-    path.write_text(nbformat.writes(nb))
-    return path
+    return write_notebook(path, cells)
 
 
-def codeflow(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CODEFLOW_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "codeflow_magic.cli", "run", *args],
-        env={**clean, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def codeflow(*args: str, env: dict[str, str], cwd: Path) -> Result:
+    return run_codeflow("run", *args, env=env, cwd=cwd)
 
 
 def stream_text(cell: Any) -> str:
@@ -78,7 +58,7 @@ def test_run_writes_back_reports_and_replays_offline(notebook: Path, tmp_path: P
         server.add_rule("Request:\nadd up squares", PY.format("total = sum(squares)\nprint(total)"))
         done = codeflow(str(notebook), "--report", "report.html", env=server.env(), cwd=tmp_path)
         prompts = server.prompts()
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.stderr
     assert "without encryption" not in done.stderr
     assert notebook.read_bytes() == original  # never over the input without --inplace
     out = nbformat.read(tmp_path / "analysis.out.ipynb", as_version=4)
@@ -110,7 +90,7 @@ def test_run_writes_back_reports_and_replays_offline(notebook: Path, tmp_path: P
     # offline: no server, replay only; same outputs from the recorded answers, no duplicates
     offline = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "CODEFLOW_CACHE": "replay"}
     again = codeflow("analysis.out.ipynb", "-o", "again.ipynb", env=offline, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
+    assert again.code == 0, again.stderr
     rerun = nbformat.read(tmp_path / "again.ipynb", as_version=4)
     assert len(rerun.cells) == len(out.cells)
     links = [c for c in rerun.cells if c.metadata.get("codeflow", {}).get("generated_from")]
@@ -137,7 +117,7 @@ def test_the_kernel_talks_over_ipc_from_the_notebook_folder(tmp_path: Path) -> N
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     done = codeflow(str(nb), env={}, cwd=elsewhere)
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.stderr
     assert "without encryption" not in done.stderr and "TCP" not in done.stderr
     out = nbformat.read(folder / "where.out.ipynb", as_version=4)
     transport, cwd, connection_file = stream_text(out.cells[0]).splitlines()
@@ -152,12 +132,12 @@ def test_a_failing_cell_exits_1_names_the_error_and_writes_nothing(tmp_path: Pat
     )
     original = nb.read_bytes()
     done = codeflow(str(nb), env={}, cwd=tmp_path)
-    assert done.returncode == 1
+    assert done.code == 1
     assert "ValueError" in done.stderr and "boom here" in done.stderr and "cell 2" in done.stderr
     assert nb.read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.ipynb"]
     allowed = codeflow(str(nb), "--allow-errors", env={}, cwd=tmp_path)
-    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.code == 0, allowed.stderr
     assert (tmp_path / "broken.out.ipynb").exists()
 
 
@@ -181,7 +161,7 @@ def test_bad_input_exits_2_and_leaves_the_file(
         path.write_text(content)
     before = path.read_bytes() if path.exists() else None
     done = codeflow(str(path), *args, env={}, cwd=tmp_path)
-    assert done.returncode == 2
+    assert done.code == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert (path.read_bytes() if path.exists() else None) == before
     assert not (tmp_path / "input.out.ipynb").exists()
@@ -201,7 +181,7 @@ def test_child_process_output_lands_in_its_cell_in_order(tmp_path: Path) -> None
     )
     nb = make_notebook(tmp_path / "fd.ipynb", [code, "print('next')"])
     done = codeflow(str(nb), env={}, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.stderr
     assert "X" not in done.stdout and "Z" not in done.stdout
     out = nbformat.read(tmp_path / "fd.out.ipynb", as_version=4)
     assert stream_text(out.cells[0]) == "A\nX\nB\nY\nZ\nC\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from cliharness import Result, codeflow, write_notebook
 from modelserver import ModelServer
 
 from codeflow_magic.config import load_settings
@@ -128,24 +128,14 @@ def test_requests_naming_no_model_are_keyed_by_the_placeholder(tmp_path: Path) -
 
 def _cli(
     *args: str, env: dict[str, str], cwd: Path, default: str | None = None, prelude: str = ""
-) -> subprocess.CompletedProcess[str]:
+) -> Result:
     """`codeflow ARGS`, with codeflow's default model replaced by `default` when given (as an
     older or newer codeflow would have it), after running `prelude`."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CODEFLOW_"))}
     if default:
         prelude += (
             f"import codeflow_magic.providers.catalogue as c; c.DEFAULT_MODEL = {default!r}\n"
         )
-    code = prelude + "import sys; from codeflow_magic.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env={**clean, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return codeflow(*args, env=env, cwd=cwd, prelude=prelude)
 
 
 @pytest.mark.kernel
@@ -167,7 +157,7 @@ def test_ask_shows_the_sdks_deprecation_of_the_default(tmp_path: Path) -> None:
             cwd=tmp_path,
             prelude=stage,
         )
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.stderr
     record = json.loads(done.stdout)
     (notice,) = record["warnings"]
     assert "deprecated" in notice and "March 3rd, 2031" in notice
@@ -189,11 +179,11 @@ def test_ask_replays_what_another_default_recorded(tmp_path: Path) -> None:
             cwd=tmp_path,
             default=OLDER,
         )
-    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.code == 0, recorded.stderr
     assert json.loads(recorded.stdout)["model"] == OLDER
     offline = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "CODEFLOW_CACHE": "replay"}
     replayed = _cli("ask", "print hi", "--format", "json", "-q", env=offline, cwd=tmp_path)
-    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.code == 0, replayed.stderr
     record = json.loads(replayed.stdout)
     assert record["model"] == OLDER  # the recorded model, not today's default
     assert record["metrics"]["cache_hits"] == 1 and record["success"]
@@ -209,24 +199,16 @@ def test_ask_replays_what_another_default_recorded(tmp_path: Path) -> None:
         env=offline,
         cwd=tmp_path,
     )
-    assert named.returncode == 3 and "no recorded response" in named.stderr
+    assert named.code == 3 and "no recorded response" in named.stderr
 
 
 @pytest.mark.kernel
 @pytest.mark.slow
 def test_a_notebook_recorded_under_another_default_replays(tmp_path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext codeflow_magic"),
-        nbformat.v4.new_code_cell("%%codeflow\nmake a list called squares of 1 to 4 squared"),
-    ]
-    path = tmp_path / "n.ipynb"
-    path.write_text(nbformat.writes(nb))
+    write_notebook(
+        tmp_path / "n.ipynb",
+        ["%load_ext codeflow_magic", "%%codeflow\nmake a list called squares of 1 to 4 squared"],
+    )
     # The kernel of the recording run has an older codeflow default (an IPython startup file).
     startup = tmp_path / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True)
@@ -239,11 +221,11 @@ def test_a_notebook_recorded_under_another_default_replays(tmp_path: Path) -> No
         server.add_rule("squares", PY.format("squares = [n * n for n in range(1, 5)]"))
         env = {**server.env(), "IPYTHONDIR": str(tmp_path / "ipython")}
         done = _cli("run", "n.ipynb", "-o", "recorded.ipynb", env=env, cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
+        assert done.code == 0, done.stderr
         assert [r.body["model"] for r in server.requests] == [OLDER]
     offline = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "CODEFLOW_CACHE": "replay"}
     again = _cli("run", "recorded.ipynb", "-o", "again.ipynb", env=offline, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
+    assert again.code == 0, again.stderr
     out = nbformat.read(tmp_path / "again.ipynb", as_version=4)
     record = next(o for o in out.cells[1].outputs if RECORD_MIME in o.get("data", {}))
     assert record["data"][RECORD_MIME]["model"] == OLDER

@@ -128,3 +128,41 @@ def test_fix_prompt_for_import_errors_offers_alternatives() -> None:
 )
 def test_parse_score(text: str, score: float | None) -> None:
     assert prompts.parse_score(text)[0] == score
+
+
+def test_installed_versions_are_seen_by_the_model_but_not_part_of_the_cache_key() -> None:
+    """A recorded notebook replays after a library update: the environment line is volatile."""
+    from codeflow_magic.providers.cache import cache_key
+
+    def ask(env: str, kind: str = "generate") -> object:
+        ground = prompts.Grounding(environment=env, notebook="# Sales\nrevenue by month")
+        if kind == "generate":
+            return prompts.build_generate("plot revenue", language="python", grounding=ground)
+        failed = Attempt(
+            number=1,
+            code="import scipy",
+            success=False,
+            error=AttemptError(category="import", ename="ModuleNotFoundError", evalue="scipy"),
+        )
+        return prompts.build_fix(
+            "plot revenue",
+            language="python",
+            failed=failed,
+            earlier=(),
+            output_text="",
+            grounding=ground,
+        )
+
+    for kind in ("generate", "fix"):
+        old = ask("Python 3.11; pandas 3.0; numpy 2.3", kind)
+        new = ask("Python 3.11; pandas 3.1; numpy 2.4", kind)
+        assert "pandas 3.0" in old.messages[0].content  # type: ignore[attr-defined]
+        assert "pandas 3.1" in new.messages[0].content  # type: ignore[attr-defined]
+        assert cache_key("anthropic", "m", old) == cache_key("anthropic", "m", new)  # type: ignore[arg-type]
+        # what the request is about still counts
+        other = prompts.build_generate(
+            "plot costs",
+            language="python",
+            grounding=prompts.Grounding(environment="Python 3.11; pandas 3.0; numpy 2.3"),
+        )
+        assert cache_key("anthropic", "m", other) != cache_key("anthropic", "m", old)  # type: ignore[arg-type]
