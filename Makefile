@@ -60,12 +60,14 @@ test-latest:
 	rm -rf $(LATEST)
 
 # Refresh the lock on purpose: newest allowed versions of the dev extras and the build
-# backend, every platform, with hashes. Review the diff, run `make test`, commit.
+# backend, every platform, with hashes (uv keeps the current pins unless asked to upgrade:
+# `make lock LOCK_FLAGS=--upgrade`). Review the diff, run `make test`, commit.
 lock:
 	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/python -m pip install --quiet uv; }
 	$(BIN)/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')" > $(VENV)/build-requirements.in
+	echo editables >> $(VENV)/build-requirements.in  # what hatchling asks for an editable install
 	$(BIN)/uv pip compile pyproject.toml $(VENV)/build-requirements.in --extra dev --universal \
-	    --python-version 3.10 --generate-hashes --no-header --quiet -o $(LOCK)
+	    --python-version 3.10 --generate-hashes --no-header --quiet $(LOCK_FLAGS) -o $(LOCK)
 
 lint: setup
 	$(BIN)/ruff check codeflow_magic tests benchmarks

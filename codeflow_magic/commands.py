@@ -198,7 +198,9 @@ class Progress:
                 "fix": "asking for a fix",
                 "improve": "improving",
             }.get(str(phase), str(phase))
-            self._show(f"attempt {event.attempt}/{self.max_attempts}: {verb}{self._err()}")
+            retry = event.data.get("retry")
+            again = f" again: {retry}" if retry else ""
+            self._show(f"attempt {event.attempt}/{self.max_attempts}: {verb}{again}{self._err()}")
         elif k == "delta" and self.tty:
             self.chars += len(str(event.data.get("text", "")))
             self._show(

@@ -29,7 +29,13 @@ from .models import (
     Output,
     RunRecord,
 )
-from .providers.base import LLMRequest, LLMResponse, Provider, StreamInterrupted
+from .providers.base import (
+    LLMRequest,
+    LLMResponse,
+    Provider,
+    StreamInterrupted,
+    retry_notices,
+)
 from .providers.catalogue import price_for
 
 EventCallback = Callable[[FlowEvent], None]
@@ -231,9 +237,12 @@ class Flow:
         first: StreamInterrupted | None = None
         while True:
             try:
-                return await provider.complete(
-                    req, on_delta=on_delta, on_dispatch=run.start_executor
-                )
+                with retry_notices(
+                    lambda why: run.emit("generating", number, phase=req.purpose, retry=why)
+                ):
+                    return await provider.complete(
+                        req, on_delta=on_delta, on_dispatch=run.start_executor
+                    )
             except StreamInterrupted as exc:
                 if on_cut is not None:
                     on_cut()

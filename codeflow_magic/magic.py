@@ -173,6 +173,8 @@ class Progress:
                 self.phase = "asking the model" + (
                     " for a fix" if data.get("phase") == "fix" else ""
                 )
+                if data.get("retry"):  # an outage: say why it takes long, and that it goes on
+                    self.phase += f" again: {data['retry']}"
                 self.tail = ""
             elif kind == "delta":
                 self.tail = (self.tail + str(data.get("text", "")))[-TAIL_CHARS:]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -10,6 +12,32 @@ from ..errors import ProviderUnavailable
 
 DeltaCallback = Callable[[str], None]
 DispatchCallback = Callable[[], None]
+RetryCallback = Callable[[str], None]
+"""Told why a model request is being sent again (the reason, in words)."""
+
+_RETRY: ContextVar[RetryCallback | None] = ContextVar("codeflow_retry", default=None)
+
+
+@contextmanager
+def retry_notices(callback: RetryCallback | None) -> Iterator[None]:
+    """Within this block, a provider that sends this task's request again (its SDK retrying a
+    rate limit, an overload, a timeout) says so to `callback`: an outage of several seconds is
+    then shown as retries with their reason, not as a request that hangs."""
+    token = _RETRY.set(callback)
+    try:
+        yield
+    finally:
+        _RETRY.reset(token)
+
+
+def notify_retry(reason: str) -> None:
+    """Called by providers when a request of the current task goes out again."""
+    callback = _RETRY.get()
+    if callback is not None:
+        try:
+            callback(reason)
+        except Exception:  # a display must never break a request
+            pass
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from .base import DispatchCallback
+from .base import DispatchCallback, notify_retry
 
 if TYPE_CHECKING:
     import httpx
@@ -41,13 +41,43 @@ def _tracer(callback: DispatchCallback) -> Callable[[str, dict[str, Any]], Await
     return trace
 
 
+_LAST_FAILURE: ContextVar[list[str] | None] = ContextVar("codeflow_last_failure", default=None)
+"""Why this task's last try failed, as its response said (set per request by `on_request`)."""
+
+RETRY_COUNT_HEADER = "x-stainless-retry-count"
+"""The header the official SDKs stamp on each try of a request (0 for the first)."""
+
+
 async def on_request(request: httpx.Request) -> None:
-    """httpx `request` event hook: ask the transport to report when the body is sent."""
+    """httpx `request` event hook: ask the transport to report when the body is sent, and say
+    when this is a retry (the SDKs retry 408/409/429/5xx, timeouts and lost connections)."""
     callback = _CURRENT.get()
     if callback is not None and "trace" not in request.extensions:
         request.extensions["trace"] = _tracer(callback)
+    try:
+        retry = int(request.headers.get(RETRY_COUNT_HEADER, "0"))
+    except ValueError:
+        retry = 0
+    last = _LAST_FAILURE.get()
+    if retry <= 0:
+        _LAST_FAILURE.set([])
+        return
+    why = last[-1] if last else "the previous try got no answer (timeout or lost connection)"
+    notify_retry(f"{why}; sending the request again (retry {retry})")
+
+
+async def on_response(response: httpx.Response) -> None:
+    """httpx `response` event hook: remember why a try failed, for the retry that follows."""
+    if response.status_code < 400:
+        return
+    last = _LAST_FAILURE.get()
+    if last is not None:
+        wait = response.headers.get("retry-after")
+        asked = f", asked to wait {wait} s" if wait else ""
+        last.append(f"the model API answered {response.status_code} {response.reason_phrase}{asked}")
 
 
 def http_client_kwargs(sdk: Any) -> dict[str, Any]:
-    """Constructor arguments giving an SDK client the hook, on the SDK's own httpx defaults."""
-    return {"http_client": sdk.DefaultAsyncHttpxClient(event_hooks={"request": [on_request]})}
+    """Constructor arguments giving an SDK client the hooks, on the SDK's own httpx defaults."""
+    hooks = {"request": [on_request], "response": [on_response]}
+    return {"http_client": sdk.DefaultAsyncHttpxClient(event_hooks=hooks)}

@@ -447,6 +447,10 @@ export class CodeflowModel {
     if (event.kind === 'install' && typeof data.package === 'string') {
       phase = `installing ${data.package}`;
     }
+    if (event.kind === 'generating' && typeof data.retry === 'string' && data.retry) {
+      // An outage: the request is being sent again; say why it takes long.
+      phase = `generating again: ${data.retry}`;
+    }
     if (event.kind === 'attempt') {
       const attempt = toAttemptView(asObject(data.attempt) ?? data, live.attempts.size);
       live.attempts.set(attempt.number, attempt);

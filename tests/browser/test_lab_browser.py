@@ -18,6 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,9 @@ def extension_listed() -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def playwright_browser() -> Iterator[Any]:
+@contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """Debian's chromium driven by Playwright, once the built extension is listed enabled."""
     need(CHROMIUM.exists(), "chromium is not installed (/usr/bin/chromium)")
     need((BUILT / "package.json").exists(), "the labextension is not built (jlpm build:prod)")
     need(extension_listed(), "JupyterLab does not list codeflow-labextension as enabled OK")
@@ -115,11 +117,10 @@ def playwright_browser() -> Iterator[Any]:
             browser.close()
 
 
-@pytest.fixture(scope="module")
-def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("modelserver")
-    rules = folder / "rules.json"
-    rules.write_text(json.dumps(RULES), encoding="utf-8")
+@contextmanager
+def scripted_model_server(folder: Path, rules: list[dict[str, Any]]) -> Iterator[str]:
+    """The loopback model server in its own process (the lab's kernels reach it by URL)."""
+    (folder / "rules.json").write_text(json.dumps(rules), encoding="utf-8")
     port_file = folder / "url.txt"
     log = (folder / "server.log").open("w")
     proc = subprocess.Popen(
@@ -129,7 +130,7 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--port",
             "0",
             "--rules",
-            str(rules),
+            str(folder / "rules.json"),
             "--port-file",
             str(port_file),
         ],
@@ -145,27 +146,15 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, model_server: str) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp("labroot")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext codeflow_magic"),
-        nbformat.v4.new_code_cell("%%codeflow\nprint the value of undefined_name"),
-    ]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / "flow.ipynb")
-    request_id = nb.cells[1].id
-
+@contextmanager
+def jupyter_lab(root: Path, model_url: str, log_path: Path) -> Iterator[dict[str, Any]]:
+    """JupyterLab serving `root` with the codeflow extension, its kernels pointed at the
+    model server; yields `base`, `token`, `root` and `log`."""
     port = free_port()
     token = uuid.uuid4().hex
     env = dict(os.environ)
     env.update(
-        ANTHROPIC_BASE_URL=model_server,
+        ANTHROPIC_BASE_URL=model_url,
         ANTHROPIC_API_KEY="test",
         CODEFLOW_CACHE="off",
         JUPYTER_CONFIG_DIR=str(root / ".jupyter-config"),
@@ -173,7 +162,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, model_server: str) -> Iterator
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
     )
     env.pop("JUPYTERLAB_WORKSPACES_DIR", None)
-    log_path = root.parent / f"{root.name}-lab.log"
+    env.pop("CODEFLOW_OVERRIDES", None)
     log = log_path.open("w")
     proc = subprocess.Popen(
         [
@@ -206,16 +195,42 @@ def lab(tmp_path_factory: pytest.TempPathFactory, model_server: str) -> Iterator
 
     try:
         wait_for(ready, STARTUP_S, "jupyter-lab")
-        yield {
-            "base": base,
-            "token": token,
-            "root": root,
-            "request_id": request_id,
-            "log": log_path,
-        }
+        yield {"base": base, "token": token, "root": root, "log": log_path}
     finally:
         stop(proc)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def playwright_browser() -> Iterator[Any]:
+    with chromium_browser() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with scripted_model_server(tmp_path_factory.mktemp("modelserver"), RULES) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, model_server: str) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("labroot")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext codeflow_magic"),
+        nbformat.v4.new_code_cell("%%codeflow\nprint the value of undefined_name"),
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, root / "flow.ipynb")
+    request_id = nb.cells[1].id
+
+    with jupyter_lab(root, model_server, root.parent / f"{root.name}-lab.log") as lab:
+        yield {**lab, "request_id": request_id}
 
 
 def shot(page: Any, name: str) -> None:

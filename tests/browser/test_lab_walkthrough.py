@@ -18,27 +18,21 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from needs import REPO_ROOT, need
+from needs import REPO_ROOT
 from test_lab_browser import (
     ARTIFACTS,
-    BIN,
-    BUILT,
     CELLS_JS,
-    CHROMIUM,
-    CHROMIUM_FLAGS,
     KERNEL_READY_JS,
     RUN_MS,
-    STARTUP_S,
-    extension_listed,
-    free_port,
-    stop,
+    chromium_browser,
+    jupyter_lab,
+    scripted_model_server,
     wait_for,
 )
 
@@ -186,49 +180,14 @@ def record_of(cell: dict[str, Any]) -> dict[str, Any] | None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    need(CHROMIUM.exists(), "chromium is not installed (/usr/bin/chromium)")
-    need((BUILT / "package.json").exists(), "the labextension is not built (jlpm build)")
-    need(extension_listed(), "JupyterLab does not list codeflow-labextension as enabled OK")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "python playwright is not installed")
-        raise
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("walkmodel")
-    (folder / "rules.json").write_text(json.dumps(RULES), encoding="utf-8")
-    port_file = folder / "url.txt"
-    log = (folder / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO_ROOT / "tests" / "modelserver.py"),
-            "--port",
-            "0",
-            "--rules",
-            str(folder / "rules.json"),
-            "--port-file",
-            str(port_file),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for(lambda: port_file.exists() or proc.poll() is not None, STARTUP_S, "model server")
-        assert proc.poll() is None, (folder / "server.log").read_text()
-        yield port_file.read_text(encoding="utf-8").strip()
-    finally:
-        stop(proc)
-        log.close()
+    with scripted_model_server(tmp_path_factory.mktemp("walkmodel"), RULES) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -245,62 +204,10 @@ def lab(server: str) -> Iterator[dict[str, Any]]:
         "language": "python",
     }
     nbformat.write(nb, root / "walk.ipynb")
-    port = free_port()
-    token = uuid.uuid4().hex
-    env = dict(os.environ)
-    env.update(
-        ANTHROPIC_BASE_URL=server,
-        ANTHROPIC_API_KEY="test",
-        CODEFLOW_CACHE="off",
-        JUPYTER_CONFIG_DIR=str(root / ".jupyter-config"),
-        JUPYTER_RUNTIME_DIR=str(root / ".jupyter-runtime"),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    env.pop("JUPYTERLAB_WORKSPACES_DIR", None)
-    env.pop("CODEFLOW_OVERRIDES", None)
-    log_path = root / "lab.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [
-            str(BIN / "jupyter-lab"),
-            "--allow-root",
-            "--no-browser",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            f"--LabApp.workspaces_dir={root / '.workspaces'}",
-            "--LabApp.expose_app_in_browser=True",
-        ],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError("jupyter-lab exited:\n" + log_path.read_text())
-        try:
-            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
-
     try:
-        wait_for(ready, STARTUP_S, "jupyter-lab")
-        yield {
-            "base": base,
-            "token": token,
-            "root": root,
-            "log": log_path,
-            "ids": [c.id for c in nb.cells],
-        }
+        with jupyter_lab(root, server, root / "lab.log") as lab:
+            yield {**lab, "ids": [c.id for c in nb.cells]}
     finally:
-        stop(proc)
-        log.close()
         shutil.rmtree(root, ignore_errors=True)
 
 

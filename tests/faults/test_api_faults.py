@@ -235,6 +235,16 @@ def test_a_transient_fault_is_retried_by_the_sdk(
     record = res.json()
     assert len(record["attempts"]) == 1 and record["outputs"][0]["text"] == "42\n"
     assert [r.retry_count for r in server.requests] == [0, 1]
+    # the progress on stderr says that the request went out again, and why
+    why = {
+        "429": "answered 429 Too Many Requests, asked to wait 1 s",
+        "500": "answered 500 Internal Server Error",
+        "reset": "got no answer",
+        "hang": "got no answer",
+    }[fault]
+    (retry_line,) = [line for line in res.stderr.splitlines() if "again" in line]
+    assert "generating again" in retry_line and why in retry_line, res.stderr
+    assert "(retry 1)" in retry_line
     if fault == "429":  # the SDK waited what the API asked for, as the server saw it
         before, retry = server.requests
         assert before.answered_at is not None

@@ -248,3 +248,18 @@ def test_bash_request_runs_in_the_shell_cwd(
     assert text.strip() == "3"
     assert shell.rl_next_input == "%%bash\nwc -l < notes.txt"
     assert os.getcwd() == str(tmp_path)
+
+
+def test_progress_shows_a_retry_and_its_reason() -> None:
+    """During an outage the cell says the request is being sent again, and why."""
+    from codeflow_magic.magic import Progress
+    from codeflow_magic.models import FlowEvent
+
+    progress = Progress("count to three", 3)
+    progress.on_event(FlowEvent("generating", 1, {"phase": "generate"}))
+    assert progress.phase == "asking the model"
+    why = "the model API answered 529 <none>; sending the request again (retry 1)"
+    progress.on_event(FlowEvent("generating", 1, {"phase": "generate", "retry": why}))
+    assert progress.phase == f"asking the model again: {why}"
+    progress.on_event(FlowEvent("generating", 2, {"phase": "fix"}))
+    assert progress.phase == "asking the model for a fix"

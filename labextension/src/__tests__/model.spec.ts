@@ -270,6 +270,12 @@ describe('CodeflowModel state', () => {
     model.applyEvent('a', { kind: 'start', attempt: 0, data: { request: 'x', max_attempts: 3 } });
     model.applyEvent('a', { kind: 'generating', attempt: 1, data: { phase: 'generate' } });
     expect(model.entry('a')?.phase).toBe('generating');
+    // an outage: the retry and its reason are shown, then the answer goes on as usual
+    const why = 'the model API answered 529 <none>; sending the request again (retry 1)';
+    model.applyEvent('a', { kind: 'generating', attempt: 1, data: { phase: 'generate', retry: why } });
+    expect(model.entry('a')?.phase).toBe(`generating again: ${why}`);
+    model.applyEvent('a', { kind: 'delta', attempt: 1, data: { text: '`' } });
+    expect(model.entry('a')?.phase).toBe('generating');
     const before = changes;
     model.applyEvent('a', { kind: 'delta', attempt: 1, data: { text: 'pri' } });
     model.applyEvent('a', { kind: 'delta', attempt: 1, data: { text: 'nt' } });
