@@ -268,9 +268,21 @@ def stable_prefix(request: str, start: Start, check: str | None = None) -> str:
     return "\n\n".join(parts)
 
 
+_LIBRARY_DIR = re.compile(r"/(?:[^\s'\"()<>/]+/)*?(?:site|dist)-packages/")
+_STDLIB_DIR = re.compile(r"/(?:[^\s'\"()<>/]+/)*?lib/python3\.\d+/")
+
+
+def portable(text: str) -> str:
+    """Library paths in tracebacks and warnings without the machine's part: where a virtualenv
+    or Python lives says nothing to the model, and would tie a recorded answer to one machine
+    (a notebook replayed from another checkout would miss it)."""
+    return _STDLIB_DIR.sub("<stdlib>/", _LIBRARY_DIR.sub("<site-packages>/", text))
+
+
 def _cached_message(prefix: str, tail: Sequence[str]) -> Message:
     """The user message: the stable prefix, then what this request adds."""
-    rest = "\n\n".join(part for part in tail if part)
+    prefix = portable(prefix)
+    rest = portable("\n\n".join(part for part in tail if part))
     content = f"{prefix}\n\n{rest}" if rest else prefix
     return Message("user", content, stable=len(prefix))
 
@@ -610,7 +622,7 @@ def build_verify(
             purpose="verify",
             volatile=_volatile(start.grounding),
         )
-    content = (
+    content = portable(
         f"Request:\n{request.strip()}\n\nCode:\n```\n{code.rstrip()}\n```\n\n"
         f"Output (trimmed):\n```\n{output_text.strip() or '(no output)'}\n```"
     )

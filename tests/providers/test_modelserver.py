@@ -263,8 +263,10 @@ def test_hang_fault_outlasts_the_client_timeout_and_ends_when_it_leaves(
     deadline = time.monotonic() + 30
     while req.answered_at is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    # the server noticed the client leave (not the 600 s cap) and sent nothing meanwhile
-    assert req.answered_at is not None and req.answered_at - req.received_at >= 1.0
+    # the server noticed the client leave (not the 600 s cap) and sent nothing meanwhile; the
+    # client's 1 s started before the server had read the request, so the server sees a
+    # little less than the whole second
+    assert req.answered_at is not None and 0.9 <= req.answered_at - req.received_at < 30
     assert req.fault == "hang"
 
 

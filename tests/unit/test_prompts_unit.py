@@ -166,3 +166,34 @@ def test_installed_versions_are_seen_by_the_model_but_not_part_of_the_cache_key(
             grounding=prompts.Grounding(environment="Python 3.11; pandas 3.0; numpy 2.3"),
         )
         assert cache_key("anthropic", "m", other) != cache_key("anthropic", "m", old)  # type: ignore[arg-type]
+
+
+def test_library_paths_in_a_fix_prompt_do_not_name_the_machine() -> None:
+    """A traceback through pandas reads the same from any checkout, so its answer replays."""
+    from codeflow_magic.providers.cache import cache_key
+
+    def fix_prompt(venv: str) -> object:
+        failed = Attempt(
+            number=1,
+            code="df['region']",
+            success=False,
+            error=AttemptError(
+                category="runtime",
+                ename="KeyError",
+                evalue="'region'",
+                traceback=(
+                    f"File {venv}/lib/python3.11/site-packages/pandas/core/frame.py:4330, "
+                    "in DataFrame.__getitem__(self, key)\n"
+                    "File /usr/lib/python3.11/json/decoder.py:337, in decode\nKeyError: 'region'"
+                ),
+            ),
+        )
+        return prompts.build_fix(
+            "total by region", language="python", failed=failed, earlier=(), output_text=""
+        )
+
+    here, there = fix_prompt("/work/main/.venv"), fix_prompt("/home/ana/proj/.venv")
+    text = here.messages[0].content  # type: ignore[attr-defined]
+    assert "<site-packages>/pandas/core/frame.py:4330" in text and "/work/main" not in text
+    assert "<stdlib>/json/decoder.py:337" in text
+    assert cache_key("anthropic", "m", here) == cache_key("anthropic", "m", there)  # type: ignore[arg-type]
