@@ -238,19 +238,11 @@ class GatewayExecutor(SnippetExecutorMixin):
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             msg_id = self._send("shell", "kernel_info_request", {})
-            until = time.monotonic() + 1.0
-            while time.monotonic() < until:
-                msg = await self._next(until - time.monotonic())
-                if msg is _CLOSED:
-                    raise BackendError("the gateway closed the kernel websocket during start")
-                if (
-                    isinstance(msg, dict)
-                    and msg.get("msg_type") == "kernel_info_reply"
-                    and msg.get("parent_header", {}).get("msg_id") == msg_id
-                ):
-                    await self._drain(0.1)
-                    info = msg.get("content", {}).get("language_info") or {}
-                    return str(info.get("name", "")).lower()
+            msg = await self._start_reply(msg_id, "kernel_info_reply", time.monotonic() + 1.0)
+            if msg is not None:
+                await self._drain(0.1)
+                info = msg.get("content", {}).get("language_info") or {}
+                return str(info.get("name", "")).lower()
         raise BackendError(f"the gateway kernel did not become ready in {self.startup_timeout:g}s")
 
     async def _install_fd_capture(self) -> None:
@@ -269,17 +261,22 @@ class GatewayExecutor(SnippetExecutorMixin):
                 "stop_on_error": False,
             },
         )
-        until = time.monotonic() + _SETUP_TIMEOUT_S
+        await self._start_reply(msg_id, "execute_reply", time.monotonic() + _SETUP_TIMEOUT_S)
+
+    async def _start_reply(self, msg_id: str, msg_type: str, until: float) -> dict[str, Any] | None:
+        """The `msg_type` reply to `msg_id` while the kernel starts, or None at `until` (other
+        messages are passed over); a socket closed meanwhile is a failed start."""
         while time.monotonic() < until:
             msg = await self._next(until - time.monotonic())
             if msg is _CLOSED:
                 raise BackendError("the gateway closed the kernel websocket during start")
             if (
                 isinstance(msg, dict)
-                and msg.get("msg_type") == "execute_reply"
+                and msg.get("msg_type") == msg_type
                 and msg.get("parent_header", {}).get("msg_id") == msg_id
             ):
-                return
+                return msg
+        return None
 
     async def _drain(self, quiet: float) -> None:
         while True:
