@@ -138,6 +138,23 @@ def _cli(
     return codeflow(*args, env=env, cwd=cwd, prelude=prelude)
 
 
+def _ask_print_hi(cwd: Path, default: str | None = None, prelude: str = "") -> Result:
+    """`codeflow ask "print hi" --format json` against a model server that answers it."""
+    with ModelServer() as server:
+        server.add_rule("print hi", PY.format("print('hi')"))
+        return _cli(
+            "ask",
+            "print hi",
+            "--format",
+            "json",
+            "-q",
+            env=server.env(),
+            cwd=cwd,
+            default=default,
+            prelude=prelude,
+        )
+
+
 @pytest.mark.kernel
 def test_ask_shows_the_sdks_deprecation_of_the_default(tmp_path: Path) -> None:
     stage = (
@@ -145,18 +162,7 @@ def test_ask_shows_the_sdks_deprecation_of_the_default(tmp_path: Path) -> None:
         "table = importlib.import_module('anthropic.resources.messages.messages').DEPRECATED_MODELS\n"
         f"table[{catalogue.DEFAULT_MODEL!r}] = 'March 3rd, 2031'\n"
     )
-    with ModelServer() as server:
-        server.add_rule("print hi", PY.format("print('hi')"))
-        done = _cli(
-            "ask",
-            "print hi",
-            "--format",
-            "json",
-            "-q",
-            env=server.env(),
-            cwd=tmp_path,
-            prelude=stage,
-        )
+    done = _ask_print_hi(tmp_path, prelude=stage)
     assert done.code == 0, done.stderr
     record = json.loads(done.stdout)
     (notice,) = record["warnings"]
@@ -167,18 +173,7 @@ def test_ask_shows_the_sdks_deprecation_of_the_default(tmp_path: Path) -> None:
 
 @pytest.mark.kernel
 def test_ask_replays_what_another_default_recorded(tmp_path: Path) -> None:
-    with ModelServer() as server:
-        server.add_rule("print hi", PY.format("print('hi')"))
-        recorded = _cli(
-            "ask",
-            "print hi",
-            "--format",
-            "json",
-            "-q",
-            env=server.env(),
-            cwd=tmp_path,
-            default=OLDER,
-        )
+    recorded = _ask_print_hi(tmp_path, default=OLDER)
     assert recorded.code == 0, recorded.stderr
     assert json.loads(recorded.stdout)["model"] == OLDER
     offline = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "CODEFLOW_CACHE": "replay"}
