@@ -16,9 +16,9 @@ from needs import need
 from codeflow_magic.config import load_settings
 from codeflow_magic.errors import BackendUnavailable
 from codeflow_magic.executors import make_executor
-from codeflow_magic.executors.bwrap import leftover_run_dirs, sandbox_problem
+from codeflow_magic.executors.bwrap import sandbox_problem
 from codeflow_magic.executors.kernel import KernelExecutor
-from codeflow_magic.executors.limits import cgroup_problem, leftover_cgroups
+from codeflow_magic.executors.limits import CGROUP_PREFIX, cgroup_problem, leftover_cgroups
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.asyncio(loop_scope="module")]
 
@@ -41,31 +41,42 @@ def work_dir() -> Iterator[Path]:
 
 async def test_nothing_left_after_death_restart_and_shutdown(work_dir: Path) -> None:
     _require_sandbox()
-    cgroups_before = set(leftover_cgroups())
-    runs_before = set(leftover_run_dirs())
     settings = load_settings(extra={"execution.memory_limit": MEMORY}, work_dir=work_dir)
     ex = make_executor(settings, work_dir=work_dir, backend="sandbox")
     assert isinstance(ex, KernelExecutor)
     await ex.start()
+    assert ex.kernel_manager is not None and ex.kernel_manager.provisioner is not None
+    sandbox_id = ex.kernel_manager.provisioner.sandbox_id
+    assert sandbox_id
+    run_dirs: set[str] = set()
+
+    def mine() -> set[Path]:
+        """This executor's cgroups (other tests' sandboxes come and go meanwhile); notes its
+        run dir."""
+        assert ex.kernel_manager is not None
+        run_dirs.add(str(ex.kernel_manager.provisioner._run_dir))  # type: ignore[union-attr]
+        return {p for p in leftover_cgroups() if p.name.startswith(f"{CGROUP_PREFIX}{sandbox_id}-")}
+
     try:
-        first = set(leftover_cgroups()) - cgroups_before
+        first = mine()
         assert first, "the kernel runs in its own cgroups"
         pids = _pids_in(first)
         assert pids
         died = await ex.execute("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
         assert died.status == "died" and died.restarted, died
         assert (await eb.run_ok(ex, "print('again')")).strip() == "again"
-        second = set(leftover_cgroups()) - cgroups_before
+        second = mine()
         assert second and not (second & first), "the dead kernel's cgroups are gone"
         assert not any(_alive(p) for p in pids)
         await ex.restart()
-        third = set(leftover_cgroups()) - cgroups_before
+        third = mine()
         assert third and not (third & second)
         pids = _pids_in(third)
     finally:
         await ex.shutdown()
-    assert set(leftover_cgroups()) == cgroups_before
-    assert set(leftover_run_dirs()) == runs_before
+    assert {p for p in leftover_cgroups() if sandbox_id in p.name} == set()
+    assert run_dirs and all(d.startswith("/tmp/cfbw-") for d in run_dirs)
+    assert not [d for d in run_dirs if Path(d).exists()], "no run dir is left behind"
     assert not any(_alive(p) for p in pids)
 
 
