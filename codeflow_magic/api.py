@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from .config import Settings, load_settings
 from .executors import make_executor
 from .executors.base import Executor
+from .executors.limits import parse_size
 from .flow import EventCallback, Flow, FlowOptions, InstallConfirm
 from .models import Finding, Output, RunRecord
 from .providers.base import Provider
@@ -130,6 +131,9 @@ def options_from_settings(settings: Settings, **overrides: Any) -> FlowOptions:
         "environment": gen.environment,
         "notebook_chars": gen.notebook_chars,
         "sanity": imp.sanity,
+        "rollback": exe.rollback == "on",
+        "snapshot_max_bytes": parse_size(exe.snapshot_max_bytes),
+        "review": exe.review,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     if not values.get("improve", True):
@@ -145,6 +149,7 @@ RUN_OPTIONS: dict[str, str] = {
     "timeout": "execution.timeout",
     "improve": "improvement.enabled",
     "scan": "execution.scan",
+    "review": "execution.review",
 }
 """`arun` keywords that stand for a setting: checked against its type and bounds."""
 
@@ -335,9 +340,13 @@ class CodeFlow:
         on_event: EventCallback | None = None,
         run_id: str | None = None,
         notebook: Sequence[tuple[str, str]] | None = None,
+        review: str | None = None,
+        approved_code: str | None = None,
     ) -> RunRecord:
         """Run one request; `notebook` holds the (cell type, source) of the cells above it,
-        nearest first, when the request comes from a notebook."""
+        nearest first, when the request comes from a notebook. `review` holds generated code
+        for approval (`always`, `risky`); `approved_code` runs code the user approved as the
+        first attempt, with fixes as usual."""
         checked = _check_run(
             self.settings,
             request,
@@ -350,11 +359,18 @@ class CodeFlow:
                 "timeout": timeout,
                 "improve": improve,
                 "scan": scan,
+                "review": review,
                 "on_event": on_event,
                 "run_id": run_id,
                 "notebook": notebook,
             },
         )
+        if approved_code is not None and (
+            not isinstance(approved_code, str) or not approved_code.strip()
+        ):
+            from .errors import UsageError
+
+            raise UsageError("approved_code must be the non-empty code to run")
         options = options_from_settings(
             self.settings,
             language=checked.get("language"),
@@ -365,6 +381,8 @@ class CodeFlow:
             timeout=checked.get("timeout"),
             improve=checked.get("improve"),
             scan_policy=checked.get("scan"),
+            review=checked.get("review"),
+            approved_code=approved_code,
             notebook=tuple((str(k), str(v)) for k, v in notebook) if notebook else None,
         )
         await self._warm()

@@ -241,6 +241,10 @@ class _PooledExecutor:
         ex = await self._get()
         return await ex.execute(code, language=language, timeout=timeout, on_output=on_output)
 
+    async def run_snippet(self, code: str, timeout: float) -> ExecutionResult:
+        ex = await self._get()
+        return await ex.run_snippet(code, timeout)
+
     async def describe_state(self, max_chars: int = 2000) -> str:
         if self._executor is None:
             return ""  # a fresh request on a reset kernel has no state to describe

@@ -82,6 +82,12 @@ def add_flow_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-improve", action="store_true", help="one attempt, no fixes")
     p.add_argument(
+        "--review",
+        action="store_true",
+        default=None,
+        help="generate and scan, show the code, run nothing (execution.review=always)",
+    )
+    p.add_argument(
         "--install-missing", choices=["off", "ask", "auto"], help="install missing packages"
     )
     p.add_argument(
@@ -121,6 +127,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "improvement.verify": args.verify,
         "execution.backend": args.backend,
         "execution.scan": args.scan,
+        "execution.review": "always" if getattr(args, "review", None) else None,
         "execution.install_missing": args.install_missing,
         "execution.memory_limit": args.memory_limit,
         "execution.cpu_limit": args.cpu_limit,
@@ -288,6 +295,8 @@ async def _ask(args: argparse.Namespace, settings: Settings, request: str) -> in
         sys.stdout.flush()
     if failure is not None:
         raise failure
+    if record.stop_reason == "awaiting_review":
+        return EXIT_OK  # nothing ran, by request: the code is the answer
     return EXIT_OK if record.success else EXIT_FAILED
 
 

@@ -224,6 +224,9 @@ class CodeflowExecution(Configurable):
         help="Security scan policy before execution.",
     ).tag(config=True)
     memory_limit = Size("1g", help="Memory limit for sandbox and docker backends.").tag(config=True)
+    disk_limit = Size(
+        "1g", help="Largest file and temp space the code may write (sandbox and docker backends)."
+    ).tag(config=True)
     cpu_limit = Number(
         1.0, min=0.05, max=1024.0, help="CPU limit (cores) for sandbox and docker."
     ).tag(config=True)
@@ -236,6 +239,22 @@ class CodeflowExecution(Configurable):
     execute_at_fence = Bool(
         True,
         help="Start running the code as soon as the streamed reply closes its code block.",
+    ).tag(config=True)
+    rollback = CaselessStrEnum(
+        ["on", "off"],
+        default_value="on",
+        help="Undo a failed attempt's changes to the user's variables before the next one.",
+    ).tag(config=True)
+    snapshot_max_bytes = Size(
+        "256m",
+        help="Memory the variable snapshots of one request may copy (pandas objects are "
+        "shared under Copy-on-Write and cost nothing).",
+    ).tag(config=True)
+    review = CaselessStrEnum(
+        ["off", "always", "risky"],
+        default_value="off",
+        help="Show generated code for approval before it runs: always, or when the scanner "
+        "finds something at medium or above (risky).",
     ).tag(config=True)
     gateway_url = Url("", help="Jupyter Kernel Gateway URL for --backend gateway.").tag(config=True)
     gateway_token = Unicode("", help="Token for the gateway.").tag(config=True)

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from . import analysis, context, prompts
+from . import analysis, context, prompts, rollback
 from .errors import ProviderError, ProviderUnavailable
 from .executors.base import Executor
 from .executors.outputs import output_text_for_prompt
@@ -28,6 +28,7 @@ from .models import (
     Metrics,
     Output,
     RunRecord,
+    severity_rank,
 )
 from .providers.base import (
     LLMRequest,
@@ -99,6 +100,14 @@ class FlowOptions:
     notebook: tuple[context.NotebookCell, ...] = ()
     """The cells above the request (nearest first), when it comes from a notebook."""
     sanity: str = "fix"
+    rollback: bool = True
+    """Undo a failed attempt's changes to the user's variables (see `transaction`)."""
+    snapshot_max_bytes: int = 256 * 1024**2
+    review: str = "off"
+    """`always`: stop before running the first generated code; `risky`: only when the
+    scanner found something at medium or above; `off`: run it."""
+    approved_code: str | None = None
+    """Code the user approved after a review: attempt 1 runs it instead of asking the model."""
 
 
 def _norm(code: str) -> str:
@@ -147,6 +156,10 @@ class _Run:
         )
         """Names in the request that may be files, previewed (once) inside the kernel."""
         self.previews: str | None = None
+        self.txn: str | None = None
+        """The token of the snapshot taken before the run's first execution (None: none)."""
+        self.txn_n = 0
+        self.run_id = ""
 
     def start_executor(self) -> None:
         """Start the executor in the background (once), and warm what the reply will need.
@@ -322,6 +335,8 @@ class Flow:
 
     async def _execute(self, run: _Run, code: str, language: str, number: int) -> ExecutionResult:
         await self.executor.start()  # idempotent; waits if the kernel is still starting
+        if run.opts.rollback and run.txn is None:
+            run.txn = await self._begin(run)
         run.emit("executing", number, language=language)
         result = await self.executor.execute(
             code,
@@ -332,6 +347,66 @@ class Flow:
         result = self._redacted(result)
         run.emit("executed", number, status=result.status, duration_s=result.duration_s)
         return result
+
+    async def _begin(self, run: _Run) -> str | None:
+        """Snapshot the user's variables (the token to roll back to; None when the kernel
+        could not take one, which is said once in the record's warnings)."""
+        run.txn_n += 1
+        token = f"{run.run_id or 'run'}-{run.txn_n}"
+        try:
+            answer = await rollback.call(
+                self.executor, "begin", token=token, max_bytes=run.opts.snapshot_max_bytes
+            )
+        except Exception as exc:  # a snapshot is a safety net; it never fails the run
+            answer = {"message": str(exc)}
+        if "names" not in answer:
+            warning = (
+                "the variables could not be snapshotted, so a failed attempt's changes stay"
+                + (f" ({answer['message']})" if answer.get("message") else "")
+            )
+            if warning not in run.warnings:
+                run.warnings.append(warning)
+                run.emit("warning", 0, message=warning)
+            return None
+        return token
+
+    async def _rollback(self, run: _Run, attempt: Attempt, token: str | None = None) -> Attempt:
+        """Undo what a failed attempt did to the user's variables; name what stays."""
+        token = token or run.txn
+        if token is None:
+            return attempt
+        try:
+            answer = await rollback.call(
+                self.executor,
+                "rollback",
+                token=token,
+                code=attempt.code if attempt.language == "python" else "",
+            )
+        except Exception:
+            answer = {}
+        if not answer.get("ok"):
+            if token == run.txn:
+                run.txn = None  # the kernel lost it (a restart): the next run takes a new one
+            return attempt
+        kept = tuple(str(k) for k in answer.get("kept", ()))
+        run.emit(
+            "rollback",
+            attempt.number,
+            restored=list(answer.get("restored", ())),
+            removed=list(answer.get("removed", ())),
+            kept=list(kept),
+        )
+        return replace(attempt, rolled_back=True, kept_changes=kept)
+
+    async def _end(self, run: _Run, token: str | None, undo_key: str = "") -> bool:
+        """Close a snapshot; with `undo_key`, the kernel keeps what the run changed."""
+        if token is None:
+            return False
+        try:
+            answer = await rollback.call(self.executor, "commit", token=token, undo_key=undo_key)
+        except Exception:
+            return False
+        return bool(answer.get("ok"))
 
     def _redact_one(self, output: Output) -> Output:
         return self.redact(output) if self.redact else output
@@ -493,6 +568,7 @@ class Flow:
         run = _Run(self, request, opts, on_event)
         started = time.perf_counter()
         run_id = run_id or uuid.uuid4().hex[:12]
+        run.run_id = run_id
         run.emit("start", 0, request=request, max_attempts=opts.max_attempts, run_id=run_id)
         stop_reason = "max_attempts"
         language = opts.language
@@ -511,6 +587,8 @@ class Flow:
         success = failure is None and final is not None and final.success
         if success:
             stop_reason = "success"
+        token, run.txn = run.txn, None
+        undo_key = run_id if await self._end(run, token, run_id if success else "") else ""
         if final is not None:
             language = final.language
         record = RunRecord(
@@ -541,6 +619,7 @@ class Flow:
             focus=opts.focus,
             error=str(failure) if failure is not None else None,
             warnings=tuple(run.warnings),
+            undo_key=undo_key if success else "",
         )
         run.emit("finished", 0, record=record.to_dict())
         if failure is not None:
@@ -614,9 +693,16 @@ class Flow:
                 req = await self._fix_request(run, last, state, language, ground)
             # Early execution needs a started kernel; if it is still starting, `_execute`
             # waits for it inside the task, which still overlaps with the rest of the reply.
-            response, ext, early_task, gen_s = await self._ask(
-                run, req, number, language, allow_early=opts.early_execute
-            )
+            reviewed = number == 1 and opts.approved_code is not None
+            ext: prompts.Extraction | None
+            early_task: asyncio.Task[ExecutionResult] | None
+            if reviewed:
+                response, ext, early_task, gen_s = self._approved(run, language)
+            else:
+                early = opts.early_execute and (opts.review == "off" or number > 1)
+                response, ext, early_task, gen_s = await self._ask(
+                    run, req, number, language, allow_early=early
+                )
             if number == 1:
                 run.generation_s += gen_s
             else:
@@ -627,7 +713,7 @@ class Flow:
             )
             extra_tokens = (0, 0)
             explanation = response.text if ext is None else ext.explanation
-            kind = "generate" if number == 1 else "fix"
+            kind = "approved" if reviewed else "generate" if number == 1 else "fix"
             base = Attempt(
                 number=number,
                 code="",
@@ -676,6 +762,9 @@ class Flow:
                 if not opts.improve:
                     return "no_improve"
                 continue
+            if number == 1 and not reviewed and self._held_for_review(opts, findings):
+                self._record(run, base)  # written, scanned, not run: the user decides
+                return "awaiting_review"
             await run.executor_ready()
             result = (
                 await early_task
@@ -684,6 +773,8 @@ class Flow:
             )
             attempt, verify_tokens = await self._judge(run, base, result)
             extra_tokens = verify_tokens
+            if not attempt.success:
+                attempt = await self._rollback(run, attempt)
             self._record(run, attempt)
             if attempt.success:
                 await self._improve_or_keep(run, attempt)
@@ -692,6 +783,8 @@ class Flow:
                 reran = await self._maybe_install(run, attempt, number + 1)
                 if reran is not None:
                     number += 1
+                    if not reran.success:
+                        reran = await self._rollback(run, reran)
                     self._record(run, reran)
                     if reran.success:
                         await self._improve_or_keep(run, reran)
@@ -705,6 +798,23 @@ class Flow:
             if not opts.improve:
                 return "no_improve"
         return "max_attempts"
+
+    @staticmethod
+    def _held_for_review(opts: FlowOptions, findings: Sequence[Finding]) -> bool:
+        if opts.review == "always":
+            return True
+        return opts.review == "risky" and any(
+            severity_rank(f.severity) >= severity_rank("medium") for f in findings
+        )
+
+    @staticmethod
+    def _approved(run: _Run, language: str) -> tuple[LLMResponse, prompts.Extraction, None, float]:
+        """The code the user approved, in place of a model's answer (nothing is asked)."""
+        code = run.opts.approved_code or ""
+        if language == "auto":
+            language = prompts.auto_language_hint(run.request)
+        ext = prompts.Extraction(code=code, language=language, explanation="Approved after review.")
+        return LLMResponse(text="", model=""), ext, None, 0.0
 
     def _record(self, run: _Run, attempt: Attempt) -> None:
         run.attempts.append(attempt)
@@ -914,6 +1024,9 @@ class Flow:
             err = analysis.security_error(blocked, run.opts.scan_policy)
             self._record(run, replace(base, error=err, kept=False))
             return
+        # The improvement runs on the working attempt's state; if it is not kept, that
+        # state comes back (its own snapshot, inside the run's).
+        inner = await self._begin(run) if run.opts.rollback and run.txn is not None else None
         result = await self._execute(run, ext.code, ext.language, number)
         judged, _ = await self._judge(run, base, result)
         keep = judged.success
@@ -922,6 +1035,9 @@ class Flow:
                 judged.execution_s < good.execution_s * 0.9
                 and (good.execution_s - judged.execution_s) > 0.002
             )
+        if not keep:
+            judged = await self._rollback(run, judged, inner)
+        await self._end(run, inner)
         self._record(run, replace(judged, kept=keep))
 
 

@@ -96,6 +96,8 @@ class FrontendLink:
         self.frontend_version = ""
         self._settings: dict[str, Any] = {}
         self._next_options: dict[str, dict[str, Any]] = {}
+        self.discarded: set[str] = set()
+        """Request cells whose code awaiting review the user discarded in the sidebar."""
         self._comm: Any | None = None
         self._target_registered = False
 
@@ -218,6 +220,10 @@ class FrontendLink:
             settings = data.get("settings")
             if isinstance(settings, Mapping):
                 self._settings = normalize_settings(settings)
+        elif kind == "discard":
+            cell_id = data.get("cell_id")
+            if isinstance(cell_id, str) and cell_id:
+                self.discarded.add(cell_id)
         elif kind == "set_next_options":
             cell_id = data.get("cell_id")
             options = data.get("options")
@@ -252,6 +258,20 @@ class FrontendLink:
     def send_record(self, cell_id: str | None, record: Mapping[str, Any]) -> bool:
         """The finished run's record (`RunRecord.to_dict()`)."""
         return self._send({"type": "record", "cell_id": cell_id, "record": dict(record)})
+
+    def send_undone(self, cell_id: str, answer: Mapping[str, Any]) -> bool:
+        """What `%codeflow undo` put back, so the sidebar restores the linked cell too."""
+        return self._send(
+            {
+                "type": "undone",
+                "cell_id": cell_id,
+                "ok": bool(answer.get("ok")),
+                "restored": [str(n) for n in answer.get("restored", ())],
+                "removed": [str(n) for n in answer.get("removed", ())],
+                "kept": [str(n) for n in answer.get("kept", ())],
+                "message": str(answer.get("message", "")),
+            }
+        )
 
     def save_metadata(self, cell_id: str | None, request_metadata: Mapping[str, Any]) -> bool:
         """Record a run that wrote no code (failed, or write-back off) in the request cell's

@@ -31,6 +31,15 @@ from .errors import CodeFlowError, ProviderError
 from .errors import UsageError as CodeflowUsageError
 from .executors import BACKENDS
 from .models import FlowEvent, RunRecord
+from .review import (
+    Origin,
+    parse_target,
+    pick,
+    previous_code,
+    review_text,
+    split_words,
+    undo_text,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 cell_magic = cast(Callable[[str], Callable[[F], F]], _cell_magic)
@@ -280,6 +289,12 @@ class CodeflowMagics(Magics):
             if shell is not None:
                 shell.configurables.append(section)
         self.history: list[RunRecord] = []
+        self._origins: dict[str, Origin] = {}
+        """run id → where the run came from (for approve and undo)."""
+        self._closed: set[str] = set()
+        """Runs already approved, discarded or undone."""
+        self._one_shot: dict[str, Any] = {}
+        """The sidebar's one-shot options for the cell running now (e.g. an approval)."""
         self._occurrences: dict[str, int] = {}
         self._flows: dict[str, Any] = {}
         self._link: Any = None
@@ -316,7 +331,8 @@ class CodeflowMagics(Magics):
         if link is None:
             return {}, True
         values: dict[str, Any] = dict(link.config_extra())
-        for name, value in self._pop_options(link, cell_id).items():
+        self._one_shot = self._pop_options(link, cell_id)
+        for name, value in self._one_shot.items():
             key = CELL_OPTION_KEYS.get(name)
             if key is None or value is None or value == "":
                 continue
@@ -370,6 +386,7 @@ class CodeflowMagics(Magics):
                 "execution.backend": args.backend,
                 "execution.scan": args.scan,
                 "improvement.focus": args.focus,
+                "execution.review": "always" if args.review else None,
             }
             flat.update({k: v for k, v in explicit.items() if v is not None})
             if args.no_improve:
@@ -465,6 +482,12 @@ class CodeflowMagics(Magics):
     @argument("--scan", choices=["block", "strict", "warn", "off"], help="security scan policy")
     @argument("--no-cache", action="store_true", help="neither read nor write recorded responses")
     @argument("--no-improve", action="store_true", help="one attempt, no fixes")
+    @argument(
+        "--review",
+        action="store_true",
+        default=None,
+        help="show the code and run nothing until approved (%%codeflow approve)",
+    )
     @argument("--replace", action="store_true", help="put the final code into this cell")
     @argument("--no-writeback", action="store_true", help="do not write the final code back")
     @argument("overrides", nargs="*", help="settings as section.name=value")
@@ -480,12 +503,20 @@ class CodeflowMagics(Magics):
             %%codeflow --max-attempts 4 --check "len(df) > 0"
             load sales.csv into df and plot monthly revenue
         """
+        self._request(line, cell, self._cell_id())
+
+    def _request(
+        self, line: str, cell: str, cell_id: str | None, approved_code: str | None = None
+    ) -> None:
+        """One request from a cell (or an approval of one): settings, run, show, write back."""
+        self._one_shot = {}
         try:
             from .config import check_request
 
             args = self._parse(line)
-            cell_id = self._cell_id()
             settings, flat, panel_writeback = self.settings_for(args, cell_id)
+            if approved_code is None and self._one_shot.get("approve") is True:
+                approved_code = self._sidebar_approval(cell_id)
             request = check_request(
                 cell.strip(), limit=settings.generation.max_request_chars, where="this cell"
             )
@@ -498,12 +529,46 @@ class CodeflowMagics(Magics):
         if args.no_writeback or not panel_writeback:
             mode = "off"
         cells = self._notebook_cells(settings, cell_id, request)
-        record = self._run(flow, request, args, settings, cell_id, cells)
+        record = self._run(flow, request, args, settings, cell_id, cells, approved_code)
         if record is None:
             return
         self.history.append(record)
+        self._origins[record.run_id] = Origin(request, line, cell_id, flow)
         self._show(record)
+        if record.stop_reason == "awaiting_review":
+            number = len(self.history)
+            before = previous_code(self.history, self._origins, cell_id, number)
+            print(review_text(record, before, number))
         self._write_back(record, request, line, mode, cell_id)
+
+    def _closed_runs(self) -> set[str]:
+        """Runs approved, discarded (in the sidebar, told over the comm) or undone."""
+        link = self._connected_link()
+        discarded: set[str] = getattr(link, "discarded", None) or set()
+        for cell in list(discarded):
+            for record in reversed(self.history):
+                origin = self._origins.get(record.run_id)
+                if origin is not None and origin.cell_id == cell:
+                    if record.stop_reason == "awaiting_review":
+                        self._closed.add(record.run_id)
+                    break
+            discarded.discard(cell)
+        return self._closed
+
+    def _sidebar_approval(self, cell_id: str | None) -> str:
+        """The code the sidebar's Run approves: what the linked cell holds now (the user may
+        have edited it), else the code held for review."""
+        _, record = pick(
+            self.history,
+            self._origins,
+            self._closed_runs(),
+            number=None,
+            cell=cell_id,
+            want="approve",
+        )
+        self._closed.add(record.run_id)
+        code = self._one_shot.get("code")
+        return code if isinstance(code, str) and code.strip() else record.final_code
 
     def _parse(self, line: str) -> Any:
         """POSIX quoting (`--check "a == 'b'"`), which IPython's own splitter leaves quoted."""
@@ -572,6 +637,7 @@ class CodeflowMagics(Magics):
         settings: Any,
         cell_id: str | None,
         cells: tuple[tuple[str, str], ...] = (),
+        approved_code: str | None = None,
     ) -> RunRecord | None:
         from .executors.inline import InlineExecutor, MainThreadPump
 
@@ -591,6 +657,7 @@ class CodeflowMagics(Magics):
                 verify=args.verify,
                 on_event=progress.on_event,
                 notebook=cells,
+                approved_code=approved_code,
             )
         )
         self.last_progress = progress
@@ -682,12 +749,13 @@ class CodeflowMagics(Magics):
             generated_source,
             replaced_source,
             request_metadata,
+            writes_code,
         )
 
-        if mode == "off" or not record.success or not record.final_code:
+        data = record.to_dict()
+        if mode == "off" or not writes_code(data):
             self._save_metadata(record, request, cell_id)
             return
-        data = record.to_dict()
         code = generated_source(data)
         if mode == "replace":
             code = replaced_source(data, line, request)
@@ -751,12 +819,71 @@ class CodeflowMagics(Magics):
                 print(json.dumps(shown, indent=2, sort_keys=True, default=str))
             elif command == "history":
                 print(self._history(words[1:]))
+            elif command == "approve":
+                self._approve(split_words(line)[1:])
+            elif command == "undo":
+                self._undo(split_words(line)[1:])
             else:
                 raise CodeFlowError(
-                    f"unknown subcommand {command!r}; use status, config or history [N]"
+                    f"unknown subcommand {command!r}; use status, config, history [N], "
+                    "approve [N] or undo [N]"
                 )
         except CodeFlowError as exc:
             raise IPythonUsageError(str(exc)) from None
+
+    def _approve(self, words: list[str]) -> None:
+        """Run code held for review through the normal loop (fixes included)."""
+        number, cell = parse_target(words, "approve")
+        _, record = pick(
+            self.history,
+            self._origins,
+            self._closed_runs(),
+            number=number,
+            cell=cell,
+            want="approve",
+        )
+        origin = self._origins[record.run_id]
+        self._closed.add(record.run_id)
+        self._request(origin.line, origin.request, origin.cell_id, record.final_code)
+
+    def _undo(self, words: list[str]) -> None:
+        """Put back the variables a run changed; the sidebar restores the linked cell."""
+        from .rollback import call
+
+        number, cell = parse_target(words, "undo")
+        index, record = pick(
+            self.history, self._origins, self._closed_runs(), number=number, cell=cell, want="undo"
+        )
+        origin = self._origins[record.run_id]
+        answer = self._in_flow(
+            origin.flow, lambda: call(origin.flow.executor, "undo", undo_key=record.undo_key)
+        )
+        if answer.get("ok"):
+            self._closed.add(record.run_id)
+        print(undo_text(answer, index))
+        link = self._connected_link()
+        if link is not None and origin.cell_id and hasattr(link, "send_undone"):
+            try:
+                link.send_undone(origin.cell_id, answer)
+            except Exception:
+                pass
+
+    @staticmethod
+    def _in_flow(flow: Any, make: Callable[[], Any]) -> Any:
+        """Run a coroutine on the flow's loop while this thread serves the notebook's shell."""
+        from .executors.inline import InlineExecutor, MainThreadPump
+
+        pump = MainThreadPump()
+        executor = flow.executor
+        if isinstance(executor, InlineExecutor):
+            executor.pump = pump
+        try:
+            future = flow.submit(make())
+            pump.run_until(future)
+            return future.result()
+        finally:
+            if isinstance(executor, InlineExecutor):
+                executor.pump = None
 
     def _status(self) -> str:
         from .formats import dollars

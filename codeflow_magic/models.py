@@ -171,6 +171,10 @@ class Attempt:
     kept: bool = True
     sanity: tuple[str, ...] = ()
     """What the sanity gate saw in a result that ran (NaN, an empty table, warnings)."""
+    rolled_back: bool = False
+    """The failed attempt's changes to the user's variables were undone afterwards."""
+    kept_changes: tuple[str, ...] = ()
+    """What the failed attempt changed that no snapshot covers (files, programs, objects)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -195,6 +199,8 @@ class Attempt:
             "findings": [f.to_dict() for f in self.findings],
             "kept": self.kept,
             "sanity": list(self.sanity),
+            "rolled_back": self.rolled_back,
+            "kept_changes": list(self.kept_changes),
         }
 
     @classmethod
@@ -222,6 +228,8 @@ class Attempt:
             findings=tuple(Finding.from_dict(f) for f in data.get("findings", ())),
             kept=bool(data.get("kept", True)),
             sanity=tuple(str(s) for s in data.get("sanity", ())),
+            rolled_back=bool(data.get("rolled_back", False)),
+            kept_changes=tuple(str(s) for s in data.get("kept_changes", ())),
         )
 
 
@@ -270,6 +278,7 @@ StopReason = Literal[
     "cancelled",
     "provider_unavailable",
     "provider_error",
+    "awaiting_review",
 ]
 
 
@@ -295,6 +304,8 @@ class RunRecord:
     message); the attempts made before it are kept."""
     warnings: tuple[str, ...] = ()
     """What the user should know although the run went on (e.g. a deprecated model)."""
+    undo_key: str = ""
+    """Names the kernel's record of what this run changed, for `undo` (empty: nothing kept)."""
 
     @property
     def cache_keys(self) -> tuple[str, ...]:
@@ -324,6 +335,7 @@ class RunRecord:
             "focus": self.focus,
             "error": self.error,
             "warnings": list(self.warnings),
+            "undo_key": self.undo_key,
         }
 
     @classmethod
@@ -344,6 +356,7 @@ class RunRecord:
             focus=str(data.get("focus", "fix_errors")),
             error=data.get("error"),
             warnings=tuple(str(w) for w in data.get("warnings", ())),
+            undo_key=str(data.get("undo_key", "")),
         )
 
 

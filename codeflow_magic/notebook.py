@@ -115,6 +115,27 @@ def generated_source(record: Mapping[str, Any]) -> str:
     return code
 
 
+def source_hash(source: str) -> str:
+    """`fnv1a32:<8 hex>` of the UTF-8 source: how codeflow recognises a cell the user edited.
+
+    FNV-1a rather than a cryptographic hash because the sidebar computes the same value in
+    the browser, where `crypto.subtle` is missing outside secure contexts; it only has to
+    tell an edit from the text codeflow wrote.
+    """
+    value = 0x811C9DC5
+    for byte in source.encode("utf-8"):
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return f"fnv1a32:{value:08x}"
+
+
+def is_edited(cell: Mapping[str, Any]) -> bool:
+    """True when a generated cell's source is no longer what codeflow wrote into it (a cell
+    written before codeflow kept the hash counts as not edited)."""
+    meta = cell.get("metadata", {}).get(META_KEY, {})
+    written = meta.get("written_hash") if isinstance(meta, Mapping) else None
+    return isinstance(written, str) and bool(written) and source_hash(cell_source(cell)) != written
+
+
 def attempts_summary(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One short line of facts per attempt (no code, no timings: metadata must stay small)."""
     rows: list[dict[str, Any]] = []
@@ -128,6 +149,8 @@ def attempts_summary(record: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "category": err.get("category"),
                 "ename": err.get("ename"),
                 "evalue": str(err.get("evalue", ""))[:300] if err else None,
+                "rolled_back": bool(attempt.get("rolled_back")),
+                "kept_changes": [str(k)[:300] for k in attempt.get("kept_changes", ())][:10],
             }
         )
     return rows
@@ -142,10 +165,12 @@ REQUEST_METADATA_KEYS: tuple[str, ...] = (
     "run_id",
     "cache_keys",
     "linked_cell_id",
+    "review",
+    "undone",
 )
 """The one shape of a request cell's `metadata.codeflow` (the labextension reads the same)."""
 
-CODE_METADATA_KEYS: tuple[str, ...] = ("generated_from", "run_id")
+CODE_METADATA_KEYS: tuple[str, ...] = ("generated_from", "run_id", "written_hash", "review")
 """The one shape of a written-back code cell's `metadata.codeflow`."""
 
 
@@ -154,12 +179,15 @@ def request_metadata(
     *,
     request: str | None = None,
     linked_cell_id: str | None = None,
+    undone: bool = False,
 ) -> dict[str, Any]:
     """`metadata.codeflow` of a request cell: what was asked, what came of it, where it went.
 
     `attempts` is the count and `history` the short per-attempt facts; the full record stays in
     the cell's output. `linked_cell_id` is the cell holding the code (the request cell itself
-    after `--replace`), None until something was written.
+    after `--replace`), None until something was written. `review` is `pending` while the
+    code waits for approval (`approved` once an approved run went through), `undone` says
+    the user undid the run.
     """
     summary = attempts_summary(record)
     keys = [a.get("cache_key") for a in record.get("attempts", ()) if a.get("cache_key")]
@@ -172,12 +200,40 @@ def request_metadata(
         "run_id": str(record.get("run_id", "")),
         "cache_keys": keys,
         "linked_cell_id": linked_cell_id,
+        "review": review_state(record),
+        "undone": undone,
     }
 
 
-def code_metadata(request_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    """`metadata.codeflow` of a generated cell: the link back to its request and run."""
-    return {"generated_from": request_id, "run_id": str(record.get("run_id", ""))}
+def review_state(record: Mapping[str, Any]) -> str | None:
+    """`pending` for code held for review, `approved` for a run of approved code, else None."""
+    if record.get("stop_reason") == "awaiting_review":
+        return "pending"
+    attempts = record.get("attempts") or ()
+    if attempts and attempts[0].get("kind") == "approved":
+        return "approved"
+    return None
+
+
+def writes_code(record: Mapping[str, Any]) -> bool:
+    """Whether a run has code to write back: a working result, or code awaiting review."""
+    if not record.get("final_code"):
+        return False
+    return bool(record.get("success")) or review_state(record) == "pending"
+
+
+def code_metadata(
+    request_id: str, record: Mapping[str, Any], source: str | None = None
+) -> dict[str, Any]:
+    """`metadata.codeflow` of a generated cell: the link back to its request and run, and the
+    hash of what was written (so a later write can tell the user's edits apart)."""
+    written = generated_source(record) if source is None else source
+    return {
+        "generated_from": request_id,
+        "run_id": str(record.get("run_id", "")),
+        "written_hash": source_hash(written),
+        "review": "pending" if review_state(record) == "pending" else None,
+    }
 
 
 def replaced_source(record: Mapping[str, Any], magic_args: str, request: str) -> str:
@@ -211,8 +267,10 @@ def apply_writeback(
     """Write the final code of the request cell at `index` back into `nb`.
 
     Returns the id of the cell that now holds the code (None when nothing was written: write-back
-    off, a failed run, or no code). The request cell's metadata is updated in every case, so the
-    notebook always says what the last run did.
+    off, a failed run, or no code). Code awaiting review is written too (unrun). A linked cell
+    the user edited since codeflow wrote it is never overwritten: it stays, unlinked, and the
+    code goes into a new linked cell below it. The request cell's metadata is updated in every
+    case, so the notebook always says what the last run did.
     """
     import nbformat
 
@@ -225,7 +283,7 @@ def apply_writeback(
     request = request.strip("\n") or str(record.get("request", ""))
     request_id = str(cell["id"])
     cell.setdefault("metadata", {})
-    writes = mode != "off" and bool(record.get("success")) and bool(record.get("final_code"))
+    writes = mode != "off" and writes_code(record)
 
     if not writes:
         linked = find_linked_cell(nb, request_id)
@@ -244,6 +302,11 @@ def apply_writeback(
 
     source = generated_source(record)
     linked = find_linked_cell(nb, request_id)
+    if linked is not None and is_edited(nb["cells"][linked]):
+        # The user's edits win: their cell stays (now plain code, no longer linked) and the
+        # new code goes right below it.
+        nb["cells"][linked]["metadata"].pop(META_KEY, None)
+        index, linked = linked, None
     if linked is None:
         new = nbformat.v4.new_code_cell(source=source)  # type: ignore[no-untyped-call]
         new["id"] = new_cell_id()

@@ -429,6 +429,16 @@ def build_fix(
     if err.root_cause:
         detail.append(f"Likely cause: {clip(err.root_cause)}")
     parts.append("\n".join(detail))
+    if failed.rolled_back:
+        note = (
+            f"Attempt {failed.number}'s changes to the variables were undone: the namespace is "
+            "as it was before it ran."
+        )
+        if failed.kept_changes:
+            note += " Not undone (take them into account):\n" + "\n".join(
+                f"- {clip(item, 300)}" for item in failed.kept_changes[:10]
+            )
+        parts.append(note)
     if findings_text:
         parts.append("Scanner findings:\n" + findings_text)
     if err.traceback:

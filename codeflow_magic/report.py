@@ -68,6 +68,12 @@ def status_line(record: RunRecord | Mapping[str, Any]) -> str:
     n = len(rec.attempts)
     noun = "attempt" if n == 1 else "attempts"
     m = rec.metrics
+    if rec.stop_reason == "awaiting_review":
+        parts = ["awaiting review: nothing ran yet (approve to run it)"]
+        findings = [f for a in rec.attempts for f in a.findings]
+        if findings:
+            parts.append(f"{len(findings)} scanner finding(s)")
+        return " · ".join(parts)
     parts = [
         ("✅ succeeded" if rec.success else "❌ failed") + f" after {n} {noun}",
         seconds(m.total_s),
@@ -125,6 +131,8 @@ def _attempt_html(attempt: Mapping[str, Any]) -> str:
             parts.append(f'<pre style="{ERROR_STYLE}">{_esc(tb)}</pre>')
         if err.get("root_cause"):
             parts.append(f"<div>Cause: {_esc(err['root_cause'])}</div>")
+    if attempt.get("rolled_back"):
+        parts.append(f"<div>{_esc(rollback_text(attempt))}</div>")
     findings = list(attempt.get("findings") or ()) + list((err or {}).get("findings") or ())
     if findings:
         items = "".join(
@@ -141,6 +149,13 @@ def _attempt_html(attempt: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def rollback_text(attempt: Mapping[str, Any]) -> str:
+    """What the rollback after a failed attempt did, in one sentence."""
+    kept = [str(k) for k in attempt.get("kept_changes") or ()]
+    text = "Its changes to variables were undone"
+    return text + (f"; not undone: {'; '.join(kept)}" if kept else "")
+
+
 def record_html_status(record: RunRecord | Mapping[str, Any]) -> str:
     """The status line as HTML.
 
@@ -152,6 +167,8 @@ def record_html_status(record: RunRecord | Mapping[str, Any]) -> str:
     text = status_line(rec)
     words = text.split(" ", 1)[1] if text.startswith(("✅ ", "❌ ")) else text
     mark = "✓" if rec.success else "✗"
+    if rec.stop_reason == "awaiting_review":
+        colour, mark = "#9a6700", "…"
     return (
         f'<div class="codeflow-status" style="font-family:sans-serif;font-size:13px;'
         f'color:{colour};font-weight:600"><span aria-hidden="true">{mark}</span> '
@@ -193,8 +210,10 @@ def record_text(record: RunRecord | Mapping[str, Any]) -> str:
             lines.append(f"  attempt {attempt.number} ({attempt.kind}): ok")
         else:
             err = attempt.error
-            what = f"{err.category} {err.summary()}" if err else "failed"
+            what = f"{err.category} {err.summary()}" if err else "not run"
             lines.append(f"  attempt {attempt.number} ({attempt.kind}): {what}"[:300])
+            if attempt.rolled_back:
+                lines.append(f"    {rollback_text(attempt.to_dict())}"[:400])
     return "\n".join(lines)
 
 

@@ -580,7 +580,16 @@ async def _execute_cells(
     from jupyter_client.manager import AsyncKernelManager
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    from .notebook import apply_writeback, ensure_cell_ids, find_record, split_request
+    from .notebook import (
+        apply_writeback,
+        ensure_cell_ids,
+        find_linked_cell,
+        find_record,
+        is_edited,
+        review_state,
+        split_request,
+        writes_code,
+    )
     from .run_client import CellStuck, RunClient
 
     nb = run.nb
@@ -667,11 +676,27 @@ async def _execute_cells(
                 if record is None:
                     run.failed_requests.append(f"cell {index + 1}: no codeflow result")
                 else:
-                    if not record.get("success"):
-                        run.failed_requests.append(
-                            f"cell {index + 1}: {str(record.get('request', ''))[:60]!r} failed"
+                    asked = repr(str(record.get("request", ""))[:60])
+                    if review_state(record) == "pending":
+                        run.notes.append(
+                            f"cell {index + 1}: {asked} is awaiting review (its code is in "
+                            "the cell below, not run)"
                         )
-                    new_id = apply_writeback(nb, index, record, mode=writeback_mode(parts[0]))
+                    elif not record.get("success"):
+                        run.failed_requests.append(f"cell {index + 1}: {asked} failed")
+                    mode = writeback_mode(parts[0])
+                    linked = find_linked_cell(nb, str(cell.get("id")))
+                    if (
+                        mode == "below"
+                        and writes_code(record)
+                        and linked is not None
+                        and is_edited(nb.cells[linked])
+                    ):
+                        run.notes.append(
+                            f"cell {index + 1}: the code cell below it was edited by hand; "
+                            "kept as it is, the new code went below it"
+                        )
+                    new_id = apply_writeback(nb, index, record, mode=mode)
                     if new_id and new_id != str(cell.get("id")):
                         produced.add(new_id)
             index += 1

@@ -92,6 +92,18 @@ class MemoryExecutor:
                 on_output(o)
         return ExecutionResult(outputs=outputs, duration_s=time.perf_counter() - started)
 
+    async def run_snippet(self, code: str, timeout: float) -> ExecutionResult:
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(code, "<snippet>", "exec"), self.ns)
+        except Exception as exc:
+            return ExecutionResult(status="error", ename=type(exc).__name__, evalue=str(exc))
+        text = out.getvalue()
+        return ExecutionResult(
+            outputs=({"output_type": "stream", "name": "stdout", "text": text},) if text else ()
+        )
+
     async def describe_state(self, max_chars: int = 2000) -> str:
         names = [k for k in self.ns if not k.startswith("_")]
         return "\n".join(f"{k}: {type(self.ns[k]).__name__}" for k in names)[:max_chars]

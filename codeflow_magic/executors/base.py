@@ -34,6 +34,10 @@ class Executor(Protocol):
     ) -> ExecutionResult:
         """Run code; never raises for failures of the code itself (they are in the result)."""
 
+    async def run_snippet(self, code: str, timeout: float) -> ExecutionResult:
+        """Run codeflow's own Python (snapshots, probes) in the user namespace: silently, with
+        no history entry, no execution count and no display; stdout comes back as outputs."""
+
     async def describe_state(self, max_chars: int = 2000) -> str:
         """A bounded summary of user variables (names, types, shapes, columns) for prompts."""
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 
-from ..models import ExecutionResult
+from ..models import ExecutionResult, Output
 from .base import OutputCallback
 from .fdpump import FdPump
 from .outputs import BytesToText, OutputCollector
@@ -302,6 +302,33 @@ class InlineExecutor:
         source = code if language == "python" else self._wrap(code, language)
         limit = self.timeout if timeout is None else timeout
         return await self._on_main(lambda: self.run_captured(source, limit, on_output))
+
+    async def run_snippet(self, code: str, timeout: float) -> ExecutionResult:
+        """Our own snippet as plain Python in a private scope whose `get_ipython` leads to the
+        shell: no cell machinery, no history, no display hooks."""
+        shell = self.shell
+
+        def run() -> ExecutionResult:
+            out = io.StringIO()
+            scope: dict[str, Any] = {"get_ipython": lambda: shell, "__name__": "_codeflow"}
+            started = time.monotonic()
+            try:
+                with contextlib.redirect_stdout(out):
+                    exec(compile(code, "<codeflow-snippet>", "exec"), scope)
+            except Exception as exc:
+                return ExecutionResult(
+                    status="error",
+                    ename=type(exc).__name__,
+                    evalue=str(exc),
+                    duration_s=time.monotonic() - started,
+                )
+            text = out.getvalue()
+            outputs: tuple[Output, ...] = (
+                ({"output_type": "stream", "name": "stdout", "text": text},) if text else ()
+            )
+            return ExecutionResult(outputs=outputs, duration_s=time.monotonic() - started)
+
+        return await self._on_main(run)
 
     async def describe_state(self, max_chars: int = 2000) -> str:
         from . import snippets

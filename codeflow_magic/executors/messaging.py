@@ -87,6 +87,10 @@ class SnippetExecutorMixin:
             source, timeout=timeout, on_output=on_output, store_history=language == "python"
         )
 
+    async def run_snippet(self, code: str, timeout: float) -> ExecutionResult:
+        """codeflow's own Python: silent, outside the history (no execution count used)."""
+        return await self._execute(code, timeout=timeout, silent=True, store_history=False)
+
     async def describe_state(self, max_chars: int = 2000) -> str:
         """A bounded summary of user variables, from a snippet that leaves no trace."""
         if max_chars <= 0:

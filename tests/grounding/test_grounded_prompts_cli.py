@@ -79,7 +79,8 @@ def test_state_summary_shows_example_values_and_date_format(codeflow, server: Mo
     )
     server.add_rule(contains="dates not parsed", reply=py("print(sales.amount.sum())"))
     server.add_rule(contains="sum the sales", reply=py(first))
-    res = codeflow("ask", "sum the sales", "--format", "json")
+    # rollback off: the failed attempt's `sales` stays, so the fix prompt's state shows it
+    res = codeflow("ask", "sum the sales", "--format", "json", "execution.rollback=off")
     assert res.code == 0, res.stderr
     fix = server.prompts()[1]
     assert "sales: DataFrame 3 rows x 2 cols" in fix
@@ -124,7 +125,7 @@ def test_prompts_stay_within_the_documented_budget(
     request = "merge " + " ".join(names) + " and print it"
     server.add_rule(contains="RuntimeError", reply=py("print('merged')"))
     server.add_rule(contains="merge wide0", reply=py(setup))
-    res = codeflow("ask", request, "--format", "json")
+    res = codeflow("ask", request, "--format", "json", "execution.rollback=off")
     assert res.code == 0, res.stderr
     first, fix = server.prompts()[:2]
     assert "wide0.csv: delimited text" in first
@@ -154,7 +155,8 @@ def test_sanity_gate_turns_nan_over_no_rows_into_a_second_attempt(
         "sel = df[df.region == 'North']\n"
         "print('average price:', sel.price.mean())"
     )
-    right = "sel = df[df.region.str.lower() == 'north']\nprint('average price:', sel.price.mean())"
+    # the wrong attempt was rolled back: the fix makes its own `df`
+    right = wrong.replace("df.region == 'North'", "df.region.str.lower() == 'north'")
     server.add_rule(contains="SanityGate", reply=py(right, "Root cause: case\nFix: lower()"))
     server.add_rule(contains="average price", reply=py(wrong))
     res = codeflow("ask", "average price in the north region", "--format", "json")

@@ -227,12 +227,20 @@ def test_timeout_interrupts_and_keeps_state(
     server.add_rule(
         "spin", PY.format("spin_started = True\nimport time\nwhile True:\n    time.sleep(0.01)")
     )
-    run(shell, "%%codeflow --timeout 1 --no-writeback\nspin")
+    shell.user_ns.pop("spin_started", None)
+    run(shell, "%%codeflow --timeout 1 --no-writeback execution.rollback=off\nspin")
     record = magics.history[-1]
     assert record.attempts[0].error is not None
     assert record.attempts[0].error.category == "environment"
-    assert record.success
+    assert record.success and not record.attempts[0].rolled_back
+    # without rollback the interrupted attempt's variables stay, as in a plain cell
     assert shell.user_ns["spin_started"] is True and shell.user_ns["spin_done"] is True
+    # with rollback (the default) the interrupted attempt leaves nothing behind
+    del shell.user_ns["spin_started"], shell.user_ns["spin_done"]
+    run(shell, "%%codeflow --timeout 1 --no-writeback\nspin")
+    record = magics.history[-1]
+    assert record.success and record.attempts[0].rolled_back
+    assert "spin_started" not in shell.user_ns and shell.user_ns["spin_done"] is True
 
 
 def test_bash_request_runs_in_the_shell_cwd(
