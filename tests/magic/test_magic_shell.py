@@ -271,3 +271,102 @@ def test_progress_shows_a_retry_and_its_reason() -> None:
     assert progress.phase == f"asking the model again: {why}"
     progress.on_event(FlowEvent("generating", 2, {"phase": "fix"}))
     assert progress.phase == "asking the model for a fix"
+
+
+def test_a_failed_attempt_leaves_the_notebook_state_as_it_was(
+    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer
+) -> None:
+    run(shell, "import pandas as pd\ntxn_df = pd.DataFrame({'a': [1, 2, 3]})\ntxn_n = 3")
+    server.add_rule("half-done", PY.format("txn_df['c'] = txn_df['a'] * 10\nprint(len(txn_df))"))
+    server.add_rule(
+        "Request:\ngrow txn_df",
+        PY.format(
+            "txn_df['b'] = 0\ntxn_df.drop(index=[0], inplace=True)\ntxn_n = 0\ntxn_tmp = 1\n"
+            "raise ValueError('half-done')"
+        ),
+    )
+    run(shell, "%%codeflow --no-writeback\ngrow txn_df")
+    record = magics.history[-1]
+    assert record.success and record.attempts[0].rolled_back
+    df = shell.user_ns["txn_df"]
+    assert list(df.columns) == ["a", "c"] and len(df) == 3
+    assert shell.user_ns["txn_n"] == 3 and "txn_tmp" not in shell.user_ns
+    # the fix prompt said what happened to the failed attempt's changes
+    assert "changes to the variables were undone" in server.requests[-1].all_text
+
+    # every attempt fails: the namespace is as before the request
+    server.add_rule(
+        "Request:\nbreak txn_df",
+        PY.format("txn_df.drop(columns=['a'], inplace=True)\ntxn_n = -1\nraise KeyError('gone')"),
+    )
+    run(shell, "%%codeflow --no-writeback --max-attempts 2\nbreak txn_df")
+    assert not magics.history[-1].success
+    assert list(shell.user_ns["txn_df"].columns) == ["a", "c"] and shell.user_ns["txn_n"] == 3
+
+
+def test_review_runs_nothing_until_approved_and_undo_restores(
+    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer
+) -> None:
+    server.add_rule(
+        "Request:\nset the marker", PY.format("print('MARK-R')\nrev_marker = rev_base + 1")
+    )
+    run(shell, "rev_base = 41")
+    out = io.StringIO()
+    saved, sys.stdout = sys.stdout, out
+    try:
+        run(shell, "%%codeflow --review --no-writeback\nset the marker")
+    finally:
+        sys.stdout = saved
+    record = magics.history[-1]
+    assert record.stop_reason == "awaiting_review" and not record.success
+    assert "rev_marker" not in shell.user_ns
+    assert "MARK-R" not in out.getvalue().splitlines()  # shown as code, never run
+    assert "awaiting review" in out.getvalue() and "rev_marker = rev_base + 1" in out.getvalue()
+    number = len(magics.history)
+    calls = len(server.requests)
+
+    out = io.StringIO()
+    saved, sys.stdout = sys.stdout, out
+    try:
+        run(shell, f"%codeflow approve {number}")
+    finally:
+        sys.stdout = saved
+    approved = magics.history[-1]
+    approved_number = len(magics.history)
+    assert approved.success and approved.attempts[0].kind == "approved"
+    assert shell.user_ns["rev_marker"] == 42 and "MARK-R" in out.getvalue().splitlines()
+    assert len(server.requests) == calls  # approval asks the model nothing
+    again = run(shell, f"%codeflow approve {number}")
+    assert isinstance(again.error_in_exec, UsageError)  # approved once only
+
+    run(shell, "rev_base = 0")
+    out = io.StringIO()
+    saved, sys.stdout = sys.stdout, out
+    try:
+        run(shell, f"%codeflow undo {approved_number}")
+    finally:
+        sys.stdout = saved
+    assert "rev_marker" not in shell.user_ns  # the approved run's variable is gone
+    assert shell.user_ns["rev_base"] == 0  # changed later by the user: left alone
+    assert "removed rev_marker" in out.getvalue()
+    twice = run(shell, f"%codeflow undo {approved_number}")
+    assert isinstance(twice.error_in_exec, UsageError)  # undone once only
+
+
+def test_risky_review_holds_only_code_with_findings(
+    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer
+) -> None:
+    server.add_rule("Request:\nplain sum", PY.format("risky_sum = 1 + 2"))
+    server.add_rule(
+        "Request:\nfetch the page",
+        PY.format("import urllib.request\nurllib.request.urlopen('http://example.com/data.csv')"),
+    )
+    run(shell, "%%codeflow --no-writeback execution.review=risky\nplain sum")
+    assert magics.history[-1].success and shell.user_ns["risky_sum"] == 3
+    run(
+        shell,
+        "%%codeflow --no-writeback execution.review=risky execution.scan=warn\nfetch the page",
+    )
+    held = magics.history[-1]
+    assert held.stop_reason == "awaiting_review"
+    assert held.attempts[0].findings
