@@ -40,30 +40,29 @@ def _source() -> str:
 def snippet(op: str, args: Mapping[str, Any], *, with_source: bool) -> str:
     """Python that runs one operation and prints its answer on one marked line, no trace left.
 
-    Without the source, a kernel that lacks the module answers `{"missing": true}`.
+    Without the source it is one expression (the common case: cheap to compile); a kernel that
+    lacks the module, or holds another version, answers `{"missing": true}`.
     """
     from .transaction import VERSION
 
-    if with_source:
-        load = (
-            f'        mod = types.ModuleType("{MODULE}")\n'
-            f"        exec(compile({_source()!r}, '<codeflow-transaction>', 'exec'), "
-            "mod.__dict__)\n"
-            f'        sys.modules["{MODULE}"] = mod\n'
-        )
-    else:
-        load = (
-            f"        sys.stdout.write({MARKER!r} + '{{\"missing\": true}}\\n')\n        return\n"
+    call = (
+        f"{VERSION}, {op!r}, {json.dumps(dict(args))!r}, globals(), "
+        f"__import__('sys').stdout.write, {MARKER!r}"
+    )
+    if not with_source:
+        return (
+            f"(__import__('sys').modules.get({MODULE!r}) or "
+            f"__import__('types').SimpleNamespace(run=lambda *a: a[4](a[5] + "
+            "'{\"missing\": true}\\n'))).run(" + call + ")\n"
         )
     return (
         "def _codeflow_txn():\n"
         '    globals().pop("_codeflow_txn", None)\n'
         "    import sys, types\n"
-        f'    mod = sys.modules.get("{MODULE}")\n'
-        f'    if mod is None or getattr(mod, "VERSION", None) != {VERSION}:\n'
-        f"{load}"
-        f"    args = __import__('json').loads({json.dumps(dict(args))!r})\n"
-        f"    mod.main({op!r}, args, globals(), sys.stdout.write, {MARKER!r})\n"
+        f'    mod = types.ModuleType("{MODULE}")\n'
+        f"    exec(compile({_source()!r}, '<codeflow-transaction>', 'exec'), mod.__dict__)\n"
+        f'    sys.modules["{MODULE}"] = mod\n'
+        f"    mod.run({call})\n"
         "\n"
         "\n"
         "_codeflow_txn()\n"

@@ -438,6 +438,21 @@ def discard(token: str) -> dict[str, Any]:
     return {"ok": _snapshots.pop(token, None) is not None}
 
 
+def run(
+    version: int,
+    op: str,
+    args: str,
+    scope: MutableMapping[str, Any],
+    write: Callable[[str], Any],
+    marker: str,
+) -> None:
+    """The entry point the flow calls: `args` is JSON; another version asks for the source."""
+    if version != VERSION:
+        write(marker + '{"missing": true}\n')
+        return
+    main(op, json.loads(args), scope, write, marker)
+
+
 def main(
     op: str,
     args: dict[str, Any],
