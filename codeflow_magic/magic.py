@@ -931,6 +931,8 @@ class CodeflowMagics(Magics):
             status = status_line(record)
             for emoji, mark in (("✅", "✓"), ("❌", "✗")):  # no emoji font needed
                 status = status.replace(emoji, mark)
+            if record.run_id in self._closed and record.undo_key:
+                status += " · undone"
             lines.append(f"{index}. {first}\n   {status}")
         return "\n".join(lines)
 

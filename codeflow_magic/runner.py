@@ -136,6 +136,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--cache-mode", choices=["rw", "replay", "off"], help="recorded-response cache mode"
     )
+    p.add_argument(
+        "--review",
+        action="store_true",
+        help="write each request's code into its linked cell without running it (the report "
+        "marks it awaiting review); the scanner's block policy still blocks",
+    )
     p.add_argument("--kernel", dest="kernel_name", help="kernel name (default: the notebook's)")
     p.set_defaults(func=run_command)
 
@@ -853,6 +859,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     paths, overrides = split_items(list(args.items))
+    if getattr(args, "review", False):
+        overrides.append("execution.review=always")
     if overrides:
         from .config import load_settings
 

@@ -127,3 +127,21 @@ def test_a_hand_edited_linked_cell_is_kept_and_the_new_code_goes_below(tmp_path:
     assert after.cells[1].metadata["codeflow"]["linked_cell_id"] == after.cells[3].id
     assert stream_text(after.cells[2]) == ""  # ran as a plain cell: no output of its own
     assert stream_text(after.cells[4]) == "1\n"
+
+
+def test_run_review_writes_every_request_unrun(tmp_path: Path) -> None:
+    nb = write_notebook(
+        tmp_path / "review.ipynb", ["%load_ext codeflow_magic", "%%codeflow\nmake y", "1 + 1"]
+    )
+    with ModelServer() as server:
+        server.add_rule("Request:\nmake y", PY.format("print('RAN-Y')\ny = 2"))
+        done = codeflow("run", str(nb), "--review", env=server.env(), cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    assert "awaiting review" in done.stderr
+    out = nbformat.read(tmp_path / "review.out.ipynb", as_version=4)
+    linked = out.cells[2]
+    assert linked.source == "print('RAN-Y')\ny = 2" and linked.outputs == []
+    assert linked.metadata["codeflow"]["review"] == "pending"
+    printed = [line for cell in out.cells for line in stream_text(cell).splitlines()]
+    assert "RAN-Y" not in printed
+    assert out.cells[3].outputs[0]["data"]["text/plain"] == "2"  # the rest of the notebook ran
