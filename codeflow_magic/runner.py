@@ -169,7 +169,6 @@ def seconds(text: str) -> float:
     return value
 
 
-
 def split_items(items: list[str]) -> tuple[list[Path], list[str]]:
     """Notebook paths and `key=value` overrides, in the order given."""
     paths: list[Path] = []

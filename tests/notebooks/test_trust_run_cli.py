@@ -66,9 +66,7 @@ def test_failed_attempts_leave_no_trace_and_review_runs_nothing(tmp_path: Path) 
             PY.format("df['d'] = 0\nn = -1\ntmp = 2\nraise RuntimeError('first-B')"),
         )
         server.add_rule("Request:\nshow marker", PY.format("print('MARKER-C')\nmarker_c = 1"))
-        done = codeflow(
-            "run", str(nb), "--report", "report.html", env=server.env(), cwd=tmp_path
-        )
+        done = codeflow("run", str(nb), "--report", "report.html", env=server.env(), cwd=tmp_path)
     assert done.code == 1, done.stderr  # request B failed for good
     out = nbformat.read(tmp_path / "trust.out.ipynb", as_version=4)
     by_source = {c.source: i for i, c in enumerate(out.cells)}
