@@ -14,8 +14,9 @@ import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { CodeflowModel, recordedRequestMetadata } from './model';
-import { applyWriteBack, IWriteBack } from './notebookedit';
+import { applyWriteBack, IWriteBack, undoLinked } from './notebookedit';
 import { COMM_TARGET, ICodeflowSettings, IFlowEvent, IRunRecord, METADATA_KEY } from './tokens';
+import { AskOverwrite, CellStash, IUndoReply, toUndoReply, undoCommand } from './trust';
 
 export interface IKernelLinkOptions {
   panel: NotebookPanel;
@@ -25,6 +26,31 @@ export interface IKernelLinkOptions {
   version: string;
   /** Called after a write-back changed the notebook. */
   onWriteBack?: (cellId: string) => void;
+  /** The notebook's stash of linked cells before each write-back (for Discard and Undo). */
+  stash: CellStash;
+  /** Asks before a write-back replaces a linked cell the user edited. */
+  askOverwrite?: AskOverwrite;
+}
+
+/** What the sidebar shows for an undo the kernel answered. */
+export function undoMessage(reply: IUndoReply): string {
+  if (reply.message) {
+    return reply.message;
+  }
+  if (!reply.ok) {
+    return 'The undo failed.';
+  }
+  const parts = ['Undone'];
+  if (reply.restored.length) {
+    parts.push(`restored: ${reply.restored.join(', ')}`);
+  }
+  if (reply.removed.length) {
+    parts.push(`removed: ${reply.removed.join(', ')}`);
+  }
+  if (reply.kept.length) {
+    parts.push(`could not restore: ${reply.kept.join(', ')}`);
+  }
+  return parts.join('; ');
 }
 
 /** Settings as the kernel reads them (Python names). */
@@ -80,6 +106,86 @@ export class KernelLink implements IDisposable {
   /** Options for the next run of one request cell (e.g. an improvement focus). */
   setNextOptions(cellId: string, options: Record<string, unknown>): boolean {
     return this._send({ type: 'set_next_options', cell_id: cellId, options });
+  }
+
+  /** Tell the kernel the user discarded the code awaiting review for this request. */
+  discard(cellId: string): boolean {
+    return this._send({ type: 'discard', cell_id: cellId });
+  }
+
+  /**
+   * Undo the last run of a request: `%codeflow undo` runs silently in the kernel, which
+   * answers on the comm (`undone`); the notebook half happens when that answer comes, so an
+   * undo typed in a cell restores the linked cell too. A kernel that fails without answering
+   * (an older codeflow, a usage error) is reported as a failed undo.
+   */
+  undo(cellId: string): boolean {
+    const kernel = this._kernel;
+    if (!kernel || !this._comm) {
+      return false;
+    }
+    const fail = (message: string): void =>
+      this._undone({ cell_id: cellId, ok: false, restored: [], removed: [], kept: [], message });
+    let code: string;
+    try {
+      code = undoCommand(cellId);
+    } catch (error) {
+      fail(String(error));
+      return true;
+    }
+    this._pendingUndo.add(cellId);
+    let stderr = '';
+    const future = kernel.requestExecute({ code, silent: true, store_history: false });
+    future.onIOPub = msg => {
+      const content = msg.content as Record<string, unknown>;
+      if (msg.header.msg_type === 'stream' && content.name === 'stderr') {
+        stderr += String(content.text ?? '');
+      } else if (msg.header.msg_type === 'error') {
+        stderr += `${String(content.ename)}: ${String(content.evalue)}`;
+      }
+    };
+    future.done
+      .then(reply => {
+        if (!this._pendingUndo.delete(cellId)) {
+          return; // answered on the comm
+        }
+        const content = reply.content as unknown as Record<string, unknown>;
+        const error =
+          content.status === 'error' ? `${String(content.ename)}: ${String(content.evalue)}` : '';
+        fail(stderr.trim() || error || 'The kernel did not answer the undo (is codeflow_magic up to date?)');
+      })
+      .catch(reason => {
+        if (this._pendingUndo.delete(cellId)) {
+          fail(`The undo could not run: ${String(reason)}`);
+        }
+      });
+    return true;
+  }
+
+  /** Apply an undo answer: the linked cell back from the stash, then the sidebar's words. */
+  private _undone(reply: IUndoReply): void {
+    this._pendingUndo.delete(reply.cell_id);
+    this._queue(async () => {
+      const notebook = this._options.panel.content.model;
+      if (reply.ok && notebook) {
+        await undoLinked(notebook, reply.cell_id, this._options.stash, this._options.askOverwrite);
+      }
+      this._options.model.setUndo(reply.cell_id, {
+        busy: false,
+        ok: reply.ok,
+        message: undoMessage(reply)
+      });
+    });
+  }
+
+  /**
+   * Run notebook edits one after the other: a write-back may wait on the user's answer, and
+   * the messages after it (metadata, another write-back, an undo) must not overtake it.
+   */
+  private _queue(edit: () => void | Promise<unknown>): void {
+    this._edits = this._edits.then(edit).catch(reason => {
+      console.error('codeflow: a notebook edit failed', reason);
+    });
   }
 
   private _send(data: Record<string, unknown>): boolean {
@@ -212,27 +318,38 @@ export class KernelLink implements IDisposable {
         break;
       case 'metadata': {
         // A run that wrote no code: its outcome and history still go into the notebook.
-        const notebook = this._options.panel.content.model;
         const meta = data.request_metadata;
-        if (!notebook || !cellId || !meta || typeof meta !== 'object') {
+        if (!cellId || !meta || typeof meta !== 'object') {
           break;
         }
-        for (let i = 0; i < notebook.cells.length; i++) {
-          const cell = notebook.cells.get(i);
-          if (cell.id === cellId) {
-            const previous = cell.getMetadata(METADATA_KEY) as Record<string, unknown> | undefined;
-            cell.setMetadata(
-              METADATA_KEY,
-              recordedRequestMetadata(meta as Record<string, unknown>, previous)
-            );
-            break;
+        this._queue(() => {
+          const notebook = this._options.panel.content.model;
+          if (!notebook) {
+            return;
           }
+          for (let i = 0; i < notebook.cells.length; i++) {
+            const cell = notebook.cells.get(i);
+            if (cell.id === cellId) {
+              const previous = cell.getMetadata(METADATA_KEY) as Record<string, unknown> | undefined;
+              cell.setMetadata(
+                METADATA_KEY,
+                recordedRequestMetadata(meta as Record<string, unknown>, previous)
+              );
+              break;
+            }
+          }
+        });
+        break;
+      }
+      case 'undone': {
+        const reply = toUndoReply(data);
+        if (reply) {
+          this._undone(reply);
         }
         break;
       }
       case 'writeback': {
-        const notebook = this._options.panel.content.model;
-        if (!notebook || !cellId || typeof data.code !== 'string') {
+        if (!cellId || typeof data.code !== 'string') {
           break;
         }
         const message: IWriteBack = {
@@ -242,9 +359,18 @@ export class KernelLink implements IDisposable {
           code_metadata: (data.code_metadata as Record<string, unknown>) ?? {},
           mode: data.mode === 'replace' ? 'replace' : 'below'
         };
-        if (applyWriteBack(notebook, message)) {
-          this._options.onWriteBack?.(cellId);
-        }
+        this._queue(async () => {
+          const notebook = this._options.panel.content.model;
+          const applied =
+            notebook &&
+            (await applyWriteBack(notebook, message, {
+              ask: this._options.askOverwrite,
+              stash: this._options.stash
+            }));
+          if (applied) {
+            this._options.onWriteBack?.(cellId);
+          }
+        });
         break;
       }
       default:
@@ -256,6 +382,8 @@ export class KernelLink implements IDisposable {
   private _kernel: Kernel.IKernelConnection | null = null;
   private _comm: Kernel.IComm | null = null;
   private _probing = false;
+  private _pendingUndo = new Set<string>();
+  private _edits: Promise<unknown> = Promise.resolve();
   private _disposed = false;
   private _connectionChanged = new Signal<this, boolean>(this);
 }

@@ -15,14 +15,24 @@ import { INotebookTracker, Notebook, NotebookActions, NotebookPanel } from '@jup
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { KernelLink } from './comm';
+import { askOverwriteDialog } from './dialog';
 import { CodeflowModel, IAttemptView, isRequestCell, snapshotCells } from './model';
-import { findCellIndex, findLinkedIndex, plainCells, setLinkedCode } from './notebookedit';
+import {
+  discardReview,
+  findCellIndex,
+  findLinkedIndex,
+  plainCells,
+  writeLinkedCode
+} from './notebookedit';
 import { CodeflowPanel, ImproveFocus } from './panel';
 import { DEFAULT_SETTINGS, ICodeflowSettings, METADATA_KEY, PLUGIN_ID, VERSION } from './tokens';
+import { CellStash } from './trust';
 
 interface INotebookState {
   model: CodeflowModel;
   link: KernelLink;
+  /** Linked cells before each write-back, for Discard and Undo (this session only). */
+  stash: CellStash;
 }
 
 function readSettings(settings: ISettingRegistry.ISettings): ICodeflowSettings {
@@ -89,6 +99,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     };
 
+    /** The focused notebook with its codeflow state, or nothing. */
+    const current = (): { panel: NotebookPanel; state: INotebookState } | null => {
+      const panel = tracker.currentWidget;
+      const state = panel ? states.get(panel) : undefined;
+      return panel && state ? { panel, state } : null;
+    };
+
     const sidebar = new CodeflowPanel({
       activate: cellId => {
         const panel = tracker.currentWidget;
@@ -121,8 +138,50 @@ const plugin: JupyterFrontEndPlugin<void> = {
             ? ((model.cells.get(linkedIndex).getMetadata(METADATA_KEY) as Record<string, unknown>) ??
               {})
             : {};
-        // Same cell, same run: only the code changes (the metadata keeps its one shape).
-        setLinkedCode(model, cellId, attempt.code, previous);
+        // Same run: the code changes, and the hash with it; an edited cell is asked about.
+        void writeLinkedCode(model, cellId, attempt.code, previous, {
+          ask: askOverwriteDialog,
+          reason: 'restore'
+        });
+      },
+      approve: cellId => {
+        const here = current();
+        const model = here?.panel.content.model;
+        if (!here || !model) {
+          return;
+        }
+        // What runs is what the cell shows now, including the user's edits during review.
+        const linkedIndex = findLinkedIndex(model, cellId);
+        const options: Record<string, unknown> = { approve: true };
+        if (linkedIndex >= 0) {
+          options.code = model.cells.get(linkedIndex).sharedModel.getSource();
+        }
+        if (here.state.link.setNextOptions(cellId, options)) {
+          runCell(here.panel, cellId);
+        }
+      },
+      discard: cellId => {
+        const here = current();
+        const model = here?.panel.content.model;
+        if (!here || !model) {
+          return;
+        }
+        here.state.link.discard(cellId);
+        void discardReview(model, cellId, here.state.stash, askOverwriteDialog);
+      },
+      undo: cellId => {
+        const here = current();
+        if (!here) {
+          return;
+        }
+        here.state.model.setUndo(cellId, { busy: true, ok: false, message: 'undoing' });
+        if (!here.state.link.undo(cellId)) {
+          here.state.model.setUndo(cellId, {
+            busy: false,
+            ok: false,
+            message: 'Undo needs the kernel link: run %load_ext codeflow_magic'
+          });
+        }
       }
     });
 
@@ -131,20 +190,33 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const state = panel ? states.get(panel) : undefined;
       sidebar.setSource(
         panel && state
-          ? { model: state.model, label: panel.title.label, connected: () => state.link.connected }
+          ? {
+              model: state.model,
+              label: panel.title.label,
+              connected: () => state.link.connected,
+              pendingChange: (cellId: string) => {
+                const entry = state.stash.get(cellId);
+                return entry && entry.review
+                  ? { previous: entry.before?.source ?? '', pending: entry.written }
+                  : null;
+              }
+            }
           : null
       );
     };
 
     const track = (panel: NotebookPanel): void => {
       const model = new CodeflowModel();
+      const stash = new CellStash();
       const link = new KernelLink({
         panel,
         model,
         settings: () => settings,
-        version: VERSION
+        version: VERSION,
+        stash,
+        askOverwrite: askOverwriteDialog
       });
-      states.set(panel, { model, link });
+      states.set(panel, { model, link, stash });
       link.connectionChanged.connect(() => {
         if (tracker.currentWidget === panel) {
           sidebar.refresh();

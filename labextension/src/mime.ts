@@ -19,11 +19,13 @@ export function renderRecord(record: IRunRecord): HTMLElement {
   const attempts = (record.attempts ?? []).map((a, i) => toAttemptView(a, i));
   const metrics = record.metrics ?? {};
   const success = record.success === true;
+  // Code held for review did not fail: it has not run yet.
+  const pending = !success && record.stop_reason === 'awaiting_review';
   const root = h('div', { className: 'jp-codeflow-record-inner' });
 
   const count = attempts.length;
   const parts = [
-    success ? 'codeflow: succeeded' : 'codeflow: failed',
+    success ? 'codeflow: succeeded' : pending ? 'codeflow: awaiting review' : 'codeflow: failed',
     `${count} attempt${count === 1 ? '' : 's'}`,
     formatSeconds(metrics.total_s ?? 0),
     formatTokens(metrics.input_tokens ?? 0, metrics.output_tokens ?? 0)
@@ -31,20 +33,22 @@ export function renderRecord(record: IRunRecord): HTMLElement {
   if (record.model) {
     parts.push(record.model);
   }
-  if (!success && record.stop_reason) {
+  if (!success && !pending && record.stop_reason) {
     parts.push(`stopped: ${record.stop_reason.replace(/_/g, ' ')}`);
   }
   root.appendChild(
     h(
       'div',
       {
-        className: `jp-codeflow-status ${success ? 'jp-mod-success' : 'jp-mod-failure'}`,
+        className: `jp-codeflow-status ${
+          success ? 'jp-mod-success' : pending ? 'jp-mod-pending' : 'jp-mod-failure'
+        }`,
         attrs: { role: 'status' }
       },
       [
         h('span', {
           className: 'jp-codeflow-status-icon',
-          text: success ? '✓' : '✗',
+          text: success ? '✓' : pending ? '…' : '✗',
           attrs: { 'aria-hidden': 'true' }
         }),
         h('span', { className: 'jp-codeflow-status-text', text: parts.join(' · ') })

@@ -18,10 +18,31 @@ import {
   IRunRecord,
   METADATA_KEY,
   RECORD_MIME,
-  REQUEST_METADATA_KEYS
+  REQUEST_METADATA_KEYS,
+  ReviewState
 } from './tokens';
+import { writtenHash } from './trust';
 
-export type RequestState = 'idle' | 'running' | 'succeeded' | 'failed' | 'interrupted';
+export type RequestState =
+  | 'idle'
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'interrupted'
+  | 'awaiting-review'
+  | 'discarded';
+
+/** The words a state is shown with (the state itself is a CSS-friendly token). */
+export function stateLabel(state: RequestState): string {
+  return state === 'awaiting-review' ? 'awaiting review' : state;
+}
+
+/** An undo asked from the sidebar: under way, or the kernel's answer. */
+export interface IUndoStatus {
+  busy: boolean;
+  ok: boolean;
+  message: string;
+}
 
 /** A notebook cell as plain data (what `ICellModel` gives, or an nbformat cell). */
 export interface IPlainCell {
@@ -84,6 +105,12 @@ export interface IRequestEntry {
   /** Why a run ended without a result when the model could not be asked (empty otherwise). */
   cause: string;
   linkedCellId: string | null;
+  /** The review state saved in the request metadata (null: the run was not reviewed). */
+  review: ReviewState | null;
+  /** The last run was undone (saved in the request metadata). */
+  undone: boolean;
+  /** The undo asked in this session, if any (its answer is not saved). */
+  undo: IUndoStatus | null;
 }
 
 interface ILiveState {
@@ -249,7 +276,33 @@ function sortAttempts(attempts: Iterable<IAttemptView>): IAttemptView[] {
   return [...attempts].sort((x, y) => x.number - y.number);
 }
 
-type Derived = Omit<IRequestEntry, 'cellId' | 'request' | 'title' | 'linkedCellId'>;
+type Derived = Omit<
+  IRequestEntry,
+  'cellId' | 'request' | 'title' | 'linkedCellId' | 'review' | 'undone' | 'undo'
+>;
+
+function reviewOf(value: unknown): ReviewState | null {
+  return value === 'pending' || value === 'approved' || value === 'discarded' ? value : null;
+}
+
+/**
+ * The state of a finished run once review is taken into account: a run that stopped for
+ * review is "awaiting review" until the user discards it (then "discarded"); the record says
+ * so live (`stop_reason`), the metadata after a reload (`review`).
+ */
+function reviewedState(derived: Derived, review: ReviewState | null): RequestState {
+  if (derived.state === 'running' || derived.state === 'interrupted') {
+    return derived.state;
+  }
+  const stoppedForReview = derived.stopReason === 'awaiting_review';
+  if (review === 'discarded' && (stoppedForReview || derived.stopReason === '')) {
+    return 'discarded';
+  }
+  if (stoppedForReview || review === 'pending') {
+    return 'awaiting-review';
+  }
+  return derived.state;
+}
 
 function fromAttempts(attempts: IAttemptView[], state: RequestState, phase = ''): Derived {
   let seconds = 0;
@@ -350,6 +403,24 @@ export function codeCellMetadata(requestId: string, fromKernel: Record<string, u
   return { generated_from: requestId, run_id: str(fromKernel.run_id) };
 }
 
+/**
+ * The metadata of a code cell this extension writes `code` into: the link, the hash of the
+ * code (computed here from what is actually written, so a later edit is always detectable)
+ * and `review` (`"pending"` for code awaiting review, else null).
+ */
+export function writtenCodeMetadata(
+  requestId: string,
+  fromKernel: Record<string, unknown>,
+  code: string
+): ICodeMetadata {
+  // The kernel's shape (`notebook.code_metadata`): all four keys, review only ever pending.
+  return {
+    ...codeCellMetadata(requestId, fromKernel),
+    written_hash: writtenHash(code),
+    review: fromKernel.review === 'pending' ? 'pending' : null
+  };
+}
+
 /** Words shown for a running request, by event kind. */
 const PHASES: Record<string, string> = {
   start: 'starting',
@@ -383,8 +454,20 @@ export class CodeflowModel {
     this._rebuild();
   }
 
+  /** An undo was asked (`busy`) or answered; null forgets it. Not saved in the notebook. */
+  setUndo(cellId: string, status: IUndoStatus | null): void {
+    if (status) {
+      this._undo.set(cellId, status);
+    } else {
+      this._undo.delete(cellId);
+    }
+    this._rebuild();
+  }
+
   /** The user queued a request cell for execution. */
   markScheduled(cellId: string): void {
+    // A new run: the answer of an earlier undo no longer describes the entry.
+    this._undo.delete(cellId);
     this._live.set(cellId, {
       running: true,
       phase: 'queued',
@@ -441,6 +524,7 @@ export class CodeflowModel {
       // A run we had not seen start (or a new one): begin a fresh live state.
       const previous = this._previousRecord(cellId);
       live = { running: true, phase: '', attempts: new Map(), record: null, previous };
+      this._undo.delete(cellId);
       this._live.set(cellId, live);
     }
     let phase = PHASES[event.kind] ?? event.kind;
@@ -500,12 +584,18 @@ export class CodeflowModel {
       requestText(snapshot.source);
     const title = request.split('\n').find(line => line.trim() !== '')?.trim() ?? '';
     const metaLinked = str(snapshot.metadata?.linked_cell_id);
+    const review = reviewOf(snapshot.metadata?.review);
+    const running = derived.state === 'running';
     return {
       ...derived,
+      state: reviewedState(derived, review),
       cellId: snapshot.id,
       request,
       title,
-      linkedCellId: snapshot.linkedCellId ?? (metaLinked || null)
+      linkedCellId: snapshot.linkedCellId ?? (metaLinked || null),
+      review,
+      undone: !running && snapshot.metadata?.undone === true,
+      undo: running ? null : (this._undo.get(snapshot.id) ?? null)
     };
   }
 
@@ -517,5 +607,6 @@ export class CodeflowModel {
   private _snapshots: ICellSnapshot[] = [];
   private _entries: IRequestEntry[] = [];
   private _live = new Map<string, ILiveState>();
+  private _undo = new Map<string, IUndoStatus>();
   private _changed = new Signal<this, void>(this);
 }

@@ -10,8 +10,8 @@
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { CodeflowModel, IAttemptView, IRequestEntry } from './model';
-import { attemptTitle, entryMetaParts, h, renderAttemptBody } from './render';
+import { CodeflowModel, IAttemptView, IRequestEntry, stateLabel } from './model';
+import { attemptTitle, entryMetaParts, h, renderAttemptBody, renderCode } from './render';
 
 export type ImproveFocus = 'optimize' | 'robustness';
 
@@ -20,6 +20,12 @@ export interface IPanelActions {
   rerun(cellId: string): void;
   improve(cellId: string, focus: ImproveFocus): void;
   restore(cellId: string, attempt: IAttemptView): void;
+  /** Run the code awaiting review (as the linked cell shows it now). */
+  approve(cellId: string): void;
+  /** Drop the code awaiting review and put the linked cell back. */
+  discard(cellId: string): void;
+  /** Undo the last run: kernel bindings and linked cell. */
+  undo(cellId: string): void;
 }
 
 export interface IPanelSource {
@@ -28,6 +34,11 @@ export interface IPanelSource {
   label: string;
   /** Whether the kernel link is up (improve needs it). */
   connected: () => boolean;
+  /**
+   * The code awaiting review and the linked cell's code before it, when this session wrote
+   * it (the stash lives in memory only).
+   */
+  pendingChange?: (cellId: string) => { previous: string; pending: string } | null;
 }
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
@@ -181,7 +192,8 @@ export class CodeflowPanel extends Widget {
       attrs: {
         'data-cell-id': id,
         'data-state': entry.state,
-        'data-attempts': String(entry.attemptCount)
+        'data-attempts': String(entry.attemptCount),
+        'data-undone': String(entry.undone)
       }
     });
 
@@ -207,7 +219,7 @@ export class CodeflowPanel extends Widget {
     );
     main.title = entry.request || title;
     main.appendChild(
-      h('span', { className: `jp-codeflow-badge jp-mod-${entry.state}`, text: entry.state })
+      h('span', { className: `jp-codeflow-badge jp-mod-${entry.state}`, text: stateLabel(entry.state) })
     );
     main.appendChild(h('span', { className: 'jp-codeflow-entry-title', text: title }));
 
@@ -221,8 +233,8 @@ export class CodeflowPanel extends Widget {
     );
     rerun.disabled = running;
     actions.appendChild(rerun);
-    // Improving needs a working result to start from.
-    const improvable = entry.state === 'succeeded';
+    // Improving needs a working result to start from (an undone one is gone).
+    const improvable = entry.state === 'succeeded' && !entry.undone;
     for (const focus of improvable ? (['optimize', 'robustness'] as ImproveFocus[]) : []) {
       const button = this._button(
         `Improve: ${focus}`,
@@ -236,12 +248,86 @@ export class CodeflowPanel extends Widget {
       }
       actions.appendChild(button);
     }
+    this._trustActions(entry, actions, connected);
     item.appendChild(actions);
+    const status = this._undoStatus(entry);
+    if (status) {
+      item.appendChild(status);
+    }
+    if (entry.state === 'awaiting-review') {
+      const change = this._source?.pendingChange?.(id) ?? null;
+      if (change) {
+        const box = h('div', { className: 'jp-codeflow-review' }, [
+          h('div', {
+            className: 'jp-codeflow-review-legend',
+            text: change.previous ? 'Code awaiting review, against the cell before:' : 'Code awaiting review:'
+          }),
+          renderCode(change.pending, change.previous ? change.previous : undefined)
+        ]);
+        item.appendChild(box);
+      }
+    }
 
     if (expanded) {
       item.appendChild(this._renderAttempts(entry));
     }
     return item;
+  }
+
+  /** Run / Discard for code awaiting review; Undo for a succeeded run not yet undone. */
+  private _trustActions(entry: IRequestEntry, actions: HTMLElement, connected: boolean): void {
+    const id = entry.cellId;
+    const title = entry.title || '(empty request)';
+    const needsLink = (button: HTMLButtonElement): void => {
+      if (!connected) {
+        button.disabled = true;
+        button.title = 'Needs the kernel link: run %load_ext codeflow_magic';
+      }
+    };
+    if (entry.state === 'awaiting-review') {
+      const run = this._button('Run', `Run the reviewed code of: ${title}`, `${id}:approve`, () =>
+        this._actions.approve(id)
+      );
+      needsLink(run);
+      actions.insertBefore(run, actions.firstChild);
+      const discard = this._button(
+        'Discard',
+        `Discard the code awaiting review of: ${title}`,
+        `${id}:discard`,
+        () => this._actions.discard(id)
+      );
+      actions.insertBefore(discard, run.nextSibling);
+      return;
+    }
+    // A failed run leaves nothing to undo (its attempts were rolled back as they failed).
+    if (entry.state === 'succeeded' && !entry.undone && entry.attemptCount > 0) {
+      const busy = entry.undo?.busy === true;
+      const undo = this._button(
+        busy ? 'Undoing' : 'Undo',
+        `Undo the last run of: ${title}`,
+        `${id}:undo`,
+        () => this._actions.undo(id)
+      );
+      needsLink(undo);
+      undo.disabled = undo.disabled || busy;
+      actions.appendChild(undo);
+    }
+  }
+
+  /** The kernel's word on an undo: why it failed, or what it could not put back. */
+  private _undoStatus(entry: IRequestEntry): HTMLElement | null {
+    const undo = entry.undo;
+    if (undo && !undo.busy) {
+      return h('div', {
+        className: `jp-codeflow-undo ${undo.ok ? 'jp-mod-ok' : 'jp-mod-error'}`,
+        text: undo.ok ? undo.message : `Undo failed: ${undo.message}`,
+        attrs: { role: 'status' }
+      });
+    }
+    if (entry.undone) {
+      return h('div', { className: 'jp-codeflow-undo jp-mod-ok', text: 'Undone', attrs: { role: 'status' } });
+    }
+    return null;
   }
 
   private _renderAttempts(entry: IRequestEntry): HTMLElement {

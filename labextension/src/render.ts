@@ -152,6 +152,10 @@ const STOP_WORDS: Record<string, string> = {
  */
 export function entryMetaParts(entry: IRequestEntry): string[] {
   const parts: string[] = [];
+  if (entry.undone) {
+    // The figures below describe a run whose effects were taken back.
+    parts.push('undone');
+  }
   if (entry.state === 'interrupted') {
     parts.push('interrupted');
     if (entry.attemptCount === 0) {

@@ -105,7 +105,14 @@ export interface IRequestMetadata {
   error?: string;
   /** ...and the kind (`provider_unavailable` or `provider_error`). */
   stop_reason?: string;
+  /** A reviewed run: its code waits for approval, was approved or discarded (null: no review). */
+  review?: ReviewState | null;
+  /** The last run was undone (kernel bindings and linked cell put back). */
+  undone?: boolean;
 }
+
+/** Where a reviewed run stands. */
+export type ReviewState = 'pending' | 'approved' | 'discarded';
 
 /** The request cell's metadata keys, in the kernel's order. */
 export const REQUEST_METADATA_KEYS: ReadonlyArray<keyof IRequestMetadata> = [
@@ -116,13 +123,19 @@ export const REQUEST_METADATA_KEYS: ReadonlyArray<keyof IRequestMetadata> = [
   'history',
   'run_id',
   'cache_keys',
-  'linked_cell_id'
+  'linked_cell_id',
+  'review',
+  'undone'
 ];
 
 /** What a written-back code cell's `codeflow` metadata holds (a type: it is JSON as is). */
 export type ICodeMetadata = {
   generated_from: string;
   run_id: string;
+  /** `fnv1a32:` hash of exactly the source codeflow wrote: a different source is a user edit. */
+  written_hash?: string;
+  /** `pending` while the written code awaits review, else null. */
+  review?: 'pending' | null;
 };
 
 /** A live progress event (`FlowEvent`) as the kernel sends it. */
@@ -159,7 +172,15 @@ export type KernelMessage =
       code_metadata: Record<string, unknown>;
       mode: 'below' | 'replace';
     }
-  | { type: 'metadata'; cell_id: string; request_metadata: Record<string, unknown> };
+  | { type: 'metadata'; cell_id: string; request_metadata: Record<string, unknown> }
+  | {
+      type: 'undone';
+      cell_id: string;
+      ok: boolean;
+      restored: string[];
+      kept: string[];
+      message: string;
+    };
 
 /** Sent in `hello` so the kernel can tell which frontend it talks to. */
 export const VERSION = '0.1.0';

@@ -26,7 +26,7 @@ import nbformat
 import pytest
 from needs import REPO_ROOT, need
 
-from codeflow_magic.notebook import REQUEST_METADATA_KEYS
+from codeflow_magic.notebook import REQUEST_METADATA_KEYS, source_hash
 
 pytestmark = pytest.mark.browser
 
@@ -357,7 +357,12 @@ def test_sidebar_renderer_writeback_and_restore(
         assert [a["success"] for a in record["attempts"]] == [False, True]
         assert record["attempts"][0]["error"]["ename"] == "NameError"
         assert meta["run_id"] == record["run_id"]
-        assert linked[0]["codeflow"] == {"generated_from": request_id, "run_id": record["run_id"]}
+        assert linked[0]["codeflow"] == {
+            "generated_from": request_id,
+            "run_id": record["run_id"],
+            "written_hash": source_hash(linked[0]["source"]),
+            "review": None,
+        }
 
         # The output renderer: status line, history folded until opened.
         rendered = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-codeflow-record")
@@ -411,7 +416,11 @@ def test_sidebar_renderer_writeback_and_restore(
         after = cells(page)
         relinked = [c for c in after if (c["codeflow"] or {}).get("generated_from") == request_id]
         assert [c["id"] for c in relinked] == [linked[0]["id"]]
-        assert relinked[0]["codeflow"] == linked[0]["codeflow"]  # same shape after a restore
+        # Same shape after a restore; the hash is of the restored code (it is not an edit).
+        assert relinked[0]["codeflow"] == {
+            **linked[0]["codeflow"],
+            "written_hash": source_hash(record["attempts"][0]["code"]),
+        }
         assert len(after) == len(nb_cells)
         shot(page, "04-restored")
 

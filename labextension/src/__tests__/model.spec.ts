@@ -360,7 +360,9 @@ describe('write-back metadata', () => {
     ],
     run_id: 'r1',
     cache_keys: ['k1', 'k2'],
-    linked_cell_id: null
+    linked_cell_id: null,
+    review: null,
+    undone: false
   };
 
   it('fills in the linked cell id and keeps exactly the kernel keys', () => {
