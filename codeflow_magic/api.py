@@ -21,7 +21,8 @@ from .executors import make_executor
 from .executors.base import Executor
 from .executors.limits import parse_size
 from .flow import EventCallback, Flow, FlowOptions, InstallConfirm
-from .models import Finding, Output, RunRecord
+from .models import Finding, Output, PlanRecord, RunRecord
+from .plan import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT
 from .providers.base import Provider
 
 T = TypeVar("T")
@@ -396,6 +397,44 @@ class CodeFlow:
         )
         self.history.append(record)
         return record
+
+    async def aplan(
+        self,
+        request: str,
+        *,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        check: str | None = None,
+        on_event: EventCallback | None = None,
+        run_id: str | None = None,
+        notebook: Sequence[tuple[str, str]] | None = None,
+    ) -> PlanRecord:
+        """One request as a plan of steps, each run through the normal loop (`Flow.plan`)."""
+        from .errors import UsageError
+
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int):
+            raise UsageError(f"max_steps must be a whole number, not {max_steps!r}")
+        if not 1 <= max_steps <= MAX_STEPS_LIMIT:
+            raise UsageError(f"max_steps must be 1 to {MAX_STEPS_LIMIT}, not {max_steps}")
+        _check_run(
+            self.settings,
+            request,
+            {"check": check, "on_event": on_event, "run_id": run_id, "notebook": notebook},
+        )
+        options = options_from_settings(
+            self.settings,
+            check=check,
+            notebook=tuple((str(k), str(v)) for k, v in notebook) if notebook else None,
+        )
+        await self._warm()
+        return await self.flow.plan(
+            request.strip(),
+            options,
+            max_steps=max_steps,
+            on_event=on_event,
+            run_id=run_id,
+            model=self.settings.model,
+            backend=self.backend,
+        )
 
     async def _warm(self) -> None:
         """Import the model SDK first (off the loop); everything else waits for the request.

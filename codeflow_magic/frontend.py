@@ -259,6 +259,28 @@ class FrontendLink:
         """The finished run's record (`RunRecord.to_dict()`)."""
         return self._send({"type": "record", "cell_id": cell_id, "record": dict(record)})
 
+    def write_plan(
+        self,
+        cell_id: str | None,
+        cells: list[dict[str, Any]],
+        request_metadata: Mapping[str, Any],
+    ) -> bool:
+        """Ask the frontend to put a plan's step cells below the request (replacing the
+        cells of its previous plan; a step cell the user edited stays, as with write-back).
+        False means nobody will: the caller falls back to `set_next_input`."""
+        if not cell_id or not self.connected:
+            return False
+        if not self.writeback_enabled:
+            return True
+        return self._send(
+            {
+                "type": "plan",
+                "cell_id": cell_id,
+                "cells": cells,
+                "request_metadata": dict(request_metadata),
+            }
+        )
+
     def send_undone(self, cell_id: str, answer: Mapping[str, Any]) -> bool:
         """What `%codeflow undo` put back, so the sidebar restores the linked cell too."""
         return self._send(

@@ -30,7 +30,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from .errors import CodeFlowError, ProviderError
 from .errors import UsageError as CodeflowUsageError
 from .executors import BACKENDS
-from .models import FlowEvent, RunRecord
+from .models import FlowEvent, PlanRecord, RunRecord
+from .plan import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT
 from .review import (
     Origin,
     parse_target,
@@ -67,6 +68,19 @@ def _setting_type(key: str) -> Callable[[str], Any]:
 
     parse.__name__ = key
     return parse
+
+
+def _steps_type(text: str) -> int:
+    """`--max-steps`: a whole number of steps within the allowed range."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_STEPS_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 to {MAX_STEPS_LIMIT}")
+    return value
 
 
 PROGRESS_INTERVAL = 0.2
@@ -289,6 +303,7 @@ class CodeflowMagics(Magics):
             if shell is not None:
                 shell.configurables.append(section)
         self.history: list[RunRecord] = []
+        self.plans: list[PlanRecord] = []
         self._origins: dict[str, Origin] = {}
         """run id → where the run came from (for approve and undo)."""
         self._closed: set[str] = set()
@@ -488,6 +503,16 @@ class CodeflowMagics(Magics):
         default=None,
         help="show the code and run nothing until approved (%%codeflow approve)",
     )
+    @argument(
+        "--steps",
+        action="store_true",
+        help="plan the request as steps: a markdown and a code cell each, run in order",
+    )
+    @argument(
+        "--max-steps",
+        type=_steps_type,
+        help=f"at most this many steps (default {DEFAULT_MAX_STEPS}, 1 to {MAX_STEPS_LIMIT})",
+    )
     @argument("--replace", action="store_true", help="put the final code into this cell")
     @argument("--no-writeback", action="store_true", help="do not write the final code back")
     @argument("overrides", nargs="*", help="settings as section.name=value")
@@ -532,6 +557,9 @@ class CodeflowMagics(Magics):
         record = self._run(flow, request, args, settings, cell_id, cells, approved_code)
         if record is None:
             return
+        if isinstance(record, PlanRecord):
+            self._finish_plan(record, request, cell_id)
+            return
         self.history.append(record)
         self._origins[record.run_id] = Origin(request, line, cell_id, flow)
         self._show(record)
@@ -554,6 +582,38 @@ class CodeflowMagics(Magics):
                     break
             discarded.discard(cell)
         return self._closed
+
+    def _finish_plan(self, plan: PlanRecord, request: str, cell_id: str | None) -> None:
+        """Show the plan under the request; its steps go into cells below it (through the
+        extension, or by `codeflow run`), else the code comes back as the next input."""
+        from IPython.core.display_functions import publish_display_data
+
+        from .notebook import plan_cells, plan_request_metadata
+        from .report import plan_bundle
+
+        self.plans.append(plan)
+        link = self._connected_link()
+        if link is None:  # nowhere to put the step cells: their outputs show here
+            for step in plan.steps:
+                if step.record is not None and step.state == "ok":
+                    self._show_outputs(step.record)
+        publish_display_data(data=plan_bundle(plan))
+        data = plan.to_dict()
+        if link is not None and cell_id and hasattr(link, "write_plan"):
+            try:
+                if link.write_plan(
+                    cell_id,
+                    plan_cells(data, cell_id),
+                    plan_request_metadata(data, request=request),
+                ):
+                    return
+            except Exception:
+                pass
+        code = "\n\n".join(
+            (s.record.final_code if s.record else s.code).rstrip() for s in plan.steps
+        )
+        if code.strip() and self.shell is not None:
+            self.shell.set_next_input(code)
 
     def _sidebar_approval(self, cell_id: str | None) -> str:
         """The code the sidebar's Run approves: what the linked cell holds now (the user may
@@ -638,7 +698,7 @@ class CodeflowMagics(Magics):
         cell_id: str | None,
         cells: tuple[tuple[str, str], ...] = (),
         approved_code: str | None = None,
-    ) -> RunRecord | None:
+    ) -> RunRecord | PlanRecord | None:
         from .executors.inline import InlineExecutor, MainThreadPump
 
         pump = MainThreadPump()
@@ -650,8 +710,16 @@ class CodeflowMagics(Magics):
             executor.pump = pump
         link = self._connected_link()
         progress = Progress(request, settings.improvement.max_attempts, link, cell_id or "")
-        future = flow.submit(
-            flow.arun(
+        if args.steps:
+            job = flow.aplan(
+                request,
+                max_steps=args.max_steps or DEFAULT_MAX_STEPS,
+                check=args.check,
+                on_event=progress.on_event,
+                notebook=cells,
+            )
+        else:
+            job = flow.arun(
                 request,
                 check=args.check,
                 verify=args.verify,
@@ -659,7 +727,7 @@ class CodeflowMagics(Magics):
                 notebook=cells,
                 approved_code=approved_code,
             )
-        )
+        future = flow.submit(job)
         self.last_progress = progress
         try:
             try:
@@ -677,7 +745,7 @@ class CodeflowMagics(Magics):
                 print("codeflow: interrupted")
                 return None
             try:
-                record: RunRecord = future.result()
+                record: RunRecord | PlanRecord = future.result()
             except CodeFlowError as exc:
                 self._clear()
                 partial = exc.record if isinstance(exc, ProviderError) else None
@@ -696,7 +764,7 @@ class CodeflowMagics(Magics):
             if isinstance(executor, InlineExecutor):
                 executor.pump = None
         progress.tick(force=True, render=False)  # flush the last events to the panel
-        if link is not None:
+        if link is not None and isinstance(record, RunRecord):
             try:
                 link.send_record(cell_id or "", record.to_dict())
             except Exception:
@@ -717,11 +785,19 @@ class CodeflowMagics(Magics):
         The record bundle carries the status line itself (rendered by the extension, or in its
         HTML/text fallbacks), so no separate status output is published: it would show twice.
         """
-        import sys
 
         from IPython.core.display_functions import publish_display_data
 
         from .report import record_bundle
+
+        self._show_outputs(record)
+        publish_display_data(data=record_bundle(record))
+
+    @staticmethod
+    def _show_outputs(record: RunRecord) -> None:
+        import sys
+
+        from IPython.core.display_functions import publish_display_data
 
         for warning in record.warnings:
             sys.stderr.write(f"codeflow: warning: {warning}\n")
@@ -739,7 +815,6 @@ class CodeflowMagics(Magics):
                     or f"{out.get('ename')}: {out.get('evalue')}"
                 )
                 sys.stderr.write(text + "\n")
-        publish_display_data(data=record_bundle(record))
 
     def _write_back(
         self, record: RunRecord, request: str, line: str, mode: str, cell_id: str | None

@@ -376,3 +376,91 @@ class FlowEvent:
     kind: str
     attempt: int = 0
     data: dict[str, Any] = field(default_factory=dict)
+
+
+PLAN_MIME = "application/vnd.codeflow.plan+json"
+"""The output of a `--steps` request: the plan and each step's run."""
+
+StepState = Literal["ok", "failed", "not_run"]
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of a plan: what the model wrote for it, and what came of running it."""
+
+    number: int
+    title: str
+    prose: str
+    code: str
+    language: str
+    state: str = "not_run"
+    """`ok`, `failed` (after its attempts) or `not_run` (an earlier step failed)."""
+    record: RunRecord | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "title": self.title,
+            "prose": self.prose,
+            "code": self.code,
+            "language": self.language,
+            "state": self.state,
+            "record": self.record.to_dict() if self.record else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepRecord:
+        rec = data.get("record")
+        return cls(
+            number=int(data["number"]),
+            title=str(data.get("title", "")),
+            prose=str(data.get("prose", "")),
+            code=str(data.get("code", "")),
+            language=str(data.get("language", "python")),
+            state=str(data.get("state", "not_run")),
+            record=RunRecord.from_dict(rec) if isinstance(rec, dict) else None,
+        )
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """The outcome of a step-plan request: the JSON contract the notebook and reports read."""
+
+    request: str
+    model: str
+    success: bool
+    steps: tuple[StepRecord, ...]
+    metrics: Metrics
+    run_id: str = ""
+    stop_reason: str = "success"
+    """`success`, `step_failed`, `bad_plan`, `token_budget`, `cost_budget`, provider stops."""
+    error: str | None = None
+    """Why there is no (usable) plan: the model's answer was not one, or it was too long."""
+    plan_text: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request": self.request,
+            "model": self.model,
+            "success": self.success,
+            "steps": [s.to_dict() for s in self.steps],
+            "metrics": self.metrics.to_dict(),
+            "run_id": self.run_id,
+            "stop_reason": self.stop_reason,
+            "error": self.error,
+            "plan_text": self.plan_text,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanRecord:
+        return cls(
+            request=str(data.get("request", "")),
+            model=str(data.get("model", "")),
+            success=bool(data.get("success")),
+            steps=tuple(StepRecord.from_dict(s) for s in data.get("steps", ())),
+            metrics=Metrics.from_dict(data.get("metrics", {})),
+            run_id=str(data.get("run_id", "")),
+            stop_reason=str(data.get("stop_reason", "")),
+            error=data.get("error"),
+            plan_text=str(data.get("plan_text", "")),
+        )

@@ -167,6 +167,7 @@ REQUEST_METADATA_KEYS: tuple[str, ...] = (
     "linked_cell_id",
     "review",
     "undone",
+    "steps",
 )
 """The one shape of a request cell's `metadata.codeflow` (the labextension reads the same)."""
 
@@ -202,6 +203,7 @@ def request_metadata(
         "linked_cell_id": linked_cell_id,
         "review": review_state(record),
         "undone": undone,
+        "steps": None,
     }
 
 
@@ -384,3 +386,185 @@ def mark_finished(nb: Notebook) -> None:
         meta.pop(RUN_KEY, None)
         if not meta:
             nb["metadata"].pop(META_KEY, None)
+
+
+# -- step plans ---------------------------------------------------------------------------------
+
+PLAN_CELL_KEYS: tuple[str, ...] = (
+    "plan_of",
+    "step",
+    "role",
+    "run_id",
+    "state",
+    "written_hash",
+    "history",
+)
+"""The one shape of `metadata.codeflow` of a plan's step cells (a markdown and a code cell per
+step, below their request cell)."""
+
+
+def find_plan(outputs: Any) -> dict[str, Any] | None:
+    """The last plan record among a cell's outputs."""
+    from .models import PLAN_MIME
+
+    found: dict[str, Any] | None = None
+    for out in outputs or ():
+        data = out.get("data") if isinstance(out, Mapping) else None
+        if isinstance(data, Mapping) and isinstance(data.get(PLAN_MIME), Mapping):
+            found = dict(data[PLAN_MIME])
+    return found
+
+
+def plan_summary(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One short line of facts per step (no code: metadata must stay small)."""
+    rows = []
+    for step in plan.get("steps", ()):
+        record = step.get("record") or {}
+        rows.append(
+            {
+                "number": step.get("number"),
+                "title": str(step.get("title", ""))[:200],
+                "state": step.get("state", "not_run"),
+                "attempts": len(record.get("attempts", ())),
+                "history": attempts_summary(record) if record else [],
+            }
+        )
+    return rows
+
+
+def plan_request_metadata(plan: Mapping[str, Any], *, request: str) -> dict[str, Any]:
+    """`metadata.codeflow` of a `--steps` request cell: the usual shape, with `steps`."""
+    steps = plan_summary(plan)
+    meta: dict[str, Any] = {key: None for key in REQUEST_METADATA_KEYS}
+    meta.update(
+        {
+            "request": request,
+            "model": str(plan.get("model", "")),
+            "success": bool(plan.get("success")),
+            "attempts": sum(int(s["attempts"]) for s in steps),
+            "history": [],
+            "run_id": str(plan.get("run_id", "")),
+            "cache_keys": [
+                a.get("cache_key")
+                for s in plan.get("steps", ())
+                for a in (s.get("record") or {}).get("attempts", ())
+                if a.get("cache_key")
+            ],
+            "undone": False,
+            "steps": steps,
+        }
+    )
+    if plan.get("error"):
+        meta["error"] = str(plan["error"])
+        meta["stop_reason"] = str(plan.get("stop_reason", ""))
+    return meta
+
+
+def plan_cells(plan: Mapping[str, Any], request_id: str) -> list[dict[str, Any]]:
+    """The cells a plan puts below its request, as plain dicts (markdown, then code, per
+    step): a step that ran carries the outputs of its working (or last) attempt."""
+    from .plan import Step, step_markdown
+
+    cells: list[dict[str, Any]] = []
+    for step in plan.get("steps", ()):
+        record = step.get("record") or {}
+        number = int(step.get("number", len(cells) // 2 + 1))
+        state = str(step.get("state", "not_run"))
+        title = str(step.get("title", f"Step {number}"))
+        prose = str(step.get("prose", ""))
+        text = step_markdown(Step(number, title, prose, "", ""))
+        code = str(record.get("final_code") or step.get("code", "")).rstrip("\n")
+        if step.get("language") == "bash" and not code.startswith("%%bash"):
+            code = "%%bash\n" + code
+        base = {"plan_of": request_id, "step": number, "run_id": str(record.get("run_id", ""))}
+        cells.append(
+            {
+                "cell_type": "markdown",
+                "source": text,
+                "metadata": {META_KEY: {**base, "role": "markdown", "state": state, "history": []}},
+            }
+        )
+        cells.append(
+            {
+                "cell_type": "code",
+                "source": code,
+                "outputs": [_cell_output(o) for o in record.get("outputs", ())]
+                if state == "ok"
+                else [],
+                "metadata": {
+                    META_KEY: {
+                        **base,
+                        "role": "code",
+                        "state": state,
+                        "written_hash": source_hash(code),
+                        "history": attempts_summary(record) if record else [],
+                    }
+                },
+            }
+        )
+    return cells
+
+
+def _cell_output(out: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's output as a notebook cell holds it (an execute_result needs its count)."""
+    cell = dict(out)
+    if cell.get("output_type") == "execute_result":
+        cell.setdefault("execution_count", None)
+        cell.setdefault("metadata", {})
+    elif cell.get("output_type") == "display_data":
+        cell.setdefault("metadata", {})
+    return cell
+
+
+def _plan_cell_ids(nb: Notebook, request_id: str) -> list[int]:
+    return [
+        i
+        for i, cell in enumerate(nb["cells"])
+        if isinstance(meta := cell.get("metadata", {}).get(META_KEY), Mapping)
+        and meta.get("plan_of") == request_id
+    ]
+
+
+def apply_plan(nb: Notebook, index: int, plan: Mapping[str, Any]) -> list[str]:
+    """Write a plan's steps below the request cell at `index`; returns the ids of the cells
+    that now hold them.
+
+    A re-run replaces the earlier steps' cells where they were (never duplicates them). A
+    step code cell the user edited is kept, unlinked, and the new code goes right below it.
+    """
+    import nbformat
+
+    ensure_cell_ids(nb)
+    request = nb["cells"][index]
+    request_id = str(request["id"])
+    parts = split_request(cell_source(request))
+    text = parts[1].strip("\n") if parts else str(plan.get("request", ""))
+    request.setdefault("metadata", {})[META_KEY] = plan_request_metadata(plan, request=text)
+    old = _plan_cell_ids(nb, request_id)
+    at = old[0] if old else index + 1
+    kept: list[Any] = []
+    for i in reversed(old):
+        cell = nb["cells"][i]
+        if cell.get("cell_type") == "code" and is_edited(cell):
+            cell["metadata"].pop(META_KEY, None)  # the user's own cell now; it stays
+            kept.append(cell)
+        else:
+            del nb["cells"][i]
+    if kept:  # the new steps go below the last cell the user edited
+        at = 1 + max(i for i, c in enumerate(nb["cells"]) if any(c is k for k in kept))
+    existing = {str(c.get("id")) for c in nb["cells"]}
+    ids: list[str] = []
+    for offset, spec in enumerate(plan_cells(plan, request_id)):
+        if spec["cell_type"] == "markdown":
+            cell = nbformat.v4.new_markdown_cell(spec["source"])  # type: ignore[no-untyped-call]
+        else:
+            cell = nbformat.v4.new_code_cell(spec["source"])  # type: ignore[no-untyped-call]
+            cell["outputs"] = [nbformat.from_dict(o) for o in spec["outputs"]]  # type: ignore[no-untyped-call]
+        cell["metadata"] = spec["metadata"]
+        cell["id"] = new_cell_id()
+        while cell["id"] in existing:
+            cell["id"] = new_cell_id()
+        existing.add(cell["id"])
+        nb["cells"].insert(at + offset, cell)
+        ids.append(str(cell["id"]))
+    return ids

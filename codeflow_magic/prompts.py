@@ -322,6 +322,40 @@ def build_generate(
     )
 
 
+def build_plan(
+    request: str,
+    *,
+    language: str,
+    state: str,
+    grounding: Grounding | None,
+    max_steps: int,
+    max_tokens: int,
+    temperature: float | None,
+) -> LLMRequest:
+    """The prompt asking for a step plan; it starts with the run's usual stable prefix."""
+    ground = grounding or Grounding()
+    prefix = stable_prefix(request, Start(language, state, ground))
+    ask = (
+        f"Answer with a plan of at most {max_steps} steps that together do the request, in "
+        "order. Each step is:\n"
+        "## <short title>\n"
+        "<at most three short lines saying what the step does and why>\n"
+        "```python\n<the code of this step only>\n```\n"
+        "Exactly one fenced code block per step. Steps run one after another in the same "
+        "kernel, so later steps use the variables of earlier ones. Keep each step small "
+        "enough to check on its own (load, clean, compute, show). No text after the last "
+        "step."
+    )
+    return LLMRequest(
+        system=SYSTEM_PROMPT,
+        messages=(_cached_message(prefix, (ask,)),),
+        max_tokens=max_tokens,
+        temperature=temperature,
+        purpose="plan",
+        volatile=(_environment_block(ground),),
+    )
+
+
 ERROR_CHARS = 1000
 """Room for each error line of a fix prompt (error, likely cause, failing line): an exception
 message can be megabytes long, and the prompt must not grow with it."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .formats import dollars
-from .models import RECORD_MIME, RunRecord
+from .models import PLAN_MIME, RECORD_MIME, Metrics, PlanRecord, RunRecord
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TRACEBACK_LINES = 12
@@ -233,6 +233,61 @@ def record_bundle(record: RunRecord | Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def plan_status(plan: PlanRecord) -> str:
+    """One line for a step plan: outcome, steps, time, tokens, cost."""
+    m = plan.metrics
+    ran = sum(1 for s in plan.steps if s.state == "ok")
+    if plan.success:
+        head = f"✓ plan of {len(plan.steps)} steps done"
+    elif not plan.steps:
+        head = f"✗ no usable plan: {plan.error or plan.stop_reason}"
+    else:
+        failed = next((s for s in plan.steps if s.state == "failed"), None)
+        where = f"step {failed.number} failed" if failed else plan.stop_reason.replace("_", " ")
+        head = f"✗ plan stopped: {where} ({ran} of {len(plan.steps)} steps ran)"
+    parts = [head, seconds(m.total_s), f"{m.input_tokens + m.output_tokens} tokens"]
+    if m.cost_usd > 0:
+        parts.append(dollars(m.cost_usd))
+    if m.cache_hits:
+        parts.append(f"{m.cache_hits} from cache")
+    return " · ".join(parts)
+
+
+def plan_text(plan: PlanRecord) -> str:
+    lines = [plan_status(plan)]
+    for step in plan.steps:
+        state = {"ok": "ok", "failed": "failed", "not_run": "not run"}.get(step.state, step.state)
+        tries = len(step.record.attempts) if step.record else 0
+        extra = f" after {tries} attempts" if tries > 1 else ""
+        lines.append(f"  step {step.number} {step.title}: {state}{extra}")
+    return "\n".join(lines)
+
+
+def plan_html(plan: PlanRecord) -> str:
+    colour = "#1a7f37" if plan.success else "#cf222e"
+    rows = "".join(
+        f"<li>Step {s.number}: {_esc(s.title)} · "
+        f"{_esc({'ok': 'ok', 'failed': 'failed', 'not_run': 'not run'}.get(s.state, s.state))}"
+        + (f"<div>{record_html(s.record)}</div>" if s.record else "")
+        + "</li>"
+        for s in plan.steps
+    )
+    return (
+        '<div class="codeflow-plan" style="font-family:sans-serif;font-size:13px">'
+        f'<div style="color:{colour};font-weight:600">{_esc(plan_status(plan))}</div>'
+        f'<ol style="margin:4px 0;padding-left:18px;list-style:none">{rows}</ol></div>'
+    )
+
+
+def plan_bundle(plan: PlanRecord) -> dict[str, Any]:
+    """The display_data bundle of a step plan (the notebook's write-back reads the JSON)."""
+    return {
+        PLAN_MIME: plan.to_dict(),
+        "text/html": plan_html(plan),
+        "text/plain": plan_text(plan),
+    }
+
+
 # ---------------------------------------------------------------- notebook outputs
 
 
@@ -334,11 +389,15 @@ class NotebookSummary:
 
 
 def summarize(nb: Any, name: str, errors: Sequence[str] = ()) -> NotebookSummary:
-    from .notebook import history
+    from .notebook import find_plan, history
 
     rows: list[RequestRow] = []
     for item in history(nb):
         cell = nb["cells"][item["index"]]
+        plan = find_plan(cell.get("outputs"))
+        if plan is not None:  # a step plan: one row per step
+            rows += _plan_rows(item["index"], item["request"], plan)
+            continue
         data = item["record"]
         record = RunRecord.from_dict(data) if data else None
         if record is not None:  # the final attempt's outputs, whatever the cell shows
@@ -348,6 +407,41 @@ def summarize(nb: Any, name: str, errors: Sequence[str] = ()) -> NotebookSummary
         rows.append(RequestRow(item["index"], item["request"], record, outputs))
     code_cells = sum(1 for c in nb["cells"] if c.get("cell_type") == "code")
     return NotebookSummary(name, len(nb["cells"]), code_cells, rows, list(errors))
+
+
+def _plan_rows(index: int, request: str, plan: Mapping[str, Any]) -> list[RequestRow]:
+    """A plan's steps as report rows ("not run" for the steps after a failed one); a plan
+    the model never gave is one row with a failed run that says why."""
+    first = request.splitlines()[0][:80] if request else ""
+    rows: list[RequestRow] = []
+    for step in plan.get("steps", ()):
+        data = step.get("record")
+        record = RunRecord.from_dict(data) if isinstance(data, dict) else None
+        label = f"{first} · step {step.get('number')}: {step.get('title', '')}"
+        rows.append(
+            RequestRow(index, label, record, [dict(o) for o in record.outputs] if record else [])
+        )
+    if not rows:
+        error = str(plan.get("error") or "no plan")
+        rows.append(
+            RequestRow(
+                index,
+                f"{first} · plan",
+                RunRecord(
+                    request=request,
+                    language="python",
+                    model=str(plan.get("model", "")),
+                    success=False,
+                    final_code="",
+                    outputs=(),
+                    attempts=(),
+                    metrics=Metrics.from_dict(plan.get("metrics", {})),
+                    stop_reason=str(plan.get("stop_reason", "bad_plan")),
+                    error=error,
+                ),
+            )
+        )
+    return rows
 
 
 def _error_classes(record: RunRecord) -> str:

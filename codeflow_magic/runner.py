@@ -589,6 +589,7 @@ async def _execute_cells(
         apply_writeback,
         ensure_cell_ids,
         find_linked_cell,
+        find_plan,
         find_record,
         is_edited,
         review_state,
@@ -676,7 +677,10 @@ async def _execute_cells(
             elif failure:
                 run.notes.append(f"{failure} (kept going: --allow-errors)")
             parts = split_request(cell.get("source", "")) if cell.cell_type == "code" else None
-            if parts is not None:
+            plan = find_plan(cell.get("outputs")) if parts is not None else None
+            if plan is not None:
+                produced.update(_write_plan(run, nb, index, plan))
+            elif parts is not None:
                 record = find_record(cell.get("outputs"))
                 if record is None:
                     run.failed_requests.append(f"cell {index + 1}: no codeflow result")
@@ -723,6 +727,26 @@ async def _execute_cells(
             raise
         finally:
             log.close()
+
+
+def _write_plan(run: NotebookRun, nb: Any, index: int, plan: dict[str, Any]) -> list[str]:
+    """A `--steps` request: its steps into cells below it, each with its own outputs; the
+    request cell keeps only the plan (the step outputs would show twice)."""
+    from .models import PLAN_MIME
+    from .notebook import apply_plan
+
+    cell = nb.cells[index]
+    cell["outputs"] = [o for o in cell.get("outputs", ()) if PLAN_MIME in o.get("data", {})]
+    asked = repr(str(plan.get("request", ""))[:60])
+    if not plan.get("success"):
+        failed = [s for s in plan.get("steps", ()) if s.get("state") == "failed"]
+        why = (
+            f"step {failed[0].get('number')} ({failed[0].get('title', '')}) failed"
+            if failed
+            else str(plan.get("error") or plan.get("stop_reason", "failed"))
+        )
+        run.failed_requests.append(f"cell {index + 1}: {asked}: {why}")
+    return apply_plan(nb, index, plan)
 
 
 async def _capture_fd_output(kc: Any) -> None:
