@@ -21,8 +21,7 @@ from .executors import make_executor
 from .executors.base import Executor
 from .executors.limits import parse_size
 from .flow import EventCallback, Flow, FlowOptions, InstallConfirm
-from .models import Finding, Output, PlanRecord, RunRecord
-from .plan import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT
+from .models import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, Finding, Output, PlanRecord, RunRecord
 from .providers.base import Provider
 
 T = TypeVar("T")

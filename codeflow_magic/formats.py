@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from .models import Output, RunRecord
+from .models import Output, PlanRecord, RunRecord
 
 
 def dollars(value: float) -> str:
@@ -167,3 +167,24 @@ def render(record: RunRecord, fmt: str, *, history: bool = True, metrics: bool =
     if fmt == "plain":
         return to_plain(record, history=history, metrics=metrics)
     return to_markdown(record, history=history, metrics=metrics)
+
+
+def render_plan(plan: PlanRecord, fmt: str, *, history: bool = True, metrics: bool = True) -> str:
+    """A step plan: JSON as the record is, or each step's run as `render` shows a run."""
+    import json
+
+    if fmt == "json":
+        return json.dumps(plan.to_dict(), indent=2, default=str) + "\n"
+    from .report import plan_text
+
+    parts = [plan_text(plan)]
+    for step in plan.steps:
+        heading = f"Step {step.number}: {step.title}"
+        parts.append(f"## {heading}" if fmt == "markdown" else heading)
+        if step.prose:
+            parts.append(step.prose)
+        if step.record is None:
+            parts.append(f"(not run)\n{step.code}")
+            continue
+        parts.append(render(step.record, fmt, history=history, metrics=metrics).rstrip())
+    return "\n\n".join(parts) + "\n"

@@ -30,8 +30,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from .errors import CodeFlowError, ProviderError
 from .errors import UsageError as CodeflowUsageError
 from .executors import BACKENDS
-from .models import FlowEvent, PlanRecord, RunRecord
-from .plan import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT
+from .models import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, FlowEvent, PlanRecord, RunRecord
 from .review import (
     Origin,
     parse_target,
@@ -71,16 +70,10 @@ def _setting_type(key: str) -> Callable[[str], Any]:
 
 
 def _steps_type(text: str) -> int:
-    """`--max-steps`: a whole number of steps within the allowed range."""
-    import argparse
+    """`--max-steps`, checked where plans are (loaded only when the option is used)."""
+    from .plan import steps_count as check
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= MAX_STEPS_LIMIT:
-        raise argparse.ArgumentTypeError(f"{value} is not 1 to {MAX_STEPS_LIMIT}")
-    return value
+    return check(text)
 
 
 PROGRESS_INTERVAL = 0.2

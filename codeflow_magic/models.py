@@ -378,6 +378,10 @@ class FlowEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+DEFAULT_MAX_STEPS = 8
+MAX_STEPS_LIMIT = 30
+"""How many steps a plan may have by default, and at most (`--max-steps`)."""
+
 PLAN_MIME = "application/vnd.codeflow.plan+json"
 """The output of a `--steps` request: the plan and each step's run."""
 

@@ -560,6 +560,8 @@ def apply_plan(nb: Notebook, index: int, plan: Mapping[str, Any]) -> list[str]:
         else:
             cell = nbformat.v4.new_code_cell(spec["source"])  # type: ignore[no-untyped-call]
             cell["outputs"] = [nbformat.from_dict(o) for o in spec["outputs"]]  # type: ignore[no-untyped-call]
+            if cell["outputs"]:  # it ran as part of the request cell's execution
+                cell["execution_count"] = request.get("execution_count")
         cell["metadata"] = spec["metadata"]
         cell["id"] = new_cell_id()
         while cell["id"] in existing:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import CodeFlowError
+from .models import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT
 from .prompts import (
     OTHER_TAGS_NOT_CODE,
     guess_language,
@@ -21,8 +22,6 @@ from .prompts import (
     tag_language,
 )
 
-DEFAULT_MAX_STEPS = 8
-MAX_STEPS_LIMIT = 30
 PROSE_CHARS = 600
 """A step's prose as kept (the heading says what it does; the prose says why, briefly)."""
 
@@ -31,6 +30,9 @@ _HEADING = re.compile(
     re.I,
 )
 _STEP_LINE = re.compile(r"^\s{0,3}step\s*(?P<n>\d+)\s*[:.)-]\s*(?P<title>.+?)\s*$", re.I)
+
+
+__all__ = ["DEFAULT_MAX_STEPS", "MAX_STEPS_LIMIT", "PlanError", "Step", "parse_plan"]
 
 
 class PlanError(CodeFlowError):
@@ -111,6 +113,19 @@ def check_steps(steps: Sequence[Step], max_steps: int) -> None:
             f"the model's plan has {len(steps)} steps; at most {max_steps} are allowed "
             "(--max-steps)"
         )
+
+
+def steps_count(text: str) -> int:
+    """`--max-steps` (magic and CLI): a whole number within the allowed range."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_STEPS_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 to {MAX_STEPS_LIMIT}")
+    return value
 
 
 def step_request(request: str, step: Step, total: int) -> str:

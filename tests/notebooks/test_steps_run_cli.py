@@ -157,3 +157,71 @@ def test_bad_plans_are_clear_failures(tmp_path: Path) -> None:
     assert [c.metadata["codeflow"]["state"] for c in cells[1::2]] == ["failed", "not_run"]
     history = cells[1].metadata["codeflow"]["history"]
     assert history[0]["ename"] == "UnknownLanguage"
+
+
+def test_codeflow_new_writes_a_notebook_that_replays_identically(tmp_path: Path) -> None:
+    (tmp_path / "numbers.csv").write_text("value\n3\n4\n5\n")
+    with ModelServer() as server:
+        server.add_rule("name 'valuez' is not defined", PY.format(
+            "squares = [v * v for v in values]\nprint('squares', squares)"
+        ))  # fmt: skip
+        server.add_rule("Request:\nsum of squares", PLAN)
+        made = codeflow(
+            "new", "sum of squares of three numbers", "--data", "numbers.csv",
+            "-o", "analysis.ipynb", "--report", "analysis.html",
+            env=server.env(), cwd=tmp_path,
+        )  # fmt: skip
+        prompt = server.prompts()[0]
+    assert made.code == 0, made.stderr
+    assert "numbers.csv" in prompt and "value" in prompt  # the data file was previewed
+    nb = nbformat.read(tmp_path / "analysis.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert nb.cells[0].source.startswith("# Sum of squares of three numbers")
+    assert nb.cells[2].source.startswith("%%codeflow --steps\nsum of squares")
+    cells = steps_below(nb, 2)
+    assert [stream_text(c) for c in cells[1::2]] == [
+        "made 3\n",
+        "squares [9, 16, 25]\n",
+        "total 50\n",
+    ]
+    assert "step 2: Square them" in (tmp_path / "analysis.html").read_text()
+
+    offline = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "CODEFLOW_CACHE": "replay"}
+    again = codeflow("run", "analysis.ipynb", "-o", "again.ipynb", env=offline, cwd=tmp_path)
+    assert again.code == 0, again.stderr
+    rerun = nbformat.read(tmp_path / "again.ipynb", as_version=4)
+    assert [c.source for c in rerun.cells] == [c.source for c in nb.cells]
+    assert [stream_text(c) for c in rerun.cells] == [stream_text(c) for c in nb.cells]
+
+    # nbval re-executes the written notebook cell by cell (the only notebook in its folder, as
+    # the magic finds its notebook by the request when no frontend names it)
+    (tmp_path / "again.ipynb").unlink()
+    import subprocess
+    import sys
+
+    check = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+         "analysis.ipynb", "--nbval-current-env"],
+        cwd=tmp_path, env={**__import__("os").environ, **offline},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout[-3000:]
+
+
+def test_codeflow_new_refuses_bad_input_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "taken.ipynb").write_text("keep me")
+    cases = [
+        (["new", "", "-o", "a.ipynb"], "the request is empty"),
+        (["new", "do it", "-o", "taken.ipynb"], "exists"),
+        (["new", "do it", "-o", "a.txt"], "NAME.ipynb"),
+        (["new", "do it", "--data", "missing.csv", "-o", "a.ipynb"], "no such file"),
+        (["new", "do it", "-o", "a.ipynb", "--max-steps", "0"], "--max-steps"),
+        (["new", "do it", "-o", "a.ipynb", "improvement.nonsense=1"], "nonsense"),
+    ]
+    for args, message in cases:
+        result = codeflow(*args, cwd=tmp_path)
+        assert result.code == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert (tmp_path / "taken.ipynb").read_text() == "keep me"
+    assert not (tmp_path / "a.ipynb").exists()
