@@ -45,6 +45,43 @@ RULES: list[tuple[str, str]] = [
         + SH.format('lines=$(wc -l < data/sales.csv)\necho "data/sales.csv has $lines lines"'),
     ),
     (
+        "Column not found: revenu",
+        "Root cause: the column is `revenue`; `revenu` is a typo.\nFix: use `revenue`.\n\n"
+        + PY.format(
+            "by_product = sales.groupby('product')['revenue'].sum().sort_values(ascending=False)\n"
+            "best_product = by_product.index[0]\n"
+            "print(by_product.round(2).to_string())"
+        ),
+    ),
+    (
+        "Request:\nFind the best-selling product by revenue in data/sales.csv",
+        "## Load the sales\n"
+        "Read the file with the dates parsed and add the revenue of each row.\n"
+        + PY.format(
+            "import pandas as pd\n\n"
+            "sales = pd.read_csv('data/sales.csv', parse_dates=['date'])\n"
+            "sales['revenue'] = sales['units'] * sales['price']\n"
+            "print(len(sales), 'rows from', sales['date'].min().date(), 'to', "
+            "sales['date'].max().date())"
+        )
+        + "\n\n## Revenue per product\n"
+        "Total revenue of each product, largest first.\n"
+        + PY.format(
+            "by_product = sales.groupby('product')['revenu'].sum().sort_values(ascending=False)\n"
+            "best_product = by_product.index[0]\n"
+            "print(by_product.round(2).to_string())"
+        )
+        + "\n\n## Plot the totals\n"
+        "A bar chart, the best seller first.\n"
+        + PY.format(
+            "import matplotlib.pyplot as plt\n\n"
+            "ax = by_product.plot(kind='bar', figsize=(6, 3), title='Revenue per product')\n"
+            "ax.set_ylabel('revenue')\n"
+            "plt.show()\n"
+            "print('best seller:', best_product)"
+        ),
+    ),
+    (
         "Request:\nCompute the mean and the standard deviation of numbers",
         "Using the standard library:\n\n"
         + PY.format(
@@ -149,6 +186,22 @@ NOTEBOOKS: dict[str, list[dict[str, Any]]] = {
             "a line chart"
         ),
         code("print(monthly_revenue.round(2).to_string())", (CHECK,)),
+    ],
+    "steps.ipynb": [
+        markdown(
+            "# A request in steps\n\n"
+            "`%%codeflow --steps` asks for a plan: each step becomes a markdown cell and a code "
+            "cell below the request, and runs through the usual loop. Here the second step "
+            "first uses a misspelt column; codeflow fixes that step and goes on. The step "
+            "cells keep their outputs and, in their metadata, the history of their attempts."
+        ),
+        code("%load_ext codeflow_magic"),
+        code(
+            "%%codeflow --steps\n"
+            "Find the best-selling product by revenue in data/sales.csv (units times price), "
+            "store it in best_product, and plot the revenue of every product"
+        ),
+        code("print('best seller:', best_product)", (CHECK,)),
     ],
     "bash_basics.ipynb": [
         markdown(
