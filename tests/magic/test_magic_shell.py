@@ -370,3 +370,41 @@ def test_risky_review_holds_only_code_with_findings(
     held = magics.history[-1]
     assert held.stop_reason == "awaiting_review"
     assert held.attempts[0].findings
+
+
+def test_steps_run_in_order_in_the_notebook_shell(
+    shell: InteractiveShell, magics: CodeflowMagics, server: ModelServer
+) -> None:
+    plan = (
+        "## Make\n```python\nstep_values = [1, 2]\nprint('made')\n```\n"
+        "## Double\n```python\nstep_double = [v * 2 for v in step_valuez]\n```\n"
+        "## Show\n```python\nprint('double', step_double)\n```\n"
+    )
+    server.add_rule(
+        "name 'step_valuez' is not defined",
+        PY.format("step_double = [v * 2 for v in step_values]"),
+    )
+    server.add_rule("Request:\ndouble two numbers", plan)
+    shell.rl_next_input = None
+    out = io.StringIO()
+    saved, sys.stdout = sys.stdout, out
+    try:
+        result = run(shell, "%%codeflow --steps\ndouble two numbers")
+    finally:
+        sys.stdout = saved
+    assert result.error_in_exec is None
+    record = magics.plans[-1]
+    assert record.success and [s.state for s in record.steps] == ["ok", "ok", "ok"]
+    assert [len(s.record.attempts) for s in record.steps if s.record] == [1, 2, 1]
+    assert record.steps[1].record and record.steps[1].record.attempts[0].kind == "plan"
+    assert shell.user_ns["step_double"] == [2, 4]
+    lines = out.getvalue().splitlines()
+    assert lines.index("made") < lines.index("double [2, 4]")
+    assert "plan of 3 steps done" in out.getvalue()
+    # without a frontend the steps' code comes back as the next input, in order
+    assert shell.rl_next_input is not None
+    assert shell.rl_next_input.index("step_values = [1, 2]") < shell.rl_next_input.index(
+        "print('double', step_double)"
+    )
+    bad = run(shell, "%%codeflow --steps --max-steps 99\ndouble two numbers")
+    assert isinstance(bad.error_in_exec, UsageError)
