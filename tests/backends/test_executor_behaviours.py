@@ -140,3 +140,20 @@ async def test_shutdown_during_a_run_ends_it_as_a_failure(executor: KernelExecut
     assert result.status == "died" and result.ename == "KernelShutdown", result
     assert "shut down" in result.evalue and not result.state_kept
     assert stdout(result) == "started\n"
+
+
+@pytest.mark.parametrize("executor", BACKENDS, indirect=True)
+async def test_a_failed_attempt_is_rolled_back_on_every_backend(executor: KernelExecutor) -> None:
+    from codeflow_magic import rollback
+
+    assert (await executor.execute("kept = [1, 2]\nlevel = 1")).ok
+    begun = await rollback.call(executor, "begin", token="b", max_bytes=64 * 1024**2)
+    assert begun.get("names", 0) >= 2, begun
+    failed = await executor.execute("kept.append(3)\nlevel = 2\nextra = 1\nraise ValueError")
+    assert failed.status == "error"
+    back = await rollback.call(executor, "rollback", token="b", code="")
+    assert back["ok"] and back["removed"] == ["extra"], back
+    assert stdout(await executor.execute("print(kept, level, 'extra' in dir())")) == (
+        "[1, 2] 1 False\n"
+    )
+    await rollback.call(executor, "discard", token="b")

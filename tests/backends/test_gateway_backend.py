@@ -63,6 +63,19 @@ async def test_timeout_interrupts_and_keeps_state(gateway: GatewayExecutor) -> N
     await eb.check_endless_loop(gateway)
 
 
+async def test_a_failed_attempt_is_rolled_back(gateway: GatewayExecutor) -> None:
+    from codeflow_magic import rollback
+
+    assert (await gateway.execute("gw_kept = {'a': 1}")).ok
+    await rollback.call(gateway, "begin", token="g", max_bytes=64 * 1024**2)
+    await gateway.execute("gw_kept['b'] = 2\ngw_extra = 1\nraise ValueError")
+    back = await rollback.call(gateway, "rollback", token="g", code="")
+    assert back["ok"] and back["removed"] == ["gw_extra"], back
+    shown = await gateway.execute("print(gw_kept, 'gw_extra' in dir())")
+    assert "".join(str(o.get("text", "")) for o in shown.outputs) == "{'a': 1} False\n"
+    await rollback.call(gateway, "discard", token="g")
+
+
 async def test_bash(gateway: GatewayExecutor) -> None:
     await eb.check_bash(gateway)
 
@@ -125,7 +138,9 @@ async def test_wrong_token_is_a_clear_error(gateway_url: str) -> None:
 
 
 async def test_unreachable_gateway_is_a_clear_error() -> None:
-    ex = GatewayExecutor(url=f"http://127.0.0.1:{gatewayserver.free_port()}", token=TOKEN, connect_timeout=5)
+    ex = GatewayExecutor(
+        url=f"http://127.0.0.1:{gatewayserver.free_port()}", token=TOKEN, connect_timeout=5
+    )
     with pytest.raises(BackendUnavailable, match="unreachable"):
         await ex.start()
 
