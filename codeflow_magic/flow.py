@@ -517,9 +517,7 @@ class Flow:
     async def _probe(self, spec: dict[str, object], timeout: float) -> dict[str, object]:
         """Run the grounding probe in the kernel; a probe that fails leaves the prompt as is."""
         try:
-            result = await self.executor.execute(
-                context.probe_snippet(spec), language="python", timeout=timeout
-            )
+            result = await self.executor.run_snippet(context.probe_snippet(spec), timeout)
         except Exception:
             return {}
         return context.parse_probe(result.outputs) if result.ok else {}
@@ -533,7 +531,7 @@ class Flow:
 
     async def _installed_packages(self) -> list[str]:
         if self._installed_cache is None:
-            result = await self.executor.execute(_LIST_PACKAGES, language="python", timeout=30)
+            result = await self.executor.run_snippet(_LIST_PACKAGES, 30)
             names: list[str] = []
             for out in result.outputs:
                 if out.get("output_type") == "stream":

@@ -304,17 +304,16 @@ class InlineExecutor:
         return await self._on_main(lambda: self.run_captured(source, limit, on_output))
 
     async def run_snippet(self, code: str, timeout: float) -> ExecutionResult:
-        """Our own snippet as plain Python in a private scope whose `get_ipython` leads to the
-        shell: no cell machinery, no history, no display hooks."""
+        """Our own snippet as plain Python in the user namespace, as a kernel runs it, but with
+        no cell machinery: no history, no display hooks (the snippets leave no names)."""
         shell = self.shell
 
         def run() -> ExecutionResult:
             out = io.StringIO()
-            scope: dict[str, Any] = {"get_ipython": lambda: shell, "__name__": "_codeflow"}
             started = time.monotonic()
             try:
                 with contextlib.redirect_stdout(out):
-                    exec(compile(code, "<codeflow-snippet>", "exec"), scope)
+                    exec(compile(code, "<codeflow-snippet>", "exec"), shell.user_ns)
             except Exception as exc:
                 return ExecutionResult(
                     status="error",
