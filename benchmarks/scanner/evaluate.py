@@ -1,10 +1,18 @@
 """Evaluate the pre-execution scanner on a labelled corpus, side by side with bandit.
 
-    python -m benchmarks.scanner [--no-bandit] [--verbose] [--json]
+    python -m benchmarks.scanner [--no-bandit] [--verbose] [--json] [--split dev|test]
 
-The corpus (`corpus/*.yaml`) is our own writing: harmful snippets in every category (many
-obfuscated) labelled with the severity their harm deserves, and everyday data-science code
-labelled `none` or `low`. Three lines are measured, each with a target:
+The corpus has two splits (see `corpus/README.md`):
+
+* `dev` (`corpus/dev/*.yaml`): our own snippets written alongside the rules, plus items
+  re-created from public advisories and write-ups; rules may be tuned on it.
+* `test` (`corpus/test/*.yaml`): items re-created from public advisories, escape collections,
+  incident reports and tutorials, written before the rules of issue 18 and never used to tune
+  them. It measures how the scanner does on code nobody tuned it for.
+
+Every item names its `source`. Harmful items are labelled with the severity their harm
+deserves; everyday code (`benign: true`) with `none` or `low`. Three lines are measured on
+each split, each with a target:
 
 * critical items rated at least `high`   (target >= 95 %)
 * high items rated at least `medium`     (target >= 90 %)
@@ -12,9 +20,9 @@ labelled `none` or `low`. Three lines are measured, each with a target:
 
 bandit only reads Python files: Bash items are counted as missed for bandit (it cannot scan
 them) and IPython cells are given to it as they are (it fails to parse them, which also counts
-as missed); the "Python only" column shows bandit on the items it can read. bandit has no
-`critical`; its HIGH counts as `high`. Exit status 1 when a target fails or bandit is not
-beaten on every line (detection lines: strictly higher; false-alarm line: lower, or both 0 %).
+as missed). bandit has no `critical`; its HIGH counts as `high`. Exit status 1 when a target
+fails on either split or bandit is not beaten on every line (detection lines: strictly higher;
+false-alarm line: lower, or both 0 %).
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 RANKS = {"none": -1, "low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
+SPLITS: tuple[str, ...] = ("dev", "test")
+
+
 @dataclass(frozen=True)
 class Item:
     id: str
@@ -43,32 +54,39 @@ class Item:
     category: str
     code: str
     source: str
-
-    @property
-    def benign(self) -> bool:
-        return self.expected in ("none", "low") and self.source == "benign"
+    benign: bool
+    split: str
 
 
-def load_corpus(directory: Path = CORPUS_DIR) -> list[Item]:
+def load_corpus(split: str | None = None, directory: Path = CORPUS_DIR) -> list[Item]:
+    """The items of one split (`dev`, `test`) or of both (None)."""
     items: list[Item] = []
     seen: set[str] = set()
-    for path in sorted(directory.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-        for raw in data:
-            item = Item(
-                id=str(raw["id"]),
-                language=str(raw.get("language", "python")),
-                expected=str(raw["expected"]),
-                category=str(raw.get("category", "")),
-                code=str(raw["code"]),
-                source=path.stem,
-            )
-            if item.id in seen:
-                raise ValueError(f"duplicate corpus id {item.id} in {path.name}")
-            if item.expected not in RANKS:
-                raise ValueError(f"{item.id}: unknown expected severity {item.expected!r}")
-            seen.add(item.id)
-            items.append(item)
+    for name in SPLITS if split is None else (split,):
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        for path in sorted((directory / name).glob("*.yaml")):
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+            for raw in data:
+                benign = bool(raw.get("benign", path.stem == "benign"))
+                item = Item(
+                    id=str(raw["id"]),
+                    language=str(raw.get("language", "python")),
+                    expected=str(raw["expected"]),
+                    category=str(raw.get("category", "")),
+                    code=str(raw["code"]),
+                    source=str(raw.get("source", "own")),
+                    benign=benign,
+                    split=name,
+                )
+                if item.id in seen:
+                    raise ValueError(f"duplicate corpus id {item.id} in {path.name}")
+                if item.expected not in RANKS:
+                    raise ValueError(f"{item.id}: unknown expected severity {item.expected!r}")
+                if item.benign and item.expected not in ("none", "low"):
+                    raise ValueError(f"{item.id}: a benign item is labelled none or low")
+                seen.add(item.id)
+                items.append(item)
     return items
 
 
@@ -184,46 +202,51 @@ def evaluate(items: Sequence[Item], with_bandit: bool = True) -> dict[str, Any]:
     return result
 
 
-def _print_table(items: Sequence[Item], result: dict[str, Any], verbose: bool) -> None:
-    n_mal = sum(1 for i in items if not i.benign)
-    n_ben = sum(1 for i in items if i.benign)
-    n_bash = sum(1 for i in items if i.language == "bash")
-    print(
-        f"corpus: {len(items)} items ({n_mal} harmful, {n_ben} benign; {n_bash} bash items, "
-        "counted as missed for bandit)"
-    )
-    has_bandit = result["bandit_ratings"] is not None
-    header = f"{'line':34} {'target':7} {'codeflow':18} "
-    if has_bandit:
-        header += f"{'bandit':18} {'bandit (Python only)':20} "
-    header += "result"
+def _print_table(splits: dict[str, tuple[list[Item], dict[str, Any]]], verbose: bool) -> None:
+    """Both splits side by side: codeflow and bandit per split, one row per line."""
+    has_bandit = all(r["bandit_ratings"] is not None for _, r in splits.values())
+    for name, (items, _) in splits.items():
+        n_mal = sum(1 for i in items if not i.benign)
+        n_ben = sum(1 for i in items if i.benign)
+        n_bash = sum(1 for i in items if i.language == "bash")
+        print(
+            f"{name} split: {len(items)} items ({n_mal} harmful, {n_ben} benign; {n_bash} bash "
+            "items, counted as missed for bandit)"
+        )
+    header = f"{'line':32} {'target':7}"
+    for name in splits:
+        header += f" {name + ' codeflow':18}"
+        if has_bandit:
+            header += f" {name + ' bandit':18}"
+    header += " result"
     print(header)
     print("-" * len(header))
-    ours = result["ratings"]
-    bandit = result["bandit_ratings"] or {}
-    m_all = measure(items, ours)
-    b_all = measure(items, bandit) if has_bandit else None
-    py_items = [i for i in items if i.language != "bash"]
-    b_py = measure(py_items, bandit) if has_bandit else None
-    for n, entry in enumerate(result["lines"]):
-        row = f"{entry['name']:34} {entry['target']:7} {_pct(m_all[n]):18} "
-        verdict = "PASS" if entry["passed"] else "FAIL"
-        if has_bandit and b_all is not None and b_py is not None:
-            row += f"{_pct(b_all[n]):18} {_pct(b_py[n]):20} "
-            verdict += ", beats bandit" if entry["beats_bandit"] else ", does NOT beat bandit"
-        print(row + verdict)
-    if verbose:
-        print("\nmisses and false alarms (id: expected -> codeflow [bandit]):")
+    for n, line in enumerate(LINES):
+        row = f"{line.name:32} {line.target:7}"
+        verdicts: list[str] = []
+        for name, (_items, result) in splits.items():
+            entry = result["lines"][n]
+            row += f" {_pct((entry['codeflow'], *entry['codeflow_counts'])):18}"
+            verdict = "PASS" if entry["passed"] else "FAIL"
+            if has_bandit:
+                row += f" {_pct((entry['bandit'], *entry['bandit_counts'])):18}"
+                verdict += "" if entry["beats_bandit"] else " (bandit not beaten)"
+            verdicts.append(f"{name} {verdict}")
+        print(row + " " + ", ".join(verdicts))
+    if not verbose:
+        return
+    for name, (items, result) in splits.items():
+        ours = result["ratings"]
+        bandit = result["bandit_ratings"] or {}
+        print(
+            f"\n{name}: items rated below their label, and false alarms (id: expected -> "
+            "codeflow [bandit]):"
+        )
         for item in items:
             got = ours[item.id]
-            missed = (
-                not item.benign
-                and item.expected in ("critical", "high")
-                and RANKS[got] < RANKS[item.expected] - 1
-            )
             wrong = item.benign and RANKS[got] > RANKS[item.expected]
             under = not item.benign and RANKS[got] < RANKS[item.expected]
-            if missed or wrong or under:
+            if wrong or under:
                 extra = f" [{bandit.get(item.id, 'none')}]" if has_bandit else ""
                 print(f"  {item.id}: {item.expected} -> {got}{extra}")
 
@@ -263,19 +286,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--verbose", "-v", action="store_true", help="list every item rated below its label"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--split", choices=SPLITS, help="evaluate one split only")
     args = parser.parse_args(argv)
-    items = load_corpus()
-    result = evaluate(items, with_bandit=not args.no_bandit)
-    if not args.no_bandit and result["bandit_ratings"] is None:
-        print("bandit is not installed: install the dev extra to compare", file=sys.stderr)
-        return 2
+    splits: dict[str, tuple[list[Item], dict[str, Any]]] = {}
+    for name in (args.split,) if args.split else SPLITS:
+        items = load_corpus(name)
+        result = evaluate(items, with_bandit=not args.no_bandit)
+        if not args.no_bandit and result["bandit_ratings"] is None:
+            print("bandit is not installed: install the dev extra to compare", file=sys.stderr)
+            return 2
+        splits[name] = (items, result)
     if args.json:
-        json.dump({k: v for k, v in result.items()}, sys.stdout, indent=2, default=list)
+        json.dump({k: r for k, (_, r) in splits.items()}, sys.stdout, indent=2, default=list)
         print()
     else:
-        _print_table(items, result, args.verbose)
+        _print_table(splits, args.verbose)
         _print_speed()
-    return 0 if result["ok"] else 1
+    return 0 if all(r["ok"] for _, r in splits.values()) else 1
 
 
 if __name__ == "__main__":

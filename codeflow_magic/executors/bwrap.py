@@ -35,6 +35,7 @@ from .limits import (
     cgroup_problem,
     child_pids,
     cmdline,
+    disk_hook,
     parse_size,
 )
 
@@ -145,7 +146,12 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
     memory_limit = Unicode("1g", help="Memory limit (512m, 2g ...).").tag(config=True)
     cpu_limit = Float(1.0, help="CPU cores.").tag(config=True)
     pids_limit = Int(128, help="Maximum processes inside the sandbox.").tag(config=True)
-    tmp_size = Unicode("256m", help="Size of the private /tmp.").tag(config=True)
+    tmp_size = Unicode("256m", help="Size of the private /tmp (at most the disk limit).").tag(
+        config=True
+    )
+    disk_limit = Unicode(
+        "1g", help="Largest file the code may write, and the size of its private /tmp."
+    ).tag(config=True)
     sandbox_uid = Int(-1, help="uid to run as when launched by root (-1: 65534).").tag(config=True)
     sandbox_id = Unicode("", help="Names this sandbox's cgroups and death reasons.").tag(
         config=True
@@ -165,7 +171,20 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
     # --- helpers -------------------------------------------------------------------------
     @property
     def limits(self) -> Limits:
-        return Limits(parse_size(self.memory_limit), self.cpu_limit, self.pids_limit)
+        return Limits(
+            parse_size(self.memory_limit),
+            self.cpu_limit,
+            self.pids_limit,
+            parse_size(self.disk_limit, what="disk limit"),
+        )
+
+    @property
+    def tmp_bytes(self) -> int:
+        """The private /tmp: at most the disk limit (it is the code's temp space)."""
+        disk = parse_size(self.disk_limit, what="disk limit")
+        if not self.tmp_size:
+            return disk
+        return min(parse_size(self.tmp_size, what="tmp size"), disk)
 
     @property
     def uid(self) -> int:
@@ -203,7 +222,7 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
             "--dev",
             "/dev",
             "--size",
-            str(parse_size(self.tmp_size, what="tmp size")),
+            str(self.tmp_bytes),
             "--tmpfs",
             "/tmp",
         ]
@@ -295,7 +314,14 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
             cg_files = [str(p) for p in self._cgroups.procs_files]
         prlimit = tool("prlimit")
         assert prlimit is not None
-        limit_argv = [prlimit, f"--as={limits.address_space}:{limits.address_space}"]
+        # RLIMIT_FSIZE: no file the code writes (in the work dir or anywhere) grows past the
+        # disk limit; the write fails with EFBIG (Python ignores SIGXFSZ, and so do the
+        # programs it starts). The private /tmp is a tmpfs of the same size (ENOSPC).
+        limit_argv = [
+            prlimit,
+            f"--as={limits.address_space}:{limits.address_space}",
+            f"--fsize={limits.disk}:{limits.disk}",
+        ]
         if not cg_files:
             limit_argv.append(f"--nproc={limits.pids}:{limits.pids}")
         drop: list[str] = []
@@ -323,6 +349,7 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
             *drop,
             *self._bwrap_argv(work_dir, self._run_dir),
             *kwargs["cmd"],
+            *disk_hook(self._run_dir, limits.disk, self.tmp_bytes),
         ]
         kwargs["cmd"] = cmd
         # Only the launcher sees this environment; bwrap clears it for the kernel.
@@ -450,6 +477,7 @@ def sandbox_kernelspec_dir(settings: Settings, work_dir: Path, sandbox_id: str) 
         {
             "work_dir": str(work_dir),
             "memory_limit": settings.execution.memory_limit,
+            "disk_limit": settings.execution.disk_limit,
             "cpu_limit": float(settings.execution.cpu_limit),
             "pids_limit": int(settings.execution.pids_limit),
             "sandbox_id": sandbox_id,

@@ -33,7 +33,7 @@ from traitlets import Float, Int, Unicode
 from ..errors import BackendUnavailable
 from .bwrap import grant_work_dir, write_kernelspec
 from .image import DEFAULT_IMAGE, KERNEL_PYTHON, docker_cli, ensure_image, image_exists
-from .limits import Limits, child_pids, parse_size
+from .limits import Limits, child_pids, disk_hook, parse_size
 
 if TYPE_CHECKING:
     from jupyter_client.connect import KernelConnectionInfo
@@ -132,7 +132,10 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
     memory_limit = Unicode("1g").tag(config=True)
     cpu_limit = Float(1.0).tag(config=True)
     pids_limit = Int(128).tag(config=True)
-    tmp_size = Unicode("256m").tag(config=True)
+    tmp_size = Unicode("256m", help="Size of /tmp (at most the disk limit).").tag(config=True)
+    disk_limit = Unicode("1g", help="Largest file the code may write, and the size of /tmp.").tag(
+        config=True
+    )
     container_user = Unicode("", help="uid:gid in the container (default 1000:1000 for root).").tag(
         config=True
     )
@@ -150,7 +153,12 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
 
     @property
     def limits(self) -> Limits:
-        return Limits(parse_size(self.memory_limit), self.cpu_limit, self.pids_limit)
+        return Limits(
+            parse_size(self.memory_limit),
+            self.cpu_limit,
+            self.pids_limit,
+            parse_size(self.disk_limit, what="disk limit"),
+        )
 
     @property
     def user(self) -> tuple[int, int]:
@@ -197,7 +205,11 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
         self._container = f"{CONTAINER_PREFIX}{self._sid()}-{self._launches}"
         self._container_guard = weakref.finalize(self, _remove_quietly, self._container)
         limits = self.limits
-        tmp = parse_size(self.tmp_size, what="tmp size")
+        tmp = (
+            min(parse_size(self.tmp_size, what="tmp size"), limits.disk)
+            if self.tmp_size
+            else limits.disk
+        )
         env = {
             "HOME": "/tmp",
             "LANG": "C.UTF-8",
@@ -238,6 +250,9 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
             f"{limits.cpus:g}",
             "--pids-limit",
             str(limits.pids),
+            # No file grows past the disk limit (EFBIG); /tmp above is a tmpfs of that size.
+            "--ulimit",
+            f"fsize={limits.disk}:{limits.disk}",
             "-v",
             f"{self._run_dir}:{self._run_dir}",
             "-v",
@@ -247,7 +262,8 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
         ]
         for key, value in env.items():
             cmd += ["-e", f"{key}={value}"]
-        cmd += [self.image, *kwargs["cmd"]]
+        hook = disk_hook(self._run_dir, limits.disk, tmp)
+        cmd += [self.image, *kwargs["cmd"], *hook]
         kwargs["cmd"] = cmd
         kwargs["env"] = _cli_env()
         kwargs["cwd"] = self._run_dir
@@ -379,6 +395,7 @@ def make_docker_executor(settings: Settings, *, work_dir: Path) -> Executor:
             "image": ex.docker_image,
             "work_dir": str(work_dir),
             "memory_limit": ex.memory_limit,
+            "disk_limit": ex.disk_limit,
             "cpu_limit": float(ex.cpu_limit),
             "pids_limit": int(ex.pids_limit),
             "sandbox_id": sandbox_id,

@@ -99,11 +99,24 @@ def _sandbox_smoke() -> str | None:
     return None
 
 
+def disk_note(settings: Settings) -> str:
+    """What `execution.disk_limit` caps on the isolated backends, and what it does not."""
+    limit = settings.execution.disk_limit
+    return (
+        f"disk limit {limit}: no file the code writes grows past it and its temp space is a "
+        "memory-backed tmpfs of at most that size; the total of many files in the work dir is "
+        "not capped (that needs a project quota on the work dir's filesystem)"
+    )
+
+
+def _notes(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
 def check_sandbox(settings: Settings) -> Check:
     from .bwrap import sandbox_problem
     from .limits import cgroup_problem
 
-    del settings
     problem = sandbox_problem()
     if problem:
         return Check("sandbox", False, problem[0], problem[1])
@@ -123,7 +136,10 @@ def check_sandbox(settings: Settings) -> Check:
     else:
         warning = "not root: limits are rlimits only (no cgroups)"
     return Check(
-        "sandbox", True, "bubblewrap sandbox starts Python as an unprivileged uid", warning=warning
+        "sandbox",
+        True,
+        "bubblewrap sandbox starts Python as an unprivileged uid",
+        warning=_notes(warning, disk_note(settings)),
     )
 
 
@@ -147,7 +163,12 @@ def check_docker(settings: Settings) -> Check:
             f"image {image} is not built (first use builds it, ~3 minutes)",
             "codeflow sandbox build",
         )
-    return Check("docker", True, f"dockerd answers and image {image} is present")
+    return Check(
+        "docker",
+        True,
+        f"dockerd answers and image {image} is present",
+        warning=disk_note(settings),
+    )
 
 
 def check_gateway(settings: Settings) -> Check:

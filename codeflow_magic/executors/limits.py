@@ -11,6 +11,7 @@ and `/proc/<pid>/status` (stopped? SIGINT ignored or blocked?) are what tell the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -46,6 +47,60 @@ def parse_size(text: str | int, *, what: str = "memory limit") -> int:
     return value
 
 
+DISK_HOOK_NAME = "codeflow_disk_limit.py"
+
+_DISK_HOOK = """\
+def _codeflow_disk_limit(disk, tmp):
+    import errno
+    import os
+
+    def explain(shell, etype, value, tb, tb_offset=None):
+        code = getattr(value, "errno", None)
+        if "disk limit" in str(value) or "temp space" in str(value):
+            pass
+        elif code == errno.EFBIG:
+            value.strerror = (
+                f"No space left on device: the disk limit of {disk} is reached "
+                "(execution.disk_limit: no file may grow past it)"
+            )
+        elif code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            try:
+                st = os.statvfs("/tmp")
+                tmp_full = st.f_bavail * st.f_frsize < (1 << 20)
+            except OSError:
+                tmp_full = False
+            if tmp_full and tmp == disk:
+                value.strerror = (
+                    f"No space left on device: the disk limit of {disk} is reached "
+                    "(execution.disk_limit: temp space holds at most that)"
+                )
+            elif tmp_full:
+                value.strerror = (
+                    f"No space left on device: the temp space of {tmp} is full "
+                    f"(execution.disk_limit is {disk}; /tmp holds at most {tmp})"
+                )
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+
+    get_ipython().set_custom_exc((OSError,), explain)
+
+
+_codeflow_disk_limit(DISK, TMP)
+del _codeflow_disk_limit
+"""
+
+
+def disk_hook(run_dir: str, disk: int, tmp: int) -> list[str]:
+    """Write the kernel start-up file that names the limit when a write fails for lack of
+    space (EFBIG past the file-size limit, ENOSPC on the capped temp space); return the kernel
+    arguments that run it. The file lives in the run dir, which the sandbox binds."""
+    path = os.path.join(run_dir, DISK_HOOK_NAME)
+    text = _DISK_HOOK.replace("DISK, TMP", f"{format_size(disk)!r}, {format_size(tmp)!r}")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(path, 0o644)
+    return [f"--IPKernelApp.exec_files={json.dumps([path])}"]
+
+
 def format_size(value: int) -> str:
     """The inverse of parse_size for messages: 536870912 -> `512m`."""
     for unit in ("t", "g", "m", "k"):
@@ -60,6 +115,8 @@ class Limits:
     memory: int
     cpus: float
     pids: int
+    disk: int = 1024**3
+    """Largest file the code may write; its temp space is at most this large."""
 
     @property
     def address_space(self) -> int:

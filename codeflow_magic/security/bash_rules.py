@@ -80,6 +80,29 @@ WRAPPERS_NO_ARG = frozenset(
         "doas",
     }
 )
+MINERS = re.compile(
+    r"^(xmrig|xmr-stak\S*|minerd|cpuminer\S*|cgminer|bfgminer|ethminer|t-rex|nbminer|"
+    r"lolminer|phoenixminer|nanominer|srbminer\S*|gminer|teamredminer|ccminer|kdevtmpfsi)$",
+    re.IGNORECASE,
+)
+MINER_ARGS = re.compile(
+    r"stratum\+(tcp|ssl|tls)://|--donate-level|--coin[= ]|(^|\s)(-a|--algo)[= ]?(rx/|cn/|"
+    r"randomx|cryptonight|ethash|kawpow|autolykos)|\bmonero\b|\bxmr\b|\bnicehash\b|"
+    r"(^|\s)4[0-9AB][1-9A-HJ-NP-Za-km-z]{93}(\s|$)",
+    re.IGNORECASE,
+)
+REVERSE_SHELL_CODE = re.compile(
+    r"(IO::Socket|use Socket|socket\(|fsockopen|TCPSocket|net\.Socket|net\.connect|"
+    r"socket\.socket|/dev/tcp/)",
+    re.IGNORECASE,
+)
+RUNS_SHELL_CODE = re.compile(
+    r"(exec|system|spawn|popen|proc_open|passthru|shell_exec|`|/bin/(ba)?sh|\bsh -i|"
+    r"fdopen|open\(STD(IN|OUT))",
+    re.IGNORECASE,
+)
+EXEC_MODE = re.compile(r"^([ugoa]*[+=][rwxXst]*x[rwxXst]*|[0-7]*[1357][0-7]?[0-7]?|[0-7]*[1357])$")
+DOWNLOAD_OUT_FLAGS = ("-o", "--output", "-O", "--output-document")
 DECODERS = re.compile(
     r"\b(base64\s+(-d|--decode|-D)|base32\s+-d|xxd\s+-r|openssl\s+(enc\s+)?(-d|base64)|"
     r"gunzip|zcat|uudecode|rev\b|tr\s+['\"]?a-zA-Z|tr\s+['\"]?A-Za-z)"
@@ -449,8 +472,55 @@ class BashScanner:
                 self._command(cmd, upstream)
                 for sub_text, sub_line in cmd.subs:
                     self.findings.extend(self.nested(sub_text, sub_line))
+            self._shell_over_network(pipeline)
+            self._endless_output(pipeline)
+        self.findings.extend(chain_findings(lexed.pipelines))
         self.findings.extend(exfiltration(self.findings))
         return self.findings
+
+    def _endless_output(self, pipeline: Pipeline) -> None:
+        """`yes` or `cat /dev/urandom` whose output nothing consumes: it floods the output."""
+        if not pipeline.commands:
+            return
+        last = pipeline.commands[-1]
+        words = _plain_words(last.words)
+        if not words or last.redirects or last.background:
+            return
+        prog, args = words[0].rsplit("/", 1)[-1], words[1:]
+        if prog == "yes" or (
+            prog == "cat" and any(a in ("/dev/zero", "/dev/urandom", "/dev/random") for a in args)
+        ):
+            self.add(
+                "output-flood",
+                "high",
+                "resource",
+                last.line,
+                f"prints without end ({' '.join(words)}): floods the output until it is stopped",
+            )
+
+    def _shell_over_network(self, pipeline: Pipeline) -> None:
+        """`cat fifo | sh -i | nc host port > fifo`: a shell whose input or output is a network
+        connection in the same pipeline is a remote shell, whichever side the shell is on."""
+        progs = [
+            (_plain_words(c.words)[0].rsplit("/", 1)[-1], c)
+            for c in pipeline.commands
+            if _plain_words(c.words)
+        ]
+        shells = [c for prog, c in progs if prog in SHELLS]
+        nets = [c for prog, c in progs if prog in RAW_NET]
+        if not shells or not nets:
+            return
+        line = shells[0].line
+        if any(f.rule == "reverse-shell" and f.line == line for f in self.findings):
+            return
+        self.add(
+            "reverse-shell",
+            "critical",
+            "network",
+            line,
+            "connects a shell's input and output to a network connection to "
+            f"{_host(_plain_words(nets[0].words)[1:])} (remote shell)",
+        )
 
     # -- whole-text rules -------------------------------------------------------------------
     def _fork_bombs(self, text: str, first_line: int) -> None:
@@ -556,6 +626,26 @@ class BashScanner:
                 "resource",
                 line,
                 "writes to disk in an endless loop (fills the disk)",
+            )
+            return
+        progs = {_plain_words(c.words)[0] for c in body if _plain_words(c.words)}
+        if progs & {"sleep", "read", "wait", "inotifywait"}:
+            return
+        if progs & {"echo", "printf", "cat", "yes", "ls", "date", "seq"}:
+            self.add(
+                "output-flood",
+                "high",
+                "resource",
+                line,
+                "prints in an endless loop with no way out (floods the output until it is stopped)",
+            )
+        else:
+            self.add(
+                "busy-loop",
+                "high",
+                "resource",
+                line,
+                "loops forever with no way out and no pause (holds a CPU core until it is stopped)",
             )
 
     # -- one simple command -----------------------------------------------------------------
@@ -668,6 +758,24 @@ class BashScanner:
                 "runs a command whose name is computed",
             )
         self._secret_args(prog, args, line)
+        miner_arg = MINER_ARGS.search(" ".join(args))
+        if MINERS.match(prog) or miner_arg:
+            evidence = (
+                f"the program is named {prog}"
+                if MINERS.match(prog)
+                else f"its arguments name {miner_arg.group(0).strip()[:40]!r}"
+                if miner_arg
+                else ""
+            )
+            self.add(
+                "miner",
+                "critical",
+                "resource",
+                line,
+                f"starts a cryptocurrency miner ({evidence}): it spends this machine's CPU "
+                "for someone else",
+            )
+            return
         handler = _HANDLERS.get(prog)
         if handler is not None:
             handler(self, prog, args, cmd, upstream, line, from_stdin)
@@ -767,6 +875,31 @@ class BashScanner:
                 self.findings.extend(self.nested_python(inline, line))
             elif is_shell:
                 self.findings.extend(self.nested(inline, line))
+            elif REVERSE_SHELL_CODE.search(inline) and RUNS_SHELL_CODE.search(inline):
+                self.add(
+                    "reverse-shell",
+                    "critical",
+                    "network",
+                    line,
+                    f"an inline {prog} script connects to {_host(_addresses(inline))} and hands "
+                    "it a shell (reverse shell)",
+                )
+            elif REVERSE_SHELL_CODE.search(inline):
+                self.add(
+                    "raw-connection",
+                    "high",
+                    "network",
+                    line,
+                    f"an inline {prog} script opens a raw network connection",
+                )
+            elif RUNS_SHELL_CODE.search(inline):
+                self.add(
+                    "inline-script",
+                    "high",
+                    "process",
+                    line,
+                    f"an inline {prog} script runs commands",
+                )
             else:
                 self.add(
                     "inline-script", "medium", "dynamic-code", line, f"runs an inline {prog} script"
@@ -796,6 +929,16 @@ class BashScanner:
             return
         up_text = " | ".join(" ".join(c.words) for c in upstream)
         up_progs = {c.words[0].rsplit("/", 1)[-1] for c in upstream if c.words}
+        if up_progs & RAW_NET:
+            self.add(
+                "reverse-shell",
+                "critical",
+                "network",
+                line,
+                f"pipes commands received over a network connection into {prog} "
+                f"(remote shell from {_host([w for c in upstream for w in c.words[1:]])})",
+            )
+            return
         if up_progs & DOWNLOADERS:
             self.add(
                 "download-exec",
@@ -951,8 +1094,26 @@ def _find(
             elif sub:
                 s._command(Command([x if x != "{}" else COMPUTED for x in sub], line), [])
     if deletes:
+        pattern = ""
+        for key in ("-name", "-iname"):
+            if key in args and args.index(key) + 1 < len(args):
+                pattern = args[args.index(key) + 1]
         for start in starts:
-            s.add_verdict("delete-path", paths.delete_verdict(_shell_path(start), True), line)
+            where = _shell_path(start)
+            if pattern and "/" not in pattern and pattern not in ("*", ".*"):
+                # Only matching names are deleted: judge one such file in the folder.
+                verdict = paths.delete_verdict(f"{where.rstrip('/')}/{pattern}", False)
+                if verdict.severity == paths.SEVERITY_NONE and paths.locate(
+                    paths.normalize(where)
+                ) in (paths.WORK, paths.TMP):
+                    verdict = Verdict(
+                        "low",
+                        "filesystem",
+                        f"deletes files named {pattern} under {start}",
+                    )
+                s.add_verdict("delete-path", verdict, line)
+            else:
+                s.add_verdict("delete-path", paths.delete_verdict(where, True), line)
 
 
 def _dd(
@@ -1120,6 +1281,49 @@ def _raw_net(
         line,
         f"opens a raw network connection to {_host(args)} ({prog})",
     )
+
+
+def _extract(
+    s: BashScanner,
+    prog: str,
+    args: list[str],
+    cmd: Command,
+    up: list[Command],
+    line: int,
+    from_stdin: bool,
+) -> None:
+    """`tar -x -C /`, `unzip -d /`: an archive unpacked over system files or the home dir."""
+    if prog == "tar" and not any(
+        a == "--extract" or a == "--get" or re.fullmatch(r"-?[a-zA-Z]*x[a-zA-Z]*", a)
+        for a in args[:1] + [a for a in args if a.startswith("-")]
+    ):
+        return
+    target = None
+    for idx, a in enumerate(args):
+        if a in ("-C", "--directory", "-d") and idx + 1 < len(args):
+            target = args[idx + 1]
+        elif a.startswith("--directory="):
+            target = a.split("=", 1)[1]
+    if target is None:
+        return
+    where = paths.locate(paths.normalize(_shell_path(target)))
+    if where in (paths.ROOT, paths.SYSTEM):
+        s.add(
+            "extract-system",
+            "critical",
+            "filesystem",
+            line,
+            f"unpacks an archive over {target} (replaces system files)",
+        )
+    elif where in (paths.HOME, paths.HOME_SUB):
+        s.add(
+            "extract-home",
+            "high" if where == paths.HOME else "medium",
+            "filesystem",
+            line,
+            f"unpacks an archive into {target} (its members can replace start-up files and "
+            "keys in the home directory)",
+        )
 
 
 def _remote(
@@ -1540,6 +1744,8 @@ _HANDLERS: dict[str, Handler] = {
     "mount": _firewall,
     "umount": _firewall,
     "pip": _pip_cmd,
+    "tar": _extract,
+    "unzip": _extract,
     "pip3": _pip_cmd,
     "git": _git,
     "gpg": _gpg,
@@ -1589,3 +1795,188 @@ def exfiltration(findings: list[Finding]) -> list[Finding]:
             )
         ]
     return []
+
+
+# --- chains across commands: download or decode to a file, make it executable, run it -------
+
+_CHAIN_WRAPPERS = WRAPPERS_NO_ARG | {"sudo", "timeout", "env"}
+
+
+def _plain_words(words: list[str]) -> list[str]:
+    """Words without leading assignments and wrappers (`nohup`, `sudo`, `env X=1`)."""
+    out = list(words)
+    while out and out[0] in RESERVED:
+        out = out[1:]
+    while out:
+        base = out[0].rsplit("/", 1)[-1]
+        if re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", out[0]):
+            out = out[1:]
+        elif base in _CHAIN_WRAPPERS:
+            out = out[1:]
+            while out and (out[0].startswith("-") or (base == "env" and "=" in out[0])):
+                out = out[1:]
+            if base == "timeout" and out:
+                out = out[1:]
+        else:
+            break
+    return out
+
+
+def _addresses(text: str) -> list[str]:
+    """Hosts and addresses written in a piece of code, for messages."""
+    found = re.findall(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b|[a-z][\w.-]*\.[a-z]{2,}:\d+", text)
+    return found or ["a remote host"]
+
+
+def _file_key(path: str, cwd: str) -> str:
+    p = _shell_path(path.strip("'\""))
+    if not p.startswith(("/", "~")) and cwd:
+        p = f"{cwd.rstrip('/')}/{p}"
+    return paths.normalize(p)
+
+
+def _download_files(prog: str, args: list[str]) -> tuple[list[str], str]:
+    """Files a curl/wget command writes, and the URL it fetches."""
+    url = next((a for a in args if re.match(r"^[a-z]+://", a)), "")
+    files: list[str] = []
+    remote = False
+    for idx, a in enumerate(args):
+        short = re.fullmatch(r"-[a-zA-Z]*([oO])", a)
+        if prog == "curl" and (a == "--remote-name" or re.fullmatch(r"-[a-zA-Z]*O[a-zA-Z]*", a)):
+            remote = True
+        if (a in DOWNLOAD_OUT_FLAGS or short) and idx + 1 < len(args):
+            if prog == "curl" and (a == "-O" or (short and short.group(1) == "O")):
+                continue
+            if args[idx + 1] != "-":
+                files.append(args[idx + 1])
+        elif a.startswith(("--output=", "--output-document=")):
+            files.append(a.split("=", 1)[1])
+    remote_name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] if url else ""
+    if prog == "curl" and remote and remote_name:
+        files.append(remote_name)
+    prefix = ""
+    for idx, a in enumerate(args):
+        if a in ("-P", "--directory-prefix") and idx + 1 < len(args):
+            prefix = args[idx + 1].rstrip("/") + "/"
+        elif a.startswith("--directory-prefix="):
+            prefix = a.split("=", 1)[1].rstrip("/") + "/"
+    if prog == "wget" and not files and remote_name and "-O-" not in args:
+        files.append(prefix + remote_name)
+    return files, url
+
+
+def chain_findings(pipelines: list[Pipeline], *, across_lines: bool = False) -> list[Finding]:
+    """One finding per file that is downloaded or decoded and then run, at any distance.
+
+    `across_lines`: report only chains whose steps are on different lines (the caller already
+    judged each line on its own).
+    """
+    made: dict[str, tuple[str, int, str]] = {}
+    executable: dict[str, int] = {}
+    cwd = ""
+    found: list[Finding] = []
+    reported: set[str] = set()
+    for pipeline in pipelines:
+        decoding = False
+        fetched_url = ""
+        for cmd in pipeline.commands:
+            words = _plain_words(cmd.words)
+            outs = [t for op, t in cmd.redirects if op in (">", ">>", ">|", "&>", "&>>")]
+            if not words:
+                continue
+            prog = words[0].rsplit("/", 1)[-1]
+            args = words[1:]
+            if DECODERS.search(" ".join(words)):
+                decoding = True
+            if prog == "cd" and args:
+                cwd = args[0]
+                continue
+            if prog in DOWNLOADERS:
+                files, url = _download_files(prog, args)
+                fetched_url = url or "a URL"
+                for f in files + outs:
+                    made[_file_key(f, cwd)] = ("downloaded", cmd.line, fetched_url)
+                continue
+            if decoding and outs:
+                for f in outs:
+                    made[_file_key(f, cwd)] = ("decoded", cmd.line, "")
+                continue
+            if prog == "tee" and (fetched_url or decoding):
+                _, targets = _flags_and_targets(args)
+                for f in targets:
+                    made[_file_key(f, cwd)] = (
+                        ("downloaded", cmd.line, fetched_url)
+                        if fetched_url
+                        else ("decoded", cmd.line, "")
+                    )
+                continue
+            if prog in ("cp", "mv", "install"):
+                _, targets = _flags_and_targets(args)
+                if len(targets) >= 2:
+                    src = [made.get(_file_key(t, cwd)) for t in targets[:-1]]
+                    origin = next((x for x in src if x is not None), None)
+                    if origin is not None:
+                        made[_file_key(targets[-1], cwd)] = origin
+                continue
+            if prog == "chmod":
+                _, targets = _flags_and_targets(args)
+                if targets and EXEC_MODE.match(targets[0]):
+                    for t in targets[1:]:
+                        if _file_key(t, cwd) in made:
+                            executable[_file_key(t, cwd)] = cmd.line
+                continue
+            run: str | None = None
+            if _file_key(words[0], cwd) in made and ("/" in words[0] or words[0].startswith(".")):
+                run = words[0]
+            elif (
+                prog in SHELLS
+                or PYTHONS.match(prog)
+                or prog in OTHER_INTERPRETERS
+                or prog
+                in (
+                    "source",
+                    ".",
+                )
+            ):
+                script = next((a for a in args if not a.startswith("-")), None)
+                if script is not None and _file_key(script, cwd) in made:
+                    run = script
+            if run is None:
+                continue
+            key = _file_key(run, cwd)
+            how, first, url = made[key]
+            lines = {first, cmd.line} | ({executable[key]} if key in executable else set())
+            if key in reported or (across_lines and len(lines) < 2):
+                continue
+            reported.add(key)
+            steps = (
+                f"downloads {url} to {run} (line {first})"
+                if how == "downloaded"
+                else f"decodes a hidden payload into {run} (line {first})"
+            )
+            if key in executable:
+                steps += f", makes it executable (line {executable[key]})"
+            steps += f" and runs it (line {cmd.line})"
+            found.append(
+                Finding(
+                    "download-run" if how == "downloaded" else "decode-run",
+                    "critical",
+                    "process" if how == "downloaded" else "dynamic-code",
+                    first,
+                    steps
+                    + (
+                        ": runs a program fetched from the network"
+                        if how == "downloaded"
+                        else ": runs code that was hidden by encoding"
+                    ),
+                )
+            )
+    return found
+
+
+def script_chains(scripts: list[tuple[str, int]]) -> list[Finding]:
+    """Chains across separate shell commands (IPython `!` lines): (command, line) pairs."""
+    pipelines: list[Pipeline] = []
+    for text, line in scripts:
+        pipelines.extend(lex(text, line).pipelines)
+    return chain_findings(pipelines, across_lines=True)

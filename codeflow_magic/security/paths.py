@@ -57,6 +57,16 @@ _SECRET_PATTERNS: tuple[tuple[str, str, str], ...] = (
     ),
     (r"^/etc/(g?shadow|sudoers)(-|$)", "critical", "reads the system password hashes"),
     (r"^/proc/[^/]+/environ$", "high", "reads a process environment (API keys included)"),
+    (
+        r"^/proc/(?!self/|thread-self/)[^/]+/(task/[^/]+/)?mem$",
+        "critical",
+        "reads another process's memory (/proc/<pid>/mem: passwords and keys in use)",
+    ),
+    (
+        r"(^|/)jupyter/runtime(/|$)|(^|/)\.jupyter-runtime(/|$)|(^|/)kernel-[^/]*\.json$",
+        "critical",
+        "reads Jupyter kernel connection files (their keys let anyone run code in the kernels)",
+    ),
     (r"(^|/)\.(bash|zsh|python|sh|mysql|psql)_history$", "high", "reads shell history"),
     (r"(^|/)\.env$", "medium", "reads a .env file of secrets"),
 )
@@ -302,6 +312,12 @@ def delete_verdict(path: str | None, recursive: bool) -> Verdict:
     return NONE
 
 
+_TOOL_SETTINGS = re.compile(
+    r"^~/\.(kaggle|keras|matplotlib|streamlit)(/|$)|^~/\.config/matplotlib(/|$)"
+)
+"""Where data-science tools keep their own settings and API tokens: writing there is set-up."""
+
+
 def write_verdict(path: str | None) -> Verdict:
     """Harm of writing (creating, overwriting, appending to) `path`."""
     if path is None:
@@ -320,6 +336,9 @@ def write_verdict(path: str | None) -> Verdict:
         return Verdict("high", "filesystem", f"overwrites credentials ({_shown(p)})")
     if where == HOME:
         return Verdict("high", "filesystem", "writes into the home directory")
+    tool = _TOOL_SETTINGS.search(p)
+    if where == HOME_SUB and tool is not None:
+        return Verdict("low", "filesystem", f"writes tool settings ({_shown(p)})")
     if where == HOME_SUB:
         return Verdict("high", "filesystem", f"writes outside the work dir ({p})")
     if where in (OTHER_ABS, PARENT):

