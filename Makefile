@@ -72,6 +72,7 @@ lock:
 lint: setup
 	$(BIN)/ruff check codeflow_magic tests benchmarks
 	$(BIN)/mypy
+	cd labextension && jlpm lint:check
 
 bench: setup
 	$(BIN)/python -m compileall -q codeflow_magic >/dev/null  # as an installed wheel would be

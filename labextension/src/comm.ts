@@ -152,7 +152,11 @@ export class KernelLink implements IDisposable {
         const content = reply.content as unknown as Record<string, unknown>;
         const error =
           content.status === 'error' ? `${String(content.ename)}: ${String(content.evalue)}` : '';
-        fail(stderr.trim() || error || 'The kernel did not answer the undo (is codeflow_magic up to date?)');
+        fail(
+          stderr.trim() ||
+            error ||
+            'The kernel did not answer the undo (is codeflow_magic up to date?)'
+        );
       })
       .catch(reason => {
         if (this._pendingUndo.delete(cellId)) {
@@ -330,7 +334,8 @@ export class KernelLink implements IDisposable {
           for (let i = 0; i < notebook.cells.length; i++) {
             const cell = notebook.cells.get(i);
             if (cell.id === cellId) {
-              const previous = cell.getMetadata(METADATA_KEY) as Record<string, unknown> | undefined;
+              const previous = cell.getMetadata(METADATA_KEY) as
+                Record<string, unknown> | undefined;
               cell.setMetadata(
                 METADATA_KEY,
                 recordedRequestMetadata(meta as Record<string, unknown>, previous)

@@ -22,7 +22,10 @@ function body(question: IOverwriteQuestion): Widget {
     h('p', {
       text: `You edited the code cell linked to this request. ${WHAT[question.reason]}`
     }),
-    h('p', { className: 'jp-codeflow-overwrite-legend', text: 'Your code (-) and the new code (+):' }),
+    h('p', {
+      className: 'jp-codeflow-overwrite-legend',
+      text: 'Your code (-) and the new code (+):'
+    }),
     renderCode(question.incoming, question.current)
   ]);
   return new Widget({ node });

@@ -24,13 +24,7 @@ import {
 import { writtenHash } from './trust';
 
 export type RequestState =
-  | 'idle'
-  | 'running'
-  | 'succeeded'
-  | 'failed'
-  | 'interrupted'
-  | 'awaiting-review'
-  | 'discarded';
+  'idle' | 'running' | 'succeeded' | 'failed' | 'interrupted' | 'awaiting-review' | 'discarded';
 
 /** The words a state is shown with (the state itself is a CSS-friendly token). */
 export function stateLabel(state: RequestState): string {
@@ -184,7 +178,9 @@ export function isRequestCell(cell: IPlainCell): boolean {
 }
 
 /** The last run record among a cell's outputs, if any. */
-export function recordFromOutputs(outputs: Array<Record<string, unknown>> | undefined): IRunRecord | null {
+export function recordFromOutputs(
+  outputs: Array<Record<string, unknown>> | undefined
+): IRunRecord | null {
   let found: IRunRecord | null = null;
   for (const output of outputs ?? []) {
     const data = asObject(output.data);
@@ -240,7 +236,10 @@ export function requestText(source: string): string {
 }
 
 /** Normalise one attempt dict (from a record, an event or a metadata summary). */
-export function toAttemptView(raw: IAttemptRecord | Record<string, unknown>, index = 0): IAttemptView {
+export function toAttemptView(
+  raw: IAttemptRecord | Record<string, unknown>,
+  index = 0
+): IAttemptView {
   const data = raw as Record<string, unknown>;
   const error = asObject(data.error);
   const nested = (key: string): string => str(error?.[key]) || str(data[key]);
@@ -399,7 +398,10 @@ export function writeBackRequestMetadata(
 }
 
 /** A written-back code cell's metadata: the link to its request and the run it came from. */
-export function codeCellMetadata(requestId: string, fromKernel: Record<string, unknown>): ICodeMetadata {
+export function codeCellMetadata(
+  requestId: string,
+  fromKernel: Record<string, unknown>
+): ICodeMetadata {
   return { generated_from: requestId, run_id: str(fromKernel.run_id) };
 }
 
@@ -569,7 +571,10 @@ export class CodeflowModel {
       derived = fromRecord(snapshot.record);
     } else if (live && live.attempts.size > 0) {
       const attempts = sortAttempts(live.attempts.values());
-      derived = fromAttempts(attempts, attempts[attempts.length - 1].success ? 'succeeded' : 'failed');
+      derived = fromAttempts(
+        attempts,
+        attempts[attempts.length - 1].success ? 'succeeded' : 'failed'
+      );
     } else if (snapshot.metadata) {
       derived = fromMetadata(snapshot.metadata);
     } else {
@@ -582,7 +587,11 @@ export class CodeflowModel {
       str(snapshot.metadata?.request) ||
       str(snapshot.record?.request) ||
       requestText(snapshot.source);
-    const title = request.split('\n').find(line => line.trim() !== '')?.trim() ?? '';
+    const title =
+      request
+        .split('\n')
+        .find(line => line.trim() !== '')
+        ?.trim() ?? '';
     const metaLinked = str(snapshot.metadata?.linked_cell_id);
     const review = reviewOf(snapshot.metadata?.review);
     const running = derived.state === 'running';

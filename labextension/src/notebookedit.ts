@@ -239,7 +239,9 @@ export function patchRequestMetadata(
 
 /** True when a write-back message approves reviewed code. */
 function isApproval(message: IWriteBack): boolean {
-  return message.request_metadata.review === 'approved' || message.code_metadata.review === 'approved';
+  return (
+    message.request_metadata.review === 'approved' || message.code_metadata.review === 'approved'
+  );
 }
 
 /**
@@ -267,10 +269,16 @@ export async function applyWriteBack(
     return true;
   }
   const approval = isApproval(message);
-  const written = await writeLinkedCode(model, message.cell_id, message.code, message.code_metadata, {
-    ask: options.ask,
-    reason: approval ? 'approve' : (options.reason ?? 'writeback')
-  });
+  const written = await writeLinkedCode(
+    model,
+    message.cell_id,
+    message.code,
+    message.code_metadata,
+    {
+      ask: options.ask,
+      reason: approval ? 'approve' : (options.reason ?? 'writeback')
+    }
+  );
   if (!written) {
     return false;
   }

@@ -130,7 +130,11 @@ export class CodeflowPanel extends Widget {
       return;
     }
     header.appendChild(
-      h('div', { className: 'jp-codeflow-panel-notebook', text: source.label, attrs: { title: source.label } })
+      h('div', {
+        className: 'jp-codeflow-panel-notebook',
+        text: source.label,
+        attrs: { title: source.label }
+      })
     );
     const connected = source.connected();
     header.appendChild(
@@ -174,7 +178,12 @@ export class CodeflowPanel extends Widget {
     const button = h('button', {
       className,
       text: label,
-      attrs: { type: 'button', 'aria-label': ariaLabel, title: ariaLabel, 'data-focus-key': focusKey }
+      attrs: {
+        type: 'button',
+        'aria-label': ariaLabel,
+        title: ariaLabel,
+        'data-focus-key': focusKey
+      }
     });
     button.addEventListener('click', event => {
       event.stopPropagation();
@@ -213,13 +222,19 @@ export class CodeflowPanel extends Widget {
     );
     toggle.setAttribute('aria-expanded', String(expanded));
 
-    const main = this._button('', `Go to request: ${title}`, `${id}:main`, () =>
-      this._actions.activate(id),
+    const main = this._button(
+      '',
+      `Go to request: ${title}`,
+      `${id}:main`,
+      () => this._actions.activate(id),
       'jp-codeflow-entry-main'
     );
     main.title = entry.request || title;
     main.appendChild(
-      h('span', { className: `jp-codeflow-badge jp-mod-${entry.state}`, text: stateLabel(entry.state) })
+      h('span', {
+        className: `jp-codeflow-badge jp-mod-${entry.state}`,
+        text: stateLabel(entry.state)
+      })
     );
     main.appendChild(h('span', { className: 'jp-codeflow-entry-title', text: title }));
 
@@ -260,7 +275,9 @@ export class CodeflowPanel extends Widget {
         const box = h('div', { className: 'jp-codeflow-review' }, [
           h('div', {
             className: 'jp-codeflow-review-legend',
-            text: change.previous ? 'Code awaiting review, against the cell before:' : 'Code awaiting review:'
+            text: change.previous
+              ? 'Code awaiting review, against the cell before:'
+              : 'Code awaiting review:'
           }),
           renderCode(change.pending, change.previous ? change.previous : undefined)
         ]);
@@ -325,7 +342,11 @@ export class CodeflowPanel extends Widget {
       });
     }
     if (entry.undone) {
-      return h('div', { className: 'jp-codeflow-undo jp-mod-ok', text: 'Undone', attrs: { role: 'status' } });
+      return h('div', {
+        className: 'jp-codeflow-undo jp-mod-ok',
+        text: 'Undone',
+        attrs: { role: 'status' }
+      });
     }
     return null;
   }

@@ -111,9 +111,7 @@ export function renderAttemptBody(
     body.appendChild(renderCode(attempt.code, useDiff ? previous.code : undefined));
   }
   if (!attempt.success && (attempt.ename || attempt.category)) {
-    body.appendChild(
-      h('div', { className: 'jp-codeflow-error', text: errorLine(attempt) }, [])
-    );
+    body.appendChild(h('div', { className: 'jp-codeflow-error', text: errorLine(attempt) }, []));
     if (options.traceback !== false && attempt.traceback) {
       // The box scrolls from its end (CSS column-reverse): the exception line shows first.
       body.appendChild(

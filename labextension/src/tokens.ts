@@ -6,6 +6,12 @@
  * versions (or edited by hand) may lack some of them.
  */
 
+import type { NotebookPanel } from '@jupyterlab/notebook';
+import { Token } from '@lumino/coreutils';
+import type { ISignal } from '@lumino/signaling';
+
+import type { CodeflowModel } from './model';
+
 /** The mime type a run record travels under in notebook outputs. */
 export const RECORD_MIME = 'application/vnd.codeflow.run+json';
 
@@ -109,6 +115,17 @@ export interface IRequestMetadata {
   review?: ReviewState | null;
   /** The last run was undone (kernel bindings and linked cell put back). */
   undone?: boolean;
+  /** A `--steps` request: one summary per step of its plan (null otherwise). */
+  steps?: IStepSummary[] | null;
+}
+
+/** One step of a `--steps` plan as the request cell's metadata summarises it (no code). */
+export interface IStepSummary {
+  number?: number;
+  title?: string;
+  state?: string;
+  attempts?: number;
+  history?: IAttemptSummary[];
 }
 
 /** Where a reviewed run stands. */
@@ -125,7 +142,8 @@ export const REQUEST_METADATA_KEYS: ReadonlyArray<keyof IRequestMetadata> = [
   'cache_keys',
   'linked_cell_id',
   'review',
-  'undone'
+  'undone',
+  'steps'
 ];
 
 /** What a written-back code cell's `codeflow` metadata holds (a type: it is JSON as is). */
@@ -153,13 +171,6 @@ export interface ICodeflowSettings {
   writeback: boolean;
 }
 
-export const DEFAULT_SETTINGS: ICodeflowSettings = {
-  model: '',
-  maxAttempts: 3,
-  backend: 'inline',
-  writeback: true
-};
-
 /** Messages the kernel sends over the comm. */
 export type KernelMessage =
   | { type: 'event'; cell_id: string | null; event: IFlowEvent }
@@ -184,3 +195,22 @@ export type KernelMessage =
 
 /** Sent in `hello` so the kernel can tell which frontend it talks to. */
 export const VERSION = '0.1.0';
+
+/**
+ * The codeflow model of each open notebook (live runs, records, review and undo state), for
+ * other plugins: the sidebar is one view of it, not the only one possible.
+ */
+export interface ICodeflowTracker {
+  /** The model of a tracked notebook panel (undefined: not a notebook codeflow follows). */
+  modelFor(panel: NotebookPanel): CodeflowModel | undefined;
+  /** The model of the notebook in focus (null: none). */
+  readonly currentModel: CodeflowModel | null;
+  /** Emitted when the notebook in focus changes, or when it closes. */
+  readonly currentChanged: ISignal<ICodeflowTracker, CodeflowModel | null>;
+}
+
+/** The token the codeflow plugin provides its `ICodeflowTracker` under. */
+export const ICodeflowTracker = new Token<ICodeflowTracker>(
+  'codeflow-labextension:ICodeflowTracker',
+  'The codeflow model of each open notebook.'
+);

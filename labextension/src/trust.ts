@@ -39,7 +39,10 @@ export function writtenHash(text: string): string {
  * `written_hash` (written by an older version) counts as not edited: we cannot tell, and
  * refusing every legacy cell would make re-runs useless.
  */
-export function isEdited(source: string, codeMetadata: Record<string, unknown> | null | undefined): boolean {
+export function isEdited(
+  source: string,
+  codeMetadata: Record<string, unknown> | null | undefined
+): boolean {
   const expected = codeMetadata?.written_hash;
   if (typeof expected !== 'string' || !expected) {
     return false;
@@ -184,10 +187,22 @@ export function undoCommand(requestId: string): string {
 }
 
 /** The dialog's buttons, in the order shown, with the action tag each one carries. */
-export const OVERWRITE_BUTTONS: ReadonlyArray<{ choice: OverwriteChoice; label: string; caption: string }> = [
-  { choice: 'keep', label: 'Keep mine', caption: 'Leave your cell as it is; the new code is not written' },
+export const OVERWRITE_BUTTONS: ReadonlyArray<{
+  choice: OverwriteChoice;
+  label: string;
+  caption: string;
+}> = [
+  {
+    choice: 'keep',
+    label: 'Keep mine',
+    caption: 'Leave your cell as it is; the new code is not written'
+  },
   { choice: 'replace', label: 'Replace', caption: 'Replace your edited code with the new code' },
-  { choice: 'insert', label: 'Insert below', caption: 'Keep your cell and put the new code in a new cell below it' }
+  {
+    choice: 'insert',
+    label: 'Insert below',
+    caption: 'Keep your cell and put the new code in a new cell below it'
+  }
 ];
 
 /**

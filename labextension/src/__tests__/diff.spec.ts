@@ -24,7 +24,10 @@ describe('diffLines', () => {
   });
 
   it('shows a one-line fix as a delete and an add in place', () => {
-    const out = diffLines('import os\nprint(undefined_name)\nprint("end")', 'import os\nundefined_name = 1\nprint(undefined_name)\nprint("end")');
+    const out = diffLines(
+      'import os\nprint(undefined_name)\nprint("end")',
+      'import os\nundefined_name = 1\nprint(undefined_name)\nprint("end")'
+    );
     expect(out.map(l => `${l.op}:${l.text}`)).toEqual([
       'same:import os',
       'add:undefined_name = 1',

@@ -175,8 +175,21 @@ describe('CodeflowModel state', () => {
               model: 'm',
               linked_cell_id: 'g',
               history: [
-                { number: 1, kind: 'generate', success: false, category: 'runtime', ename: 'NameError' },
-                { number: 2, kind: 'fix', success: false, category: 'syntax', ename: 'SyntaxError', evalue: 'bad' }
+                {
+                  number: 1,
+                  kind: 'generate',
+                  success: false,
+                  category: 'runtime',
+                  ename: 'NameError'
+                },
+                {
+                  number: 2,
+                  kind: 'fix',
+                  success: false,
+                  category: 'syntax',
+                  ename: 'SyntaxError',
+                  evalue: 'bad'
+                }
               ]
             }
           }
@@ -207,7 +220,14 @@ describe('CodeflowModel state', () => {
               success: true,
               attempts: 2,
               history: [
-                { number: 1, kind: 'generate', success: false, category: 'runtime', ename: 'NameError', evalue: null },
+                {
+                  number: 1,
+                  kind: 'generate',
+                  success: false,
+                  category: 'runtime',
+                  ename: 'NameError',
+                  evalue: null
+                },
                 { number: 2, kind: 'fix', success: true, category: null, ename: null, evalue: null }
               ],
               run_id: 'r1',
@@ -229,7 +249,9 @@ describe('CodeflowModel state', () => {
     const stray = [{ number: 1, success: false, ename: 'NameError' }];
     model.sync(
       snapshotCells([
-        requestCell('a', { metadata: { codeflow: { request: 'x', success: false, attempts: stray } } })
+        requestCell('a', {
+          metadata: { codeflow: { request: 'x', success: false, attempts: stray } }
+        })
       ])
     );
     expect(model.entries[0]).toMatchObject({ state: 'failed', attemptCount: 0, attempts: [] });
@@ -272,7 +294,11 @@ describe('CodeflowModel state', () => {
     expect(model.entry('a')?.phase).toBe('generating');
     // an outage: the retry and its reason are shown, then the answer goes on as usual
     const why = 'the model API answered 529 <none>; sending the request again (retry 1)';
-    model.applyEvent('a', { kind: 'generating', attempt: 1, data: { phase: 'generate', retry: why } });
+    model.applyEvent('a', {
+      kind: 'generating',
+      attempt: 1,
+      data: { phase: 'generate', retry: why }
+    });
     expect(model.entry('a')?.phase).toBe(`generating again: ${why}`);
     model.applyEvent('a', { kind: 'delta', attempt: 1, data: { text: '`' } });
     expect(model.entry('a')?.phase).toBe('generating');
@@ -331,7 +357,9 @@ describe('CodeflowModel state', () => {
 
     // A live record beats outputs from before; outputs are read when there is none.
     const withOutput = [
-      requestCell('a', { outputs: [{ output_type: 'display_data', data: { [RECORD_MIME]: record() } }] })
+      requestCell('a', {
+        outputs: [{ output_type: 'display_data', data: { [RECORD_MIME]: record() } }]
+      })
     ];
     model.sync(snapshotCells(withOutput));
     expect(model.entry('a')).toMatchObject({ state: 'succeeded', attemptCount: 2 });
@@ -355,14 +383,22 @@ describe('write-back metadata', () => {
     success: true,
     attempts: 2,
     history: [
-      { number: 1, kind: 'generate', success: false, category: 'runtime', ename: 'NameError', evalue: 'x' },
+      {
+        number: 1,
+        kind: 'generate',
+        success: false,
+        category: 'runtime',
+        ename: 'NameError',
+        evalue: 'x'
+      },
       { number: 2, kind: 'fix', success: true, category: null, ename: null, evalue: null }
     ],
     run_id: 'r1',
     cache_keys: ['k1', 'k2'],
     linked_cell_id: null,
     review: null,
-    undone: false
+    undone: false,
+    steps: null
   };
 
   it('fills in the linked cell id and keeps exactly the kernel keys', () => {
@@ -386,7 +422,9 @@ describe('write-back metadata', () => {
   });
 
   it('gives a code cell only its request and run', () => {
-    expect(codeCellMetadata('req', { generated_from: 'other', run_id: 'r1', language: 'python' })).toEqual({
+    expect(
+      codeCellMetadata('req', { generated_from: 'other', run_id: 'r1', language: 'python' })
+    ).toEqual({
       generated_from: 'req',
       run_id: 'r1'
     });

@@ -2,27 +2,17 @@
  * Issue 14 on the frontend: edits are detected by hash, an edited linked cell is never
  * replaced without asking, and Discard and Undo put the linked cell back.
  *
- * The notebook is a small in-memory stand-in with the members notebookedit.ts uses, so the
- * real edit code runs unchanged.
+ * The notebook is a small in-memory stand-in (fakes.ts) with the members notebookedit.ts
+ * uses, so the real edit code runs unchanged.
  */
 
-import { INotebookModel } from '@jupyterlab/notebook';
-
 import { CodeflowModel, IPlainCell, snapshotCells } from '../model';
-import {
-  applyWriteBack,
-  discardReview,
-  IWriteBack,
-  undoLinked,
-  writeLinkedCode
-} from '../notebookedit';
+import { applyWriteBack, discardReview, undoLinked, writeLinkedCode } from '../notebookedit';
 import { entryMetaParts } from '../render';
 import { IRunRecord } from '../tokens';
 import {
-  AskOverwrite,
   CellStash,
   choiceFromActions,
-  IOverwriteQuestion,
   isEdited,
   needsAsk,
   OverwriteChoice,
@@ -31,128 +21,15 @@ import {
   undoCommand,
   writtenHash
 } from '../trust';
-
-// -- a stand-in notebook --------------------------------------------------------------------
-
-type Json = Record<string, unknown>;
-
-class FakeOutputs {
-  constructor(private _items: Json[] = []) {}
-  toJSON(): Json[] {
-    return this._items.map(o => ({ ...o }));
-  }
-  clear(): void {
-    this._items = [];
-  }
-  add(output: Json): void {
-    this._items.push({ ...output });
-  }
-}
-
-let nextId = 0;
-
-class FakeCell {
-  constructor(
-    public type: string,
-    source: string,
-    metadata: Json = {},
-    public id = `new-${++nextId}`
-  ) {
-    this._source = source;
-    this._metadata = JSON.parse(JSON.stringify(metadata));
-  }
-  outputs = new FakeOutputs();
-  executionCount: number | null = null;
-  sharedModel = {
-    getSource: (): string => this._source,
-    setSource: (value: string): void => {
-      this._source = value;
-    }
-  };
-  getMetadata(key: string): unknown {
-    return this._metadata[key] === undefined ? undefined : JSON.parse(JSON.stringify(this._metadata[key]));
-  }
-  setMetadata(key: string, value: unknown): void {
-    this._metadata[key] = JSON.parse(JSON.stringify(value));
-  }
-  deleteMetadata(key: string): void {
-    delete this._metadata[key];
-  }
-  private _source: string;
-  private _metadata: Json;
-}
-
-class FakeNotebook {
-  list: FakeCell[] = [];
-  cells = {
-    get: (i: number): FakeCell => this.list[i],
-    get length(): number {
-      return 0;
-    }
-  };
-  constructor(cells: FakeCell[]) {
-    this.list = cells;
-    const list = (): FakeCell[] => this.list;
-    Object.defineProperty(this.cells, 'length', { get: () => list().length });
-  }
-  sharedModel = {
-    insertCell: (index: number, cell: { cell_type: string; source: string; metadata: Json }): void => {
-      this.list.splice(index, 0, new FakeCell(cell.cell_type, cell.source, cell.metadata));
-    },
-    deleteCell: (index: number): void => {
-      this.list.splice(index, 1);
-    }
-  };
-  get model(): INotebookModel {
-    return this as unknown as INotebookModel;
-  }
-  byId(id: string): FakeCell | undefined {
-    return this.list.find(c => c.id === id);
-  }
-  linked(requestId: string): FakeCell[] {
-    return this.list.filter(c => (c.getMetadata('codeflow') as Json | undefined)?.generated_from === requestId);
-  }
-}
-
-/** A request cell `req` with a linked cell `gen` that codeflow wrote `code` into. */
-function notebookWithLinked(code: string): FakeNotebook {
-  const request = new FakeCell('code', '%%codeflow\nprint x', { codeflow: { request: 'print x' } }, 'req');
-  const linked = new FakeCell(
-    'code',
-    code,
-    { codeflow: { generated_from: 'req', run_id: 'r1', written_hash: writtenHash(code) } },
-    'gen'
-  );
-  linked.outputs.add({ output_type: 'stream', name: 'stdout', text: 'old output\n' });
-  linked.executionCount = 3;
-  return new FakeNotebook([request, linked, new FakeCell('markdown', '# after', {}, 'md')]);
-}
-
-/** An asker that answers `choice` and remembers what it was asked. */
-function answer(choice: OverwriteChoice): AskOverwrite & { asked: IOverwriteQuestion[] } {
-  const asked: IOverwriteQuestion[] = [];
-  const ask = (async (question: IOverwriteQuestion) => {
-    asked.push(question);
-    return choice;
-  }) as AskOverwrite & { asked: IOverwriteQuestion[] };
-  ask.asked = asked;
-  return ask;
-}
-
-const neverAsk: AskOverwrite = async () => {
-  throw new Error('asked although the cell was not edited');
-};
-
-function writeBack(code: string, extra: { review?: string } = {}): IWriteBack {
-  const review = extra.review ? { review: extra.review } : {};
-  return {
-    cell_id: 'req',
-    code,
-    request_metadata: { request: 'print x', success: true, run_id: 'r2', ...review },
-    code_metadata: { generated_from: 'req', run_id: 'r2', written_hash: writtenHash(code), ...review },
-    mode: 'below'
-  };
-}
+import {
+  answer,
+  FakeCell,
+  FakeNotebook,
+  Json,
+  neverAsk,
+  notebookWithLinked,
+  writeBack
+} from './fakes';
 
 // -- the hash ---------------------------------------------------------------------------------
 
@@ -168,7 +45,12 @@ function referenceFnv(text: string): string {
     } else if (cp < 0x10000) {
       bytes.push(0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 63), 0x80 | (cp & 63));
     } else {
-      bytes.push(0xf0 | (cp >> 18), 0x80 | ((cp >> 12) & 63), 0x80 | ((cp >> 6) & 63), 0x80 | (cp & 63));
+      bytes.push(
+        0xf0 | (cp >> 18),
+        0x80 | ((cp >> 12) & 63),
+        0x80 | ((cp >> 6) & 63),
+        0x80 | (cp & 63)
+      );
     }
   }
   // The prime is 2^24 + 0x193: multiply in exact float arithmetic (below 2^53), then mod 2^32.
@@ -215,7 +97,13 @@ describe('written_hash', () => {
 describe('writing into the linked cell', () => {
   it('replaces an unedited cell in place without asking, with the new hash', async () => {
     const nb = notebookWithLinked('print(1)\n');
-    const result = await writeLinkedCode(nb.model, 'req', 'print(2)\n', { run_id: 'r2' }, { ask: neverAsk });
+    const result = await writeLinkedCode(
+      nb.model,
+      'req',
+      'print(2)\n',
+      { run_id: 'r2' },
+      { ask: neverAsk }
+    );
     expect(result?.choice).toBe('replace');
     expect(nb.list.map(c => c.id)).toEqual(['req', 'gen', 'md']);
     expect(nb.byId('gen')?.sharedModel.getSource()).toBe('print(2)\n');
@@ -228,11 +116,16 @@ describe('writing into the linked cell', () => {
   });
 
   it('creates the linked cell right below the request when there is none', async () => {
-    const nb = new FakeNotebook([new FakeCell('code', '%%codeflow\nx', {}, 'req'), new FakeCell('code', 'y', {}, 'y')]);
+    const nb = new FakeNotebook([
+      new FakeCell('code', '%%codeflow\nx', {}, 'req'),
+      new FakeCell('code', 'y', {}, 'y')
+    ]);
     const result = await writeLinkedCode(nb.model, 'req', 'x = 1\n', {}, { ask: neverAsk });
     expect(result?.choice).toBe('new');
     expect(nb.list[1].id).toBe(result?.linkedId);
-    expect(nb.list[1].getMetadata('codeflow')).toMatchObject({ written_hash: writtenHash('x = 1\n') });
+    expect(nb.list[1].getMetadata('codeflow')).toMatchObject({
+      written_hash: writtenHash('x = 1\n')
+    });
     expect(result?.stash?.before).toBeNull();
   });
 
@@ -267,7 +160,10 @@ describe('writing into the linked cell', () => {
     expect(nb.list.map(c => c.id)).toEqual(['req', 'gen', 'md']);
     expect(nb.byId('gen')?.sharedModel.getSource()).toBe(mine);
     expect(nb.byId('gen')?.getMetadata('codeflow')).toEqual(before);
-    expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({ run_id: 'r2', linked_cell_id: 'gen' });
+    expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({
+      run_id: 'r2',
+      linked_cell_id: 'gen'
+    });
     // Nothing was written, so an undo must not touch the user's cell.
     expect(stash.get('req')).toBeUndefined();
   });
@@ -298,7 +194,9 @@ describe('writing into the linked cell', () => {
     for (const button of OVERWRITE_BUTTONS) {
       expect(choiceFromActions([`codeflow-${button.choice}`])).toBe(button.choice);
     }
-    expect(new Set(OVERWRITE_BUTTONS.map(b => b.choice))).toEqual(new Set(['replace', 'keep', 'insert']));
+    expect(new Set(OVERWRITE_BUTTONS.map(b => b.choice))).toEqual(
+      new Set(['replace', 'keep', 'insert'])
+    );
     expect(choiceFromActions([])).toBe('keep');
     expect(choiceFromActions(undefined)).toBe('keep');
   });
@@ -315,17 +213,24 @@ describe('putting the linked cell back', () => {
       outputs: nb.byId('gen')?.outputs.toJSON()
     };
     const stash = new CellStash();
-    await applyWriteBack(nb.model, writeBack('import os\nos.remove("x")\n', { review: 'pending' }), {
-      ask: neverAsk,
-      stash
-    });
+    await applyWriteBack(
+      nb.model,
+      writeBack('import os\nos.remove("x")\n', { review: 'pending' }),
+      {
+        ask: neverAsk,
+        stash
+      }
+    );
     expect(nb.byId('gen')?.getMetadata('codeflow')).toMatchObject({ review: 'pending' });
     expect(stash.get('req')?.review).toBe(true);
     expect(await discardReview(nb.model, 'req', stash, neverAsk)).toBe(true);
     expect(nb.byId('gen')?.sharedModel.getSource()).toBe(before.source);
     expect(nb.byId('gen')?.getMetadata('codeflow')).toEqual(before.meta);
     expect(nb.byId('gen')?.outputs.toJSON()).toEqual(before.outputs);
-    expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({ review: 'discarded', linked_cell_id: 'gen' });
+    expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({
+      review: 'discarded',
+      linked_cell_id: 'gen'
+    });
     expect(stash.get('req')).toBeUndefined();
   });
 
@@ -336,13 +241,20 @@ describe('putting the linked cell back', () => {
     expect(nb.list).toHaveLength(2);
     await discardReview(nb.model, 'req', stash, neverAsk);
     expect(nb.list.map(c => c.id)).toEqual(['req']);
-    expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({ review: 'discarded', linked_cell_id: null });
+    expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({
+      review: 'discarded',
+      linked_cell_id: null
+    });
   });
 
   it('Undo restores source, outputs and count from before the last write-back', async () => {
     const nb = notebookWithLinked('print(1)\n');
     const gen = nb.byId('gen') as FakeCell;
-    const before = { source: gen.sharedModel.getSource(), outputs: gen.outputs.toJSON(), meta: gen.getMetadata('codeflow') };
+    const before = {
+      source: gen.sharedModel.getSource(),
+      outputs: gen.outputs.toJSON(),
+      meta: gen.getMetadata('codeflow')
+    };
     const stash = new CellStash();
     await applyWriteBack(nb.model, writeBack('print(2)\n'), { stash });
     gen.outputs.clear();
@@ -353,7 +265,10 @@ describe('putting the linked cell back', () => {
     expect(gen.outputs.toJSON()).toEqual(before.outputs);
     expect(gen.executionCount).toBe(3);
     expect(gen.getMetadata('codeflow')).toEqual(before.meta);
-    expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({ undone: true, linked_cell_id: 'gen' });
+    expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({
+      undone: true,
+      linked_cell_id: 'gen'
+    });
   });
 
   it('Undo after "insert below" removes the new cell and links the user cell again', async () => {
@@ -373,7 +288,10 @@ describe('putting the linked cell back', () => {
     await applyWriteBack(nb.model, writeBack('print(2)\n', { review: 'pending' }), { stash });
     // The user edits the pending code, then approves: the kernel writes back that code.
     nb.byId('gen')?.sharedModel.setSource('print(3)\n');
-    await applyWriteBack(nb.model, writeBack('print(3)\n', { review: 'approved' }), { ask: neverAsk, stash });
+    await applyWriteBack(nb.model, writeBack('print(3)\n', { review: 'approved' }), {
+      ask: neverAsk,
+      stash
+    });
     expect(nb.byId('gen')?.getMetadata('codeflow')).toMatchObject({ review: null });
     expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({ review: 'approved' });
     expect(stash.get('req')?.review).toBe(false);
@@ -401,7 +319,10 @@ describe('putting the linked cell back', () => {
       ]);
       const source = nb.byId('gen')?.sharedModel.getSource();
       expect(source).toBe(choice === 'keep' ? 'print(2)\n# mine\n' : 'print(1)\n');
-      expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({ undone: true, linked_cell_id: 'gen' });
+      expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({
+        undone: true,
+        linked_cell_id: 'gen'
+      });
     }
     // Without an asker the edit is kept.
     const nb = notebookWithLinked('print(1)\n');
@@ -422,7 +343,10 @@ describe('putting the linked cell back', () => {
     await discardReview(nb.model, 'req', stash, ask);
     expect(ask.asked.map(q => [q.reason, q.incoming])).toEqual([['discard', '']]);
     expect(nb.list.map(c => c.id)).toEqual(['req', created]);
-    expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({ review: 'discarded', linked_cell_id: created });
+    expect(nb.byId('req')?.getMetadata('codeflow')).toMatchObject({
+      review: 'discarded',
+      linked_cell_id: created
+    });
   });
 
   it('Undo with nothing stashed (after a reload) only marks the request', async () => {
@@ -434,7 +358,14 @@ describe('putting the linked cell back', () => {
 
   it('reads the kernel answer and builds a safe command', () => {
     expect(
-      toUndoReply({ type: 'undone', cell_id: 'c1', ok: true, restored: ['df', 3], kept: 'x', message: 'm' })
+      toUndoReply({
+        type: 'undone',
+        cell_id: 'c1',
+        ok: true,
+        restored: ['df', 3],
+        kept: 'x',
+        message: 'm'
+      })
     ).toEqual({ cell_id: 'c1', ok: true, restored: ['df'], removed: [], kept: [], message: 'm' });
     expect(toUndoReply({ type: 'undone', ok: true })).toBeNull();
     expect(undoCommand('a1-B_2')).toBe('%codeflow undo --cell a1-B_2');
@@ -471,19 +402,28 @@ describe('review and undo in the sidebar model', () => {
     expect(live.entry('req')?.state).toBe('awaiting-review');
 
     const reloaded = new CodeflowModel();
-    reloaded.sync(snapshotCells([requestCell({ request: 'print x', success: false, review: 'pending' })]));
+    reloaded.sync(
+      snapshotCells([requestCell({ request: 'print x', success: false, review: 'pending' })])
+    );
     expect(reloaded.entry('req')).toMatchObject({ state: 'awaiting-review', review: 'pending' });
   });
 
   it('shows a discarded review as discarded, and an approved run as its outcome', () => {
     const model = new CodeflowModel();
-    model.sync(snapshotCells([requestCell({ request: 'print x', review: 'discarded' }, pendingRecord)]));
+    model.sync(
+      snapshotCells([requestCell({ request: 'print x', review: 'discarded' }, pendingRecord)])
+    );
     expect(model.entry('req')?.state).toBe('discarded');
     model.sync(
       snapshotCells([
         requestCell(
           { request: 'print x', success: true, review: 'approved' },
-          { ...pendingRecord, success: true, stop_reason: 'success', attempts: [{ number: 1, success: true }] }
+          {
+            ...pendingRecord,
+            success: true,
+            stop_reason: 'success',
+            attempts: [{ number: 1, success: true }]
+          }
         )
       ])
     );
@@ -492,12 +432,18 @@ describe('review and undo in the sidebar model', () => {
 
   it('carries undone and the undo answer; a new run forgets the answer', () => {
     const model = new CodeflowModel();
-    model.sync(snapshotCells([requestCell({ request: 'print x', success: true, attempts: 1, undone: true })]));
+    model.sync(
+      snapshotCells([requestCell({ request: 'print x', success: true, attempts: 1, undone: true })])
+    );
     const entry = model.entry('req');
     expect(entry?.undone).toBe(true);
     expect(entryMetaParts(entry!)[0]).toBe('undone');
     model.setUndo('req', { busy: false, ok: false, message: 'nothing to undo' });
-    expect(model.entry('req')?.undo).toEqual({ busy: false, ok: false, message: 'nothing to undo' });
+    expect(model.entry('req')?.undo).toEqual({
+      busy: false,
+      ok: false,
+      message: 'nothing to undo'
+    });
     model.markScheduled('req');
     model.markExecuted('req');
     expect(model.entry('req')?.undo).toBeNull();

@@ -58,7 +58,9 @@ function only(model: CodeflowModel): IRequestEntry {
 describe('which cells are requests', () => {
   it('lists a request but not help, an empty body or a refused cell', () => {
     const refused = cell('bad', '%%codeflow --bogus\nprint x', {
-      outputs: [{ output_type: 'error', ename: 'UsageError', evalue: 'unrecognized', traceback: [] }]
+      outputs: [
+        { output_type: 'error', ename: 'UsageError', evalue: 'unrecognized', traceback: [] }
+      ]
     });
     expect(isRequestCell(cell('ok', '%%codeflow\nprint x'))).toBe(true);
     expect(isRequestCell(cell('help', '%%codeflow?'))).toBe(false);
@@ -66,7 +68,9 @@ describe('which cells are requests', () => {
     expect(isRequestCell(cell('empty', '%%codeflow --max-attempts 2\n  '))).toBe(false);
     expect(isRequestCell(refused)).toBe(false);
     const printed = cell('bad2', '%%codeflow --bogus\nprint x', {
-      outputs: [{ output_type: 'stream', name: 'stderr', text: 'UsageError: unrecognized arguments' }]
+      outputs: [
+        { output_type: 'stream', name: 'stderr', text: 'UsageError: unrecognized arguments' }
+      ]
     });
     expect(isRequestCell(printed)).toBe(false);
     // A request that ran before stays listed even if a later edit was refused.
@@ -114,7 +118,9 @@ describe('a run the model could not answer', () => {
     );
     expect(meta.linked_cell_id).toBe('code-1');
     const reloaded = new CodeflowModel();
-    reloaded.sync(snapshotCells([cell('a', '%%codeflow\nprint x', { metadata: { codeflow: meta } })]));
+    reloaded.sync(
+      snapshotCells([cell('a', '%%codeflow\nprint x', { metadata: { codeflow: meta } })])
+    );
     const after = only(reloaded);
     expect(after.state).toBe('failed');
     expect(after.cause).toContain('cannot reach');
