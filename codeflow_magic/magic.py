@@ -177,14 +177,24 @@ class Progress:
         self._cell_id = cell_id
         self._events: deque[dict[str, Any]] = deque(maxlen=500)
         self.updates = 0
+        self.steps = 0
+        self.step = ""
+        """`step k of N: title` while a plan runs its steps."""
 
     def on_event(self, event: FlowEvent) -> None:
         with self._lock:
             kind, data = event.kind, event.data
-            if event.attempt:
+            if event.attempt and kind != "step":  # a step event's number is the step's
                 self.attempt = event.attempt
             if kind == "start":
                 self.max_attempts = int(data.get("max_attempts", self.max_attempts))
+                self.last_error = ""
+            elif kind == "plan_start":
+                self.phase = "asking the model for a plan"
+            elif kind == "plan":
+                self.steps = len(data.get("steps") or ())
+            elif kind == "step" and data.get("state") == "running":
+                self.step = f"step {event.attempt} of {self.steps}: {data.get('title', '')}"
             elif kind == "generating":
                 self.phase = "asking the model" + (
                     " for a fix" if data.get("phase") == "fix" else ""
@@ -217,7 +227,7 @@ class Progress:
 
     def text(self) -> str:
         elapsed = time.monotonic() - self.started
-        head = f"codeflow: {self.phase}"
+        head = "codeflow: " + (f"{self.step} · " if self.step else "") + self.phase
         if self.attempt:
             head += f" · attempt {self.attempt} of {self.max_attempts}"
         head += f" · {elapsed:.1f} s"
