@@ -402,7 +402,7 @@ OPTION_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     (
         "unknown-subcommand",
         ["frobnicate"],
-        ("invalid choice: 'frobnicate' (choose from 'ask', 'batch', 'eval', 'run', 'scan', 'doctor'",),
+        ("invalid choice: 'frobnicate' (choose from 'ask', 'batch', 'eval', 'run', 'new', 'scan', 'doctor'",),
     ),
     ("no-subcommand", [], ("COMMAND",)),
     (
