@@ -21,7 +21,7 @@ from jupyter_client.manager import KernelManager
 from modelserver import ModelServer
 
 from codeflow_magic.models import RECORD_MIME
-from codeflow_magic.notebook import CODE_METADATA_KEYS, REQUEST_METADATA_KEYS
+from codeflow_magic.notebook import CODE_METADATA_KEYS, REQUEST_METADATA_KEYS, source_hash
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
@@ -187,7 +187,12 @@ def test_improve_focus_is_one_shot_and_write_back_has_the_one_shape(
     assert meta["request"] == "make five" and meta["success"] is True
     assert meta["attempts"] == 2 and [h["kind"] for h in meta["history"]] == ["generate", "improve"]
     assert meta["run_id"] == record["run_id"] and meta["linked_cell_id"] is None
-    assert writes[0]["code_metadata"] == {"generated_from": request_id, "run_id": record["run_id"]}
+    assert writes[0]["code_metadata"] == {
+        "generated_from": request_id,
+        "run_id": record["run_id"],
+        "written_hash": source_hash(writes[0]["code"]),
+        "review": None,
+    }
     assert tuple(writes[0]["code_metadata"]) == CODE_METADATA_KEYS
     assert reply["content"].get("payload", []) == []  # the extension wrote it: no fallback
 

@@ -18,6 +18,7 @@ from codeflow_magic.notebook import (
     mark_not_run,
     replaced_source,
     restore_request,
+    source_hash,
 )
 from codeflow_magic.report import (
     notebook_report_html,
@@ -98,6 +99,8 @@ def test_below_inserts_once_then_updates_in_place() -> None:
                 "category": "runtime",
                 "ename": "NameError",
                 "evalue": "name 'x' is not defined",
+                "rolled_back": False,
+                "kept_changes": [],
             },
             {
                 "number": 2,
@@ -106,13 +109,23 @@ def test_below_inserts_once_then_updates_in_place() -> None:
                 "category": None,
                 "ename": None,
                 "evalue": None,
+                "rolled_back": False,
+                "kept_changes": [],
             },
         ],
         "run_id": "r1",
         "cache_keys": ["k1", "k2"],
         "linked_cell_id": first,
+        "review": None,
+        "undone": False,
+        "steps": None,
     }
-    assert nb.cells[2].metadata["codeflow"] == {"generated_from": nb.cells[1].id, "run_id": "r1"}
+    assert nb.cells[2].metadata["codeflow"] == {
+        "generated_from": nb.cells[1].id,
+        "run_id": "r1",
+        "written_hash": source_hash("y = 2"),
+        "review": None,
+    }
     assert tuple(nb.cells[2].metadata["codeflow"]) == CODE_METADATA_KEYS
     second = apply_writeback(nb, 1, record("y = 3").to_dict())
     assert second == first and len(nb.cells) == 4 and nb.cells[2].source == "y = 3"
