@@ -64,7 +64,9 @@ async def test_a_persistent_transient_fault_is_retried_then_unavailable(
     assert expected.format(url=base_url(kind, model_server)) in message
     assert message.endswith("(gave up after 3 tries)")
     assert info.value.exit_status == 5
-    assert [r.retry_count for r in model_server.requests] == [0, 1, 2]
+    counts = [r.retry_count for r in model_server.requests]
+    # a hung first try may be given up on before a busy server has read it; its retries count
+    assert counts == [0, 1, 2] or (fault == "hang" and counts == [1, 2]), counts
     assert all(r.fault == reply.fault or r.status == reply.status for r in model_server.requests)
 
 
