@@ -5,6 +5,9 @@ process substitution, redirections and here-documents understood), strips wrappe
 `sudo`, `env`, `nohup` or `xargs`, and judges each command by what it touches. Nested code
 (`bash -c`, `eval`, `$(...)`, `python -c`, here-documents fed to an interpreter) is scanned
 again, so hiding a command one level down does not hide it.
+
+This module only detects: findings name a rule id of the catalogue (`rules.py`), which holds
+each rule's severity, category and rationale; graded rules pass the rating they reached.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ..models import Finding, severity_rank
 from ..secrets import is_secret_name
-from . import paths
+from . import paths, rules
 from .paths import COMPUTED, Verdict
 
 PythonScan = Callable[[str, int, int], list[Finding]]
@@ -430,20 +433,31 @@ class BashScanner:
         self.findings: list[Finding] = []
 
     # -- helpers ----------------------------------------------------------------------------
-    def add(self, rule: str, severity: str, category: str, line: int, message: str) -> None:
-        if severity_rank(severity) < 0:
+    def add(
+        self,
+        rule: str,
+        line: int,
+        message: str,
+        *,
+        severity: str | None = None,
+        category: str | None = None,
+    ) -> None:
+        """A finding of catalogued `rule` (rules.py); graded rules pass their rating."""
+        if severity is not None and severity_rank(severity) < 0:
             return
-        self.findings.append(Finding(rule, severity, category, line, message))
+        self.findings.append(
+            rules.finding(rule, line, message, severity=severity, category=category)
+        )
 
     def add_verdict(self, rule: str, verdict: Verdict, line: int) -> None:
         if verdict.severity != paths.SEVERITY_NONE:
-            self.add(rule, verdict.severity, verdict.category, line, verdict.reason)
+            self.add(
+                rule, line, verdict.reason, severity=verdict.severity, category=verdict.category
+            )
 
     def nested(self, text: str, line: int) -> list[Finding]:
         if self.depth >= MAX_DEPTH:
-            return [
-                Finding("nesting", "high", "dynamic-code", line, "nests scripts too deep to check")
-            ]
+            return [rules.finding("nesting", line, "nests scripts too deep to check")]
         inner = BashScanner(self.python_scan, self.depth + 1)
         return inner.scan(text, line)
 
@@ -458,8 +472,6 @@ class BashScanner:
         if lexed.unbalanced:
             self.add(
                 "unparseable",
-                "high",
-                "dynamic-code",
                 first_line,
                 "shell code has unbalanced quotes or brackets; it cannot be checked",
             )
@@ -492,8 +504,6 @@ class BashScanner:
         ):
             self.add(
                 "output-flood",
-                "high",
-                "resource",
                 last.line,
                 f"prints without end ({' '.join(words)}): floods the output until it is stopped",
             )
@@ -515,8 +525,6 @@ class BashScanner:
             return
         self.add(
             "reverse-shell",
-            "critical",
-            "network",
             line,
             "connects a shell's input and output to a network connection to "
             f"{_host(_plain_words(nets[0].words)[1:])} (remote shell)",
@@ -534,32 +542,18 @@ class BashScanner:
                 line = first_line + text.count("\n", 0, m.start())
                 self.add(
                     "fork-bomb",
-                    "critical",
-                    "resource",
                     line,
                     "defines a fork bomb (a function that spawns itself without end)",
                 )
         for m in re.finditer(r"\$0\s*(\|\s*\$0\s*)?&", text):
             line = first_line + text.count("\n", 0, m.start())
-            self.add(
-                "fork-bomb",
-                "critical",
-                "resource",
-                line,
-                "starts copies of itself in the background (fork bomb)",
-            )
+            self.add("fork-bomb", line, "starts copies of itself in the background (fork bomb)")
 
     def _secret_vars(self, text: str, first_line: int) -> None:
         for m in re.finditer(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text):
             if is_secret_name(m.group(1)):
                 line = first_line + text.count("\n", 0, m.start())
-                self.add(
-                    "secret-variable",
-                    "high",
-                    "secrets",
-                    line,
-                    f"reads the secret variable ${m.group(1)}",
-                )
+                self.add("secret-variable", line, f"reads the secret variable ${m.group(1)}")
 
     def _loops(self, pipelines: list[Pipeline]) -> None:
         stack: list[tuple[bool, int, list[Command]]] = []
@@ -607,11 +601,7 @@ class BashScanner:
             return
         if any(c.background for c in body):
             self.add(
-                "endless-spawn",
-                "critical",
-                "resource",
-                line,
-                "starts background processes in an endless loop (fork bomb)",
+                "endless-spawn", line, "starts background processes in an endless loop (fork bomb)"
             )
             return
         writes = any(
@@ -620,13 +610,7 @@ class BashScanner:
             for op, w in c.redirects
         ) or any(c.words and c.words[0] in ("tee", "dd", "cp", "fallocate") for c in body)
         if writes:
-            self.add(
-                "endless-write",
-                "high",
-                "resource",
-                line,
-                "writes to disk in an endless loop (fills the disk)",
-            )
+            self.add("endless-write", line, "writes to disk in an endless loop (fills the disk)")
             return
         progs = {_plain_words(c.words)[0] for c in body if _plain_words(c.words)}
         if progs & {"sleep", "read", "wait", "inotifywait"}:
@@ -634,16 +618,12 @@ class BashScanner:
         if progs & {"echo", "printf", "cat", "yes", "ls", "date", "seq"}:
             self.add(
                 "output-flood",
-                "high",
-                "resource",
                 line,
                 "prints in an endless loop with no way out (floods the output until it is stopped)",
             )
         else:
             self.add(
                 "busy-loop",
-                "high",
-                "resource",
                 line,
                 "loops forever with no way out and no pause (holds a CPU core until it is stopped)",
             )
@@ -665,22 +645,16 @@ class BashScanner:
             m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", w)
             if m:
                 if m.group(1) in ("HISTFILE", "HISTSIZE", "HISTFILESIZE") and len(words) == 1:
-                    self.add("hide-history", "medium", "process", line, "hides shell history")
+                    self.add("hide-history", line, "hides shell history")
                 if m.group(1) in ("LD_PRELOAD", "PYTHONSTARTUP", "PROMPT_COMMAND", "BASH_ENV"):
                     self.add(
-                        "preload",
-                        "high",
-                        "persistence",
-                        line,
-                        f"sets {m.group(1)} (runs code inside other programs)",
+                        "preload", line, f"sets {m.group(1)} (runs code inside other programs)"
                     )
                 words = words[1:]
                 continue
             base = w.rsplit("/", 1)[-1]
             if base in ("sudo", "su", "doas", "pkexec", "runuser"):
-                self.add(
-                    "privilege", "high", "process", line, f"runs a command as another user ({base})"
-                )
+                self.add("privilege", line, f"runs a command as another user ({base})")
                 if base == "su" and "-c" in words:
                     idx = words.index("-c")
                     if idx + 1 < len(words):
@@ -723,13 +697,7 @@ class BashScanner:
                     if opt in ("-u", "-C", "-S") and rest:
                         rest = rest[1:]
                 if not rest:
-                    self.add(
-                        "env-dump",
-                        "high",
-                        "secrets",
-                        line,
-                        "dumps the whole environment (API keys included)",
-                    )
+                    self.add("env-dump", line, "dumps the whole environment (API keys included)")
                     return
                 words = rest
                 continue
@@ -750,13 +718,7 @@ class BashScanner:
         prog = words[0].rsplit("/", 1)[-1]
         args = words[1:]
         if words[0] == COMPUTED or words[0].startswith("$"):
-            self.add(
-                "computed-command",
-                "medium",
-                "process",
-                line,
-                "runs a command whose name is computed",
-            )
+            self.add("computed-program", line, "runs a command whose name is computed")
         self._secret_args(prog, args, line)
         miner_arg = MINER_ARGS.search(" ".join(args))
         if MINERS.match(prog) or miner_arg:
@@ -769,8 +731,6 @@ class BashScanner:
             )
             self.add(
                 "miner",
-                "critical",
-                "resource",
                 line,
                 f"starts a cryptocurrency miner ({evidence}): it spends this machine's CPU "
                 "for someone else",
@@ -791,17 +751,13 @@ class BashScanner:
         ):
             self._interpreter(prog, args, cmd, upstream, line)
         elif re.match(r"^mkfs(\.|$)", prog):
-            self.add("format-disk", "critical", "filesystem", line, "formats a disk (mkfs)")
+            self.add("format-disk", line, "formats a disk (mkfs)")
 
     def _redirect(self, op: str, target: str, line: int) -> None:
         path = _shell_path(target)
         if path.startswith("/dev/tcp/") or path.startswith("/dev/udp/"):
             self.add(
-                "dev-tcp",
-                "critical",
-                "network",
-                line,
-                f"opens a raw network connection through {path} (reverse shell)",
+                "dev-tcp", line, f"opens a raw network connection through {path} (reverse shell)"
             )
             return
         if op in ("<", "<>", "<<<"):
@@ -851,13 +807,7 @@ class BashScanner:
             idx = args.index("-m")
             module = args[idx + 1] if idx + 1 < len(args) else ""
             if module in ("http.server", "SimpleHTTPServer", "pyftpdlib", "smtpd"):
-                self.add(
-                    "serve-files",
-                    "medium",
-                    "network",
-                    line,
-                    f"serves files over the network (python -m {module})",
-                )
+                self.add("serve-files", line, f"serves files over the network (python -m {module})")
             if module == "pip":
                 self._pip(args[idx + 2 :], line)
             return
@@ -865,11 +815,7 @@ class BashScanner:
         if inline is not None:
             if COMPUTED in inline and any(re.search(rf"\b{d}\b", subs_text) for d in DOWNLOADERS):
                 self.add(
-                    "download-exec",
-                    "critical",
-                    "process",
-                    line,
-                    f"runs code downloaded from the network with {prog}",
+                    "download-exec", line, f"runs code downloaded from the network with {prog}"
                 )
             if is_python:
                 self.findings.extend(self.nested_python(inline, line))
@@ -878,8 +824,6 @@ class BashScanner:
             elif REVERSE_SHELL_CODE.search(inline) and RUNS_SHELL_CODE.search(inline):
                 self.add(
                     "reverse-shell",
-                    "critical",
-                    "network",
                     line,
                     f"an inline {prog} script connects to {_host(_addresses(inline))} and hands "
                     "it a shell (reverse shell)",
@@ -887,33 +831,19 @@ class BashScanner:
             elif REVERSE_SHELL_CODE.search(inline):
                 self.add(
                     "raw-connection",
-                    "high",
-                    "network",
                     line,
                     f"an inline {prog} script opens a raw network connection",
                 )
             elif RUNS_SHELL_CODE.search(inline):
-                self.add(
-                    "inline-script",
-                    "high",
-                    "process",
-                    line,
-                    f"an inline {prog} script runs commands",
-                )
+                self.add("inline-script-shell", line, f"an inline {prog} script runs commands")
             else:
-                self.add(
-                    "inline-script", "medium", "dynamic-code", line, f"runs an inline {prog} script"
-                )
+                self.add("inline-script", line, f"runs an inline {prog} script")
             return
         # Script from a process substitution: `bash <(curl ...)`.
         if any(a == COMPUTED for a in args) and cmd.subs:
             if any(re.search(rf"\b{d}\b", subs_text) for d in DOWNLOADERS):
                 self.add(
-                    "download-exec",
-                    "critical",
-                    "process",
-                    line,
-                    f"runs code downloaded from the network with {prog}",
+                    "download-exec", line, f"runs code downloaded from the network with {prog}"
                 )
                 return
         if cmd.heredoc is not None:
@@ -932,30 +862,16 @@ class BashScanner:
         if up_progs & RAW_NET:
             self.add(
                 "reverse-shell",
-                "critical",
-                "network",
                 line,
                 f"pipes commands received over a network connection into {prog} "
                 f"(remote shell from {_host([w for c in upstream for w in c.words[1:]])})",
             )
             return
         if up_progs & DOWNLOADERS:
-            self.add(
-                "download-exec",
-                "critical",
-                "process",
-                line,
-                f"pipes code downloaded from the network into {prog}",
-            )
+            self.add("download-exec", line, f"pipes code downloaded from the network into {prog}")
             return
         if DECODERS.search(up_text):
-            self.add(
-                "decoded-exec",
-                "critical",
-                "dynamic-code",
-                line,
-                f"pipes a decoded payload into {prog}",
-            )
+            self.add("decoded-exec", line, f"pipes a decoded payload into {prog}")
             return
         source = upstream[-1]
         if source.words and source.words[0] in ("echo", "printf"):
@@ -967,18 +883,10 @@ class BashScanner:
             else:
                 inner = []
             self.findings.extend(inner)
-            self.add(
-                "piped-code", "medium", "dynamic-code", line, f"pipes text into {prog} to run it"
-            )
+            self.add("piped-literal", line, f"pipes text into {prog} to run it")
             return
         if flags or not flags:
-            self.add(
-                "piped-code",
-                "high",
-                "dynamic-code",
-                line,
-                f"runs code read from a pipe with {prog}",
-            )
+            self.add("piped-code", line, f"runs code read from a pipe with {prog}")
 
     def _pip(self, args: list[str], line: int) -> None:
         if not args or args[0] not in ("install", "download"):
@@ -993,12 +901,10 @@ class BashScanner:
                 "--trusted-host",
             ):
                 where = args[idx + 1] if idx + 1 < len(args) else "another index"
-                self.add("pip-index", "medium", "network", line, f"installs packages from {where}")
+                self.add("pip-index", line, f"installs packages from {where}")
                 return
             if re.match(r"^(git\+|https?://|ftp://)", arg):
-                self.add(
-                    "pip-url", "medium", "network", line, f"installs a package from a URL ({arg})"
-                )
+                self.add("pip-url", line, f"installs a package from a URL ({arg})")
                 return
 
 
@@ -1033,15 +939,9 @@ def _rm(
         f in ("--recursive",) or (not f.startswith("--") and re.search("[rR]", f)) for f in flags
     )
     if "--no-preserve-root" in flags:
-        s.add(
-            "rm-root",
-            "critical",
-            "filesystem",
-            line,
-            "deletes with --no-preserve-root (the root filesystem)",
-        )
+        s.add("rm-root", line, "deletes with --no-preserve-root (the root filesystem)")
     if not targets and from_stdin:
-        s.add("rm-stdin", "medium", "filesystem", line, "deletes paths read from input")
+        s.add("rm-stdin", line, "deletes paths read from input")
     worst: Verdict | None = None
     for t in targets:
         verdict = paths.delete_verdict(_shell_path(t), recursive)
@@ -1135,8 +1035,6 @@ def _dd(
             if paths.locate(paths.normalize(path)) not in (paths.DISK, paths.DEVICE):
                 s.add(
                     "fill-disk",
-                    "high",
-                    "resource",
                     line,
                     f"writes {source} to a file without a size limit (fills the disk)",
                 )
@@ -1153,7 +1051,7 @@ def _disk_tool(
     line: int,
     from_stdin: bool,
 ) -> None:
-    s.add("format-disk", "critical", "filesystem", line, f"partitions or wipes a disk ({prog})")
+    s.add("format-disk", line, f"partitions or wipes a disk ({prog})")
 
 
 def _copy(
@@ -1167,7 +1065,7 @@ def _copy(
 ) -> None:
     _, targets = _flags_and_targets(args)
     if prog == "rsync" and any(":" in t and not t.startswith("/") for t in targets):
-        s.add("remote-copy", "high", "network", line, f"copies files to or from {_host(targets)}")
+        s.add("remote-copy", line, f"copies files to or from {_host(targets)}")
     if len(targets) < 2 and prog != "touch" and prog != "tee":
         return
     dests = targets if prog in ("tee", "touch") else targets[-1:]
@@ -1208,17 +1106,11 @@ def _perms(
         return
     mode = targets[0]
     if prog == "chmod" and re.search(r"(^|[ugoa,])\+[rwx]*s|^[0-7]?[4-7][0-7]{3}$", mode):
-        s.add("setuid", "high", "process", line, "sets the setuid/setgid bit")
+        s.add("setuid", line, "sets the setuid/setgid bit")
     for t in targets[1:]:
         where = paths.locate(paths.normalize(_shell_path(t)))
         if where in (paths.ROOT, paths.HOME, paths.SYSTEM):
-            s.add(
-                "change-perms",
-                "high",
-                "filesystem",
-                line,
-                f"changes ownership or permissions of {t}",
-            )
+            s.add("change-perms", line, f"changes ownership or permissions of {t}")
 
 
 def _net_download(
@@ -1245,9 +1137,9 @@ def _net_download(
         if a in ("-o", "--output", "-O", "--output-document") and idx + 1 < len(args):
             s.add_verdict("write-path", paths.write_verdict(_shell_path(args[idx + 1])), line)
     if upload or (prog == "http" and any("=" in a for a in args)):
-        s.add("upload", "high", "network", line, f"sends data to {host}")
+        s.add("upload", line, f"sends data to {host}")
     else:
-        s.add("download", "medium", "network", line, f"downloads from {host}")
+        s.add("download", line, f"downloads from {host}")
 
 
 def _raw_net(
@@ -1263,24 +1155,12 @@ def _raw_net(
     if any(a in ("-e", "-c", "--exec", "--sh-exec", "--lua-exec") for a in args) or re.search(
         r"\b(EXEC|SYSTEM):", text, re.IGNORECASE
     ):
-        s.add(
-            "reverse-shell",
-            "critical",
-            "network",
-            line,
-            f"opens a remote shell over the network ({prog})",
-        )
+        s.add("reverse-shell", line, f"opens a remote shell over the network ({prog})")
         return
     if any(re.fullmatch(r"-[a-zA-Z]*l[a-zA-Z]*", a) for a in args) or "LISTEN" in text.upper():
-        s.add("listen", "high", "network", line, f"listens for network connections ({prog})")
+        s.add("listen", line, f"listens for network connections ({prog})")
         return
-    s.add(
-        "raw-connection",
-        "high",
-        "network",
-        line,
-        f"opens a raw network connection to {_host(args)} ({prog})",
-    )
+    s.add("raw-connection", line, f"opens a raw network connection to {_host(args)} ({prog})")
 
 
 def _extract(
@@ -1308,21 +1188,14 @@ def _extract(
         return
     where = paths.locate(paths.normalize(_shell_path(target)))
     if where in (paths.ROOT, paths.SYSTEM):
-        s.add(
-            "extract-system",
-            "critical",
-            "filesystem",
-            line,
-            f"unpacks an archive over {target} (replaces system files)",
-        )
+        s.add("extract-system", line, f"unpacks an archive over {target} (replaces system files)")
     elif where in (paths.HOME, paths.HOME_SUB):
         s.add(
             "extract-home",
-            "high" if where == paths.HOME else "medium",
-            "filesystem",
             line,
             f"unpacks an archive into {target} (its members can replace start-up files and "
             "keys in the home directory)",
+            severity="high" if where == paths.HOME else "medium",
         )
 
 
@@ -1337,12 +1210,12 @@ def _remote(
 ) -> None:
     host = _host(args)
     if prog == "ssh":
-        s.add("ssh", "high", "network", line, f"opens an SSH session to {host}")
+        s.add("ssh", line, f"opens an SSH session to {host}")
         rest = [a for a in args if not a.startswith("-")]
         if len(rest) > 1:
             s.findings.extend(s.nested(" ".join(rest[1:]), line))
         return
-    s.add("remote-copy", "high", "network", line, f"copies data to or from {host} ({prog})")
+    s.add("remote-copy", line, f"copies data to or from {host} ({prog})")
 
 
 def _env_dump(
@@ -1357,42 +1230,24 @@ def _env_dump(
     if prog == "printenv":
         names = [a for a in args if not a.startswith("-")]
         if not names:
-            s.add(
-                "env-dump",
-                "high",
-                "secrets",
-                line,
-                "dumps the whole environment (API keys included)",
-            )
+            s.add("env-dump", line, "dumps the whole environment (API keys included)")
         for n in names:
             if is_secret_name(n):
-                s.add("secret-variable", "high", "secrets", line, f"prints the secret variable {n}")
+                s.add("secret-variable", line, f"prints the secret variable {n}")
         return
     if prog in ("set", "export", "declare", "typeset"):
         if not args or args in (["-p"], ["-x"], ["-px"]):
-            s.add(
-                "env-dump",
-                "high",
-                "secrets",
-                line,
-                "dumps the whole environment (API keys included)",
-            )
+            s.add("env-dump", line, "dumps the whole environment (API keys included)")
         if prog == "export":
             for a in args:
                 m = re.match(r"^(HISTFILE|HISTSIZE|HISTFILESIZE)=", a)
                 if m:
-                    s.add("hide-history", "medium", "process", line, "hides shell history")
+                    s.add("hide-history", line, "hides shell history")
                 m2 = re.match(r"^(LD_PRELOAD|PYTHONSTARTUP|PROMPT_COMMAND|BASH_ENV)=", a)
                 if m2:
-                    s.add(
-                        "preload",
-                        "high",
-                        "persistence",
-                        line,
-                        f"sets {m2.group(1)} (runs code inside other programs)",
-                    )
+                    s.add("preload", line, f"sets {m2.group(1)} (runs code inside other programs)")
         if prog == "set" and args[:2] == ["+o", "history"]:
-            s.add("hide-history", "medium", "process", line, "turns shell history off")
+            s.add("hide-history", line, "turns shell history off")
 
 
 def _history(
@@ -1405,9 +1260,9 @@ def _history(
     from_stdin: bool,
 ) -> None:
     if prog == "history" and any(a in ("-c", "-w", "-d") for a in args):
-        s.add("hide-history", "medium", "process", line, "erases shell history")
+        s.add("hide-history", line, "erases shell history")
     if prog == "unset" and any(a.startswith("HIST") for a in args):
-        s.add("hide-history", "medium", "process", line, "hides shell history")
+        s.add("hide-history", line, "hides shell history")
 
 
 def _eval(
@@ -1421,17 +1276,11 @@ def _eval(
 ) -> None:
     subs_text = " ".join(t for t, _ in cmd.subs)
     if any(re.search(rf"\b{d}\b", subs_text) for d in DOWNLOADERS):
-        s.add(
-            "download-exec",
-            "critical",
-            "process",
-            line,
-            "evaluates code downloaded from the network",
-        )
+        s.add("download-exec", line, "evaluates code downloaded from the network")
     elif DECODERS.search(subs_text):
-        s.add("decoded-exec", "critical", "dynamic-code", line, "evaluates a decoded payload")
+        s.add("decoded-exec", line, "evaluates a decoded payload")
     else:
-        s.add("eval", "medium", "dynamic-code", line, "evaluates a string as shell code")
+        s.add("eval", line, "evaluates a string as shell code")
     s.findings.extend(s.nested(" ".join(args), line))
 
 
@@ -1447,12 +1296,12 @@ def _cron(
     if prog == "crontab":
         if args and all(a in ("-l", "-u") or not a.startswith("-") for a in args) and "-l" in args:
             return
-        s.add("cron", "critical", "persistence", line, "installs a cron job (crontab)")
+        s.add("cron", line, "installs a cron job (crontab)")
         return
     if prog in ("at", "batch"):
         if any(a in ("-l", "-r", "-d") for a in args):
             return
-        s.add("at-job", "high", "persistence", line, f"schedules a command to run later ({prog})")
+        s.add("at-job", line, f"schedules a command to run later ({prog})")
         return
     if prog in ("systemctl", "launchctl", "update-rc.d", "chkconfig", "rc-update"):
         verbs = [a for a in args if not a.startswith("-")]
@@ -1461,7 +1310,7 @@ def _cron(
             and verbs
             and verbs[0] in ("poweroff", "reboot", "halt", "kexec", "suspend", "hibernate")
         ):
-            s.add("shutdown", "critical", "process", line, f"shuts the machine down ({verbs[0]})")
+            s.add("shutdown", line, f"shuts the machine down ({verbs[0]})")
             return
         if (
             prog == "systemctl"
@@ -1469,9 +1318,9 @@ def _cron(
             and verbs[0] not in ("enable", "link", "edit", "mask", "set-property", "daemon-reload")
         ):
             if verbs[0] in ("stop", "kill", "disable"):
-                s.add("service-stop", "high", "process", line, f"stops system services ({prog})")
+                s.add("service-stop", line, f"stops system services ({prog})")
             return
-        s.add("service", "high", "persistence", line, f"installs a service ({prog})")
+        s.add("service", line, f"installs a service ({prog})")
 
 
 def _kill(
@@ -1484,7 +1333,7 @@ def _kill(
     from_stdin: bool,
 ) -> None:
     if prog == "killall5":
-        s.add("kill-all", "critical", "process", line, "kills every process")
+        s.add("kill-all", line, "kills every process")
         return
     if prog == "kill":
         pids: list[str] = []
@@ -1502,17 +1351,11 @@ def _kill(
                 continue
             pids.append(a)
         if "-1" in pids or "0" in pids:
-            s.add("kill-all", "critical", "process", line, "kills every process it may signal")
+            s.add("kill-all", line, "kills every process it may signal")
         elif any(p in ("$PPID", "${PPID}", "1") for p in pids):
-            s.add(
-                "kill-parent",
-                "high",
-                "process",
-                line,
-                "kills the parent process (the notebook server)",
-            )
+            s.add("kill-parent", line, "kills the parent process (the notebook server)")
         elif pids:
-            s.add("kill", "low", "process", line, "kills a process")
+            s.add("kill", line, "kills a process")
         return
     targets = [a for a in args if not a.startswith("-")]
     severity = (
@@ -1523,7 +1366,7 @@ def _kill(
         or "-u" in args
         else "medium"
     )
-    s.add("kill-by-name", severity, "process", line, f"kills processes by name ({prog})")
+    s.add("kill-by-name", line, f"kills processes by name ({prog})", severity=severity)
 
 
 def _shutdown(
@@ -1537,7 +1380,7 @@ def _shutdown(
 ) -> None:
     if prog in ("init", "telinit") and not (args and args[0] in ("0", "6")):
         return
-    s.add("shutdown", "critical", "process", line, f"shuts the machine down ({prog})")
+    s.add("shutdown", line, f"shuts the machine down ({prog})")
 
 
 def _fill(
@@ -1553,23 +1396,21 @@ def _fill(
         op in (">", ">>", "&>", "&>>") and not t.startswith("/dev/null") for op, t in cmd.redirects
     )
     if prog == "yes" and to_file:
-        s.add(
-            "fill-disk", "high", "resource", line, "writes without end to a file (fills the disk)"
-        )
+        s.add("fill-disk", line, "writes without end to a file (fills the disk)")
         return
     if (
         prog == "cat"
         and to_file
         and any(a in ("/dev/zero", "/dev/urandom", "/dev/random") for a in args)
     ):
-        s.add("fill-disk", "high", "resource", line, "copies an endless device into a file")
+        s.add("fill-disk", line, "copies an endless device into a file")
         return
     if prog == "head" and to_file:
         for idx, a in enumerate(args):
             if a in ("-c", "--bytes") and idx + 1 < len(args):
                 size = _size_bytes(args[idx + 1])
                 if size is not None and size >= BIG_BYTES:
-                    s.add("fill-disk", "high", "resource", line, f"writes {args[idx + 1]} to disk")
+                    s.add("fill-disk", line, f"writes {args[idx + 1]} to disk")
     if prog in ("fallocate", "truncate"):
         for idx, a in enumerate(args):
             if a in ("-l", "--length", "-s", "--size") and idx + 1 < len(args):
@@ -1577,17 +1418,16 @@ def _fill(
                 if size is not None and size >= BIG_BYTES:
                     s.add(
                         "fill-disk",
-                        "high" if prog == "fallocate" else "medium",
-                        "resource",
                         line,
                         f"allocates {args[idx + 1]} on disk",
+                        severity="high" if prog == "fallocate" else "medium",
                     )
         _, targets = _flags_and_targets(args)
         for t in targets:
             if not re.fullmatch(r"[\d.]+[KMGTPE]?i?B?", t, re.IGNORECASE):
                 s.add_verdict("write-path", paths.write_verdict(_shell_path(t)), line)
     if prog in ("stress", "stress-ng"):
-        s.add("stress", "high", "resource", line, f"exhausts CPU or memory on purpose ({prog})")
+        s.add("stress", line, f"exhausts CPU or memory on purpose ({prog})")
 
 
 def _firewall(
@@ -1600,13 +1440,13 @@ def _firewall(
     from_stdin: bool,
 ) -> None:
     if prog in ("iptables", "ip6tables", "nft", "ufw"):
-        s.add("firewall", "high", "network", line, f"changes the firewall ({prog})")
+        s.add("firewall", line, f"changes the firewall ({prog})")
     elif prog in ("useradd", "adduser", "usermod", "passwd", "chpasswd", "userdel", "visudo"):
-        s.add("accounts", "high", "persistence", line, f"changes user accounts ({prog})")
+        s.add("accounts", line, f"changes user accounts ({prog})")
     elif prog in ("insmod", "modprobe", "rmmod"):
-        s.add("kernel-module", "critical", "process", line, f"loads kernel modules ({prog})")
+        s.add("kernel-module", line, f"loads kernel modules ({prog})")
     elif prog in ("mount", "umount"):
-        s.add("mount", "high", "filesystem", line, f"mounts or unmounts filesystems ({prog})")
+        s.add("mount", line, f"mounts or unmounts filesystems ({prog})")
 
 
 def _pip_cmd(
@@ -1633,7 +1473,7 @@ def _git(
     if "config" in args and any(
         re.search(r"hookspath|fsmonitor|sshcommand|core\.editor", a, re.IGNORECASE) for a in args
     ):
-        s.add("git-hook", "high", "persistence", line, "makes git run a program (git config)")
+        s.add("git-hook", line, "makes git run a program (git config)")
 
 
 def _gpg(
@@ -1646,7 +1486,7 @@ def _gpg(
     from_stdin: bool,
 ) -> None:
     if any(a.startswith("--export-secret") for a in args):
-        s.add("export-keys", "critical", "secrets", line, "exports private keys (gpg)")
+        s.add("export-keys", line, "exports private keys (gpg)")
 
 
 def _cloud(
@@ -1664,7 +1504,7 @@ def _cloud(
         r"configure\s+(get|export)|get-login-password|auth\s+token",
         text,
     ):
-        s.add("cloud-token", "high", "secrets", line, f"prints cloud credentials ({prog})")
+        s.add("cloud-token", line, f"prints cloud credentials ({prog})")
 
 
 _HANDLERS: dict[str, Handler] = {
@@ -1785,10 +1625,8 @@ def exfiltration(findings: list[Finding]) -> list[Finding]:
     if secrets and network:
         first = min(network, key=lambda f: f.line or 0)
         return [
-            Finding(
+            rules.finding(
                 "exfiltration",
-                "critical",
-                "secrets",
                 first.line,
                 "reads credentials or the environment and talks to the network "
                 f"(likely exfiltration: {secrets[0].message}; {first.message})",
@@ -1958,10 +1796,8 @@ def chain_findings(pipelines: list[Pipeline], *, across_lines: bool = False) -> 
                 steps += f", makes it executable (line {executable[key]})"
             steps += f" and runs it (line {cmd.line})"
             found.append(
-                Finding(
+                rules.finding(
                     "download-run" if how == "downloaded" else "decode-run",
-                    "critical",
-                    "process" if how == "downloaded" else "dynamic-code",
                     first,
                     steps
                     + (

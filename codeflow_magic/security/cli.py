@@ -1,4 +1,6 @@
-"""`codeflow scan FILE...`: the pre-execution scanner as a command, for CI and pre-commit use."""
+"""`codeflow scan FILE...`: the pre-execution scanner as a command, for CI and pre-commit use.
+
+`codeflow scan --rules` prints the rule catalogue (`rules.py`) instead of scanning."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 from ..errors import UsageError
 from ..models import SEVERITIES, Finding, severity_rank
 from .policy import highest_severity
+from .rules import catalogue, rule_dict, text_table
 from .scanner import LANGUAGES, format_findings, scan_code
 
 EXTENSIONS: dict[str, str] = {".py": "python", ".sh": "bash", ".bash": "bash", ".ipy": "ipython"}
@@ -25,10 +28,15 @@ def register(subparsers: Any) -> None:
         description=(
             "Scan Python, IPython or Bash files for harmful operations (deleting files, reading "
             "credentials, shell commands, obfuscated payloads...). Exit 1 when a finding reaches "
-            "--fail-on, 0 otherwise, 2 for usage errors."
+            "--fail-on, 0 otherwise, 2 for usage errors. --rules lists every rule instead."
         ),
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="files to scan")
+    parser.add_argument("files", nargs="*", metavar="FILE", help="files to scan")
+    parser.add_argument(
+        "--rules",
+        action="store_true",
+        help="print the rule catalogue (id, severity, category, summary) and exit",
+    )
     parser.add_argument(
         "--language",
         choices=LANGUAGES,
@@ -83,6 +91,12 @@ def _read(path: Path, lang: str) -> str:
 
 
 def run_scan(args: argparse.Namespace) -> int:
+    if args.rules:
+        if args.files:
+            raise UsageError("--rules lists the rule catalogue; pass it without files")
+        return _print_rules(args.fmt)
+    if not args.files:
+        raise UsageError("pass one or more files to scan (or --rules for the rule catalogue)")
     files = [Path(f) for f in args.files]
     # Check every input before scanning any, so a typo never yields a partial report.
     jobs = []
@@ -107,6 +121,15 @@ def run_scan(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(_text_report(results))
     return 1 if failed else 0
+
+
+def _print_rules(fmt: str) -> int:
+    if fmt == "json":
+        json.dump([rule_dict(r) for r in catalogue()], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text_table())
+    return 0
 
 
 def _result(path: Path, lang: str, findings: list[Finding]) -> dict[str, Any]:

@@ -6,6 +6,11 @@ names through imports and plain assignments (`import os as o`, `s = os.system`,
 folded (`fold.Folder`), and each call is matched against tables of what the callee does. The
 shell commands a call runs are judged by the Bash rules, so `os.system("rm -rf ~")` and
 `!rm -rf ~` get the same verdict.
+
+This module only detects: findings name a rule id of the catalogue (`rules.py`), which holds
+each rule's severity, category and rationale; graded rules pass the rating they reached.
+Calls with a rule of their own are dispatched by callee name (`_PATH_HANDLERS`,
+`_CALL_HANDLERS`, after the class).
 """
 
 from __future__ import annotations
@@ -13,12 +18,12 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..models import Finding, severity_rank
 from ..secrets import is_secret_name
-from . import paths
+from . import paths, rules
 from .bash_rules import script_chains
 from .fold import _DECODERS, Folded, Folder, as_text
 from .paths import COMPUTED, Verdict
@@ -297,27 +302,7 @@ RISKY_ATTRS = frozenset(
         "f_globals",
     }
 )
-DUNDERS: dict[str, tuple[str, str]] = {
-    "__subclasses__": ("high", "lists every class in the interpreter (a sandbox-escape walk)"),
-    "__globals__": ("high", "reaches a function's module globals"),
-    "__builtins__": ("high", "reaches the builtins namespace"),
-    "__code__": ("medium", "reads or replaces a function's code object"),
-    "__closure__": ("medium", "reads a function's closure cells"),
-    "__mro__": ("medium", "walks the class hierarchy"),
-    "__bases__": ("medium", "walks the class hierarchy"),
-    "__base__": ("medium", "walks the class hierarchy"),
-    "__loader__": ("medium", "reaches a module loader"),
-    "__import__": ("high", "reaches the import function through an attribute"),
-    "f_globals": ("high", "reads a frame's globals"),
-    "f_locals": ("high", "reads a frame's locals"),
-    "f_builtins": ("high", "reads a frame's builtins"),
-    "f_back": ("high", "walks the call stack"),
-    "gi_frame": ("high", "reaches a generator's frame"),
-    "cr_frame": ("high", "reaches a coroutine's frame"),
-    "ag_frame": ("high", "reaches an async generator's frame"),
-    "tb_frame": ("high", "reaches a traceback's frame"),
-    "func_globals": ("high", "reaches a function's module globals"),
-}
+DUNDERS = rules.INTROSPECTION_ATTRS  # attribute -> (severity, reason); one rule each
 STAR_MEMBERS: dict[str, frozenset[str]] = {}
 INDIRECT_LOOKUPS = frozenset(
     {"__import__", "importlib.import_module", "importlib.__import__", "getattr", "vars"}
@@ -611,17 +596,26 @@ class PythonAnalyzer:
         return int(lineno) + self.offset
 
     def add(
-        self, rule: str, severity: str, category: str, node: ast.AST | None, message: str
+        self,
+        rule: str,
+        node: ast.AST | None,
+        message: str,
+        *,
+        severity: str | None = None,
+        category: str | None = None,
     ) -> None:
-        if severity_rank(severity) < 0:
+        """A finding of catalogued `rule` (rules.py); graded rules pass their rating."""
+        if severity is not None and severity_rank(severity) < 0:
             return
-        self.findings.append(Finding(rule, severity, category, self.line(node), message))
+        self.findings.append(
+            rules.finding(rule, self.line(node), message, severity=severity, category=category)
+        )
 
     def add_verdict(self, rule: str, verdict: Verdict, node: ast.AST, prefix: str = "") -> None:
         if verdict.severity == paths.SEVERITY_NONE:
             return
         message = f"{prefix}: {verdict.reason}" if prefix else verdict.reason
-        self.add(rule, verdict.severity, verdict.category, node, message)
+        self.add(rule, node, message, severity=verdict.severity, category=verdict.category)
 
     # -- resolution -------------------------------------------------------------------------
     def binding(self, name: str) -> ast.expr | None:
@@ -865,18 +859,14 @@ class PythonAnalyzer:
         if top == "ctypes":
             self.add(
                 "ctypes",
-                "high",
-                "dangerous-module",
                 node,
                 "imports ctypes (raw memory and C calls bypass every Python-level check)",
             )
         elif top in ("crontab",):
-            self.add("cron", "high", "persistence", node, "imports a crontab editor")
+            self.add("cron-import", node, "imports a crontab editor")
         elif top in ("browser_cookie3", "pycookiecheat", "keyring"):
             self.add(
-                "credential-store",
-                "high",
-                "secrets",
+                "credential-store-import",
                 node,
                 f"imports {top} (reads stored passwords or cookies)",
             )
@@ -884,13 +874,7 @@ class PythonAnalyzer:
     # -- rules: names and attributes --------------------------------------------------------
     def visit_Name(self, node: ast.Name) -> None:
         if node.id == "__builtins__" and not self.b.bound(node.id):
-            self.add(
-                "dunder-builtins",
-                "high",
-                "introspection",
-                node,
-                "reaches the builtins namespace (__builtins__)",
-            )
+            self.add("dunder-builtins", node, "reaches the builtins namespace (__builtins__)")
         if isinstance(node.ctx, ast.Load):
             q = self.qual(node)
             if q is not None and q != node.id:
@@ -900,7 +884,7 @@ class PythonAnalyzer:
         if node.attr in DUNDERS:
             severity, reason = DUNDERS[node.attr]
             chain = self._dunder_chain(node)
-            if node.attr in ("__globals__", "__builtins__", "__import__") and (
+            if node.attr in rules.CHAIN_ESCAPE_ATTRS and (
                 "__subclasses__" in chain or "__bases__" in chain or "__mro__" in chain
             ):
                 severity, reason = (
@@ -908,11 +892,10 @@ class PythonAnalyzer:
                     ("walks from a class to module globals (a known sandbox escape)"),
                 )
             self.add(
-                f"dunder{node.attr}" if node.attr.startswith("_") else f"frame-{node.attr}",
-                severity,
-                "introspection",
+                rules.introspection_rule(node.attr),
                 node,
                 f"{reason} ({node.attr})",
+                severity=severity,
             )
         if isinstance(node.ctx, ast.Load):
             raw = self._qual(node) if node.attr in REACHABLE_MODULES else None
@@ -922,8 +905,6 @@ class PythonAnalyzer:
                     via, reached = reach
                     self.add(
                         "module-chain",
-                        "high",
-                        "introspection",
                         node,
                         f"reaches {reached.split('.')[0]} through {via} ({via}.{reached})",
                     )
@@ -957,26 +938,14 @@ class PythonAnalyzer:
             self._environ_use(node, parent)
         elif q in ("os.environ", "os.environb") and isinstance(parent, ast.Attribute):
             if parent.attr in ("items", "values", "copy"):
-                self.add(
-                    "env-dump",
-                    "high",
-                    "secrets",
-                    node,
-                    "dumps the whole environment (API keys included)",
-                )
+                self.add("env-dump", node, "dumps the whole environment (API keys included)")
             elif parent.attr == "keys":
-                self.add("env-names", "low", "secrets", node, "lists environment variable names")
+                self.add("env-names", node, "lists environment variable names")
         if q == "sys.modules":
             if isinstance(parent, ast.Subscript) or (
                 isinstance(parent, ast.Attribute) and parent.attr in ("get", "values", "items")
             ):
-                self.add(
-                    "sys-modules",
-                    "high",
-                    "introspection",
-                    node,
-                    "looks modules up through sys.modules",
-                )
+                self.add("sys-modules", node, "looks modules up through sys.modules")
         if q in (
             "sys._getframe",
             "inspect.currentframe",
@@ -986,13 +955,9 @@ class PythonAnalyzer:
             "gc.get_referrers",
             "gc.get_referents",
         ):
-            self.add(
-                "frames", "high", "introspection", node, f"inspects interpreter internals ({q})"
-            )
+            self.add("frames", node, f"inspects interpreter internals ({q})")
         if q.startswith("ctypes.") and isinstance(parent, ast.Call) and parent.func is node:
-            self.add(
-                "ctypes", "high", "dangerous-module", node, f"calls into C through ctypes ({q})"
-            )
+            self.add("ctypes", node, f"calls into C through ctypes ({q})")
         if (
             isinstance(parent, ast.Call)
             and node in parent.args
@@ -1000,10 +965,9 @@ class PythonAnalyzer:
         ):
             self.add(
                 "callable-ref",
-                "high",
-                "process" if q not in ("eval", "exec") else "dynamic-code",
                 node,
                 f"passes {q} as a value to be called later",
+                category="process" if q not in ("eval", "exec") else "dynamic-code",
             )
 
     def _environ_use(self, node: ast.expr, parent: ast.AST | None) -> None:
@@ -1037,13 +1001,7 @@ class PythonAnalyzer:
             | ast.Expr
             | ast.BinOp,
         ):
-            self.add(
-                "env-dump",
-                "high",
-                "secrets",
-                node,
-                "dumps the whole environment (API keys included)",
-            )
+            self.add("env-dump", node, "dumps the whole environment (API keys included)")
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         if not isinstance(node.ctx, ast.Load):
@@ -1057,11 +1015,7 @@ class PythonAnalyzer:
             key = self.folder.fold_str(node.slice)
             if key == "__builtins__":
                 self.add(
-                    "dunder-builtins",
-                    "high",
-                    "introspection",
-                    node,
-                    "reaches the builtins namespace through globals()",
+                    "dunder-builtins", node, "reaches the builtins namespace through globals()"
                 )
 
     def visit_Constant(self, node: ast.Constant) -> None:
@@ -1082,7 +1036,13 @@ class PythonAnalyzer:
                 self._preload(node, node.value)
         verdict = paths.mention_verdict(node.value)
         if verdict is not None:
-            self.add("mention", verdict.severity, verdict.category, node, verdict.reason)
+            self.add(
+                "mention",
+                node,
+                verdict.reason,
+                severity=verdict.severity,
+                category=verdict.category,
+            )
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
         if isinstance(node.op, ast.Mult):
@@ -1092,11 +1052,7 @@ class PythonAnalyzer:
                 size = _alloc_size(left.value, right.value)
                 if size is not None and size >= BIG_BYTES:
                     self.add(
-                        "big-allocation",
-                        "high",
-                        "resource",
-                        node,
-                        f"allocates about {size / 1024**3:.0f} GB in memory",
+                        "big-allocation", node, f"allocates about {size / 1024**3:.0f} GB in memory"
                     )
 
     # -- rules: loops and definitions -------------------------------------------------------
@@ -1160,28 +1116,14 @@ class PythonAnalyzer:
             if isinstance(sub, ast.AugAssign) and isinstance(sub.op, (ast.Add, ast.Mult)):
                 appends = True
         if spawns:
-            self.add(
-                "endless-spawn",
-                "critical",
-                "resource",
-                loop,
-                "starts processes in an endless loop (fork bomb)",
-            )
+            self.add("endless-spawn", loop, "starts processes in an endless loop (fork bomb)")
         elif writes:
-            self.add(
-                "endless-write",
-                "high",
-                "resource",
-                loop,
-                "writes to disk in an endless loop (fills the disk)",
-            )
+            self.add("endless-write", loop, "writes to disk in an endless loop (fills the disk)")
         elif appends:
-            self.add("endless-growth", "high", "resource", loop, "grows memory in an endless loop")
+            self.add("endless-growth", loop, "grows memory in an endless loop")
         elif prints and not waits:
             self.add(
                 "output-flood",
-                "high",
-                "resource",
                 loop,
                 "prints in an endless loop with no way out (floods the notebook's output until "
                 "it is stopped)",
@@ -1189,8 +1131,6 @@ class PythonAnalyzer:
         elif not waits:
             self.add(
                 "busy-loop",
-                "high",
-                "resource",
                 loop,
                 "spins in an endless loop with no way out (holds a CPU core until it is stopped)",
             )
@@ -1216,11 +1156,10 @@ class PythonAnalyzer:
                 where = "a metaclass" if is_meta else "a class hook"
                 self.add(
                     "class-hook-exec",
-                    "high",
-                    capability[0],
                     sub,
                     f"{sq} runs from {where} ({node.name}.{item.name}): it {capability[1]} "
                     "whenever a class is created or used, without a visible call",
+                    category=capability[0],
                 )
 
     def _decorators(self, node: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) -> None:
@@ -1237,8 +1176,6 @@ class PythonAnalyzer:
         shown = f" ({payload if len(payload) <= 60 else payload[:57] + '...'!r})" if payload else ""
         self.add(
             "decorator-exec",
-            "high",
-            "dynamic-code",
             runs_code[0],
             f"uses {self.qual(runs_code[0])} as a decorator on {node.name}: it runs code"
             f"{shown} without a visible call",
@@ -1263,19 +1200,11 @@ class PythonAnalyzer:
             if dangerous:
                 self.add(
                     "pickle-payload",
-                    "critical",
-                    "dangerous-module",
                     node,
                     f"defines {node.name} that runs a command when unpickled",
                 )
             elif node.name != "__setstate__":
-                self.add(
-                    "pickle-reduce",
-                    "low",
-                    "dangerous-module",
-                    node,
-                    f"customises unpickling ({node.name})",
-                )
+                self.add("pickle-reduce", node, f"customises unpickling ({node.name})")
 
     # -- rules: calls -----------------------------------------------------------------------
     def visit_Call(self, node: ast.Call) -> None:
@@ -1297,146 +1226,13 @@ class PythonAnalyzer:
             self._line_magic(node)
         elif q == "get_ipython().run_cell_magic":
             self._cell_magic(node)
-        if q in DELETE_CALLS:
-            path_node = (
-                node.func.value
-                if q.startswith("pathlib.Path()") and isinstance(node.func, ast.Attribute)
-                else self._arg(node, 0, "path")
-            )
-            text = self._path_text(path_node)
-            recursive = DELETE_CALLS[q]
-            listing = (
-                self._loop_listing(path_node)
-                if path_node is not None
-                and (text is None or COMPUTED in text or isinstance(path_node, ast.Name))
-                else None
-            )
-            if listing is not None and path_node is not None:
-                self._delete_in_loop(node, q, listing, path_node, recursive)
-            else:
-                self.add_verdict("delete-path", paths.delete_verdict(text, recursive), node, q)
-        elif q in MOVE_CALLS:
-            src = (
-                node.func.value
-                if q.startswith("pathlib.Path()") and isinstance(node.func, ast.Attribute)
-                else self._arg(node, 0, "src")
-            )
-            dst = self._arg(node, 0 if q.startswith("pathlib.Path()") else 1, "dst")
-            self.add_verdict(
-                "delete-path", paths.delete_verdict(self._path_text(src), True), node, q
-            )
-            self.add_verdict("write-path", paths.write_verdict(self._path_text(dst)), node, q)
-        elif q in COPY_CALLS:
-            src = self._arg(node, 0, "src")
-            dst = self._arg(node, 1, "dst")
-            self.add_verdict("read-secret", paths.read_verdict(self._path_text(src)), node, q)
-            self.add_verdict("write-path", paths.write_verdict(self._path_text(dst)), node, q)
-        elif q in PERM_CALLS:
-            target = (
-                node.func.value
-                if q.startswith("pathlib.Path()") and isinstance(node.func, ast.Attribute)
-                else self._arg(node, 0, "path")
-            )
-            text = self._path_text(target)
-            if text is not None and paths.locate(paths.normalize(text)) in (
-                paths.ROOT,
-                paths.HOME,
-                paths.SYSTEM,
-                paths.HOME_SUB,
-            ):
-                self.add(
-                    "change-perms",
-                    "high",
-                    "filesystem",
-                    node,
-                    f"{q} changes permissions outside the work dir ({text})",
-                )
-        elif q in OPEN_CALLS:
-            self._open(node, q, self._arg(node, 0, "file"))
-        elif q.startswith("pathlib.Path()."):
-            self._path_method(node, q)
-        elif q in DYNAMIC_CALLS:
-            self._dynamic(node, q)
-        elif q in ("__import__", "importlib.import_module"):
-            self._dynamic_import(node, q)
-        elif q in ("getattr", "setattr", "delattr", "hasattr"):
-            self._getattr(node, q)
-        elif q in PICKLE_CALLS or q in YAML_UNSAFE or q == "yaml.load":
-            self._unpickle(node, q)
-        elif q in MARSHAL_CALLS:
-            self.add(
-                "marshal", "high", "dangerous-module", node, f"{q} builds code objects from bytes"
-            )
-        elif q in NETWORK_SEND or q in NETWORK_FETCH or q in ("socket.socket", "socket.fromfd"):
-            self._network(node, q)
-        elif q in ("os.fork", "os.forkpty"):
-            if self._loops:
-                self.add(
-                    "fork-bomb", "critical", "resource", node, f"{q} inside a loop (fork bomb)"
-                )
-            else:
-                self.add("fork", "medium", "process", node, f"{q} forks the interpreter")
-        elif q == "os.dup2":
-            if self._socket_fd(node):
-                self.add(
-                    "reverse-shell",
-                    "critical",
-                    "network",
-                    node,
-                    "os.dup2 wires the process's input/output to a socket (reverse shell)",
-                )
-        elif q in ("os.kill", "os.killpg"):
-            self._kill(node, q)
-        elif q in ("os.setuid", "os.setgid", "os.seteuid", "os.setreuid", "os.chroot"):
-            self.add("privilege", "high", "process", node, f"{q} changes process privileges")
-        elif q in (
-            "os.getenv",
-            "os.environ.get",
-            "os.environ.pop",
-            "os.getenvb",
-            "os.environ.setdefault",
-        ):
-            key = self.folder.fold_str(self._arg(node, 0, "key"))
-            if key is not None and is_secret_name(key):
-                self._secret_read(node, key)
-        elif q in (
-            "bytearray",
-            "bytes",
-            "os.urandom",
-            "numpy.zeros",
-            "numpy.ones",
-            "numpy.empty",
-            "numpy.full",
-            "numpy.random.rand",
-            "numpy.random.random",
-            "numpy.arange",
-            "torch.zeros",
-            "torch.ones",
-            "torch.empty",
-            "torch.randn",
-        ):
-            self._allocation(node, q)
-        elif q in ("crontab.CronTab",):
-            self.add("cron", "critical", "persistence", node, "edits the user's crontab")
-        elif q in (
-            "keyring.get_password",
-            "browser_cookie3.load",
-            "browser_cookie3.chrome",
-            "browser_cookie3.firefox",
-        ):
-            self.add(
-                "credential-store",
-                "critical",
-                "secrets",
-                node,
-                f"{q} reads stored passwords or cookies",
-            )
-        elif q in ("runpy.run_path", "runpy.run_module", "get_ipython().run_line_magic.run"):
-            self.add("run-script", "low", "dynamic-code", node, f"{q} runs another script")
-        elif q in _DECODERS or q == "codecs.decode":
-            self._decoder(node, q)
-        elif q.endswith("().decode") or q.endswith(".decode"):
-            pass
+        handler = _PATH_HANDLERS.get(q)
+        if handler is None and q.startswith("pathlib.Path()."):
+            handler = PythonAnalyzer._path_method
+        if handler is None:
+            handler = _CALL_HANDLERS.get(q)
+        if handler is not None:
+            handler(self, node, q)
         if (
             isinstance(node.func, ast.Attribute)
             and node.func.attr in WRITE_METHODS | READ_METHODS
@@ -1444,6 +1240,87 @@ class PythonAnalyzer:
         ):
             self._unresolved_call(node)
         self._fold_args_rules(node)
+
+    # -- calls dispatched by name (tables after the class) ----------------------------------
+    def _method_target(self, node: ast.Call, q: str, keyword: str) -> ast.expr | None:
+        """`Path(p).unlink()` acts on `p`; `os.remove(p)` on its first argument."""
+        if q.startswith("pathlib.Path()") and isinstance(node.func, ast.Attribute):
+            return node.func.value
+        return self._arg(node, 0, keyword)
+
+    def _delete_call(self, node: ast.Call, q: str) -> None:
+        path_node = self._method_target(node, q, "path")
+        text = self._path_text(path_node)
+        recursive = DELETE_CALLS[q]
+        listing = (
+            self._loop_listing(path_node)
+            if path_node is not None
+            and (text is None or COMPUTED in text or isinstance(path_node, ast.Name))
+            else None
+        )
+        if listing is not None and path_node is not None:
+            self._delete_in_loop(node, q, listing, path_node, recursive)
+        else:
+            self.add_verdict("delete-path", paths.delete_verdict(text, recursive), node, q)
+
+    def _move_call(self, node: ast.Call, q: str) -> None:
+        src = self._method_target(node, q, "src")
+        dst = self._arg(node, 0 if q.startswith("pathlib.Path()") else 1, "dst")
+        self.add_verdict("delete-path", paths.delete_verdict(self._path_text(src), True), node, q)
+        self.add_verdict("write-path", paths.write_verdict(self._path_text(dst)), node, q)
+
+    def _copy_call(self, node: ast.Call, q: str) -> None:
+        src = self._arg(node, 0, "src")
+        dst = self._arg(node, 1, "dst")
+        self.add_verdict("read-secret", paths.read_verdict(self._path_text(src)), node, q)
+        self.add_verdict("write-path", paths.write_verdict(self._path_text(dst)), node, q)
+
+    def _perm_call(self, node: ast.Call, q: str) -> None:
+        text = self._path_text(self._method_target(node, q, "path"))
+        if text is not None and paths.locate(paths.normalize(text)) in (
+            paths.ROOT,
+            paths.HOME,
+            paths.SYSTEM,
+            paths.HOME_SUB,
+        ):
+            self.add("change-perms", node, f"{q} changes permissions outside the work dir ({text})")
+
+    def _open_call(self, node: ast.Call, q: str) -> None:
+        self._open(node, q, self._arg(node, 0, "file"))
+
+    def _marshal(self, node: ast.Call, q: str) -> None:
+        self.add("marshal", node, f"{q} builds code objects from bytes")
+
+    def _fork(self, node: ast.Call, q: str) -> None:
+        if self._loops:
+            self.add("fork-bomb", node, f"{q} inside a loop (fork bomb)")
+        else:
+            self.add("fork", node, f"{q} forks the interpreter")
+
+    def _dup2(self, node: ast.Call, q: str) -> None:
+        if self._socket_fd(node):
+            self.add(
+                "reverse-shell",
+                node,
+                "os.dup2 wires the process's input/output to a socket (reverse shell)",
+            )
+
+    def _privilege(self, node: ast.Call, q: str) -> None:
+        self.add("privilege", node, f"{q} changes process privileges")
+
+    def _getenv(self, node: ast.Call, q: str) -> None:
+        key = self.folder.fold_str(self._arg(node, 0, "key"))
+        if key is not None and is_secret_name(key):
+            self._secret_read(node, key)
+
+    def _crontab(self, node: ast.Call, q: str) -> None:
+        self.add("cron", node, "edits the user's crontab")
+
+    def _credential_store(self, node: ast.Call, q: str) -> None:
+        self.add("credential-store", node, f"{q} reads stored passwords or cookies")
+
+    def _run_script(self, node: ast.Call, q: str) -> None:
+        self.add("run-script", node, f"{q} runs another script")
 
     # -- capability by indirection ----------------------------------------------------------
     def _capability(self, q: str) -> tuple[str, str] | None:
@@ -1519,10 +1396,9 @@ class PythonAnalyzer:
                 shown = f" with {text if len(text) <= 60 else text[:57] + '...'!r}"
         self.add(
             "indirect-capability",
-            "high",
-            category,
             node,
             f"calls {q}{shown} reached through {how}: hidden access to code that {does}",
+            category=category,
         )
 
     # -- calls with extra meaning -----------------------------------------------------------
@@ -1543,8 +1419,6 @@ class PythonAnalyzer:
         ):
             self.add(
                 "kernel-keys",
-                "high",
-                "secrets",
                 node,
                 f"{q} locates Jupyter kernel connection files (their keys let anyone run code in "
                 "the kernels)",
@@ -1555,8 +1429,6 @@ class PythonAnalyzer:
     def _preload(self, node: ast.AST, name: str) -> None:
         self.add(
             "preload",
-            "high",
-            "process",
             node,
             f"sets {name}: a library of its choosing is loaded into every program started "
             "from here",
@@ -1589,10 +1461,9 @@ class PythonAnalyzer:
                 reason += f" ({top.message})"
         self.add(
             "query-code",
-            severity,
-            "dynamic-code",
             node,
             f"{q} evaluates {shown!r} as Python, which {reason}",
+            severity=severity,
         )
 
     def _pip_main(self, node: ast.Call, q: str) -> None:
@@ -1605,21 +1476,13 @@ class PythonAnalyzer:
         url = next((a for a in argv if re.match(r"^(git\+|[a-z]+://)", a)), None)
         if url is not None:
             self.add(
-                "pip-url",
-                "high",
-                "dangerous-module",
+                "pip-main-url",
                 node,
                 f"{q} installs a package from {url} while the code runs (its set-up code runs "
                 "with your rights)",
             )
         elif argv[:1] == ["install"] or not argv:
-            self.add(
-                "pip-main",
-                "medium",
-                "dangerous-module",
-                node,
-                f"{q} installs packages while the code runs",
-            )
+            self.add("pip-main", node, f"{q} installs packages while the code runs")
 
     def _extract(self, node: ast.Call, q: str, attr: str) -> None:
         index, keyword = (1, "extract_dir") if q == "shutil.unpack_archive" else (0, "path")
@@ -1633,19 +1496,16 @@ class PythonAnalyzer:
         if where in (paths.ROOT, paths.SYSTEM):
             self.add(
                 "extract-system",
-                "critical",
-                "filesystem",
                 node,
                 f"{q} unpacks an archive over {text} (replaces system files)",
             )
         elif where in (paths.HOME, paths.HOME_SUB):
             self.add(
                 "extract-home",
-                "high" if where == paths.HOME else "medium",
-                "filesystem",
                 node,
                 f"{q} unpacks an archive into {text} (its members can replace start-up files "
                 "and keys in the home directory)",
+                severity="high" if where == paths.HOME else "medium",
             )
 
     def _socket_fd(self, node: ast.Call) -> bool:
@@ -1748,10 +1608,10 @@ class PythonAnalyzer:
         matched = f" matching {pattern!r}" if pattern else ""
         self.add(
             "delete-loop",
-            verdict.severity,
-            verdict.category,
             node,
             f"deletes every file{matched} the loop finds under {base} ({display} on each one)",
+            severity=verdict.severity,
+            category=verdict.category,
         )
 
     def _fold_args_rules(self, node: ast.Call) -> None:
@@ -1767,7 +1627,13 @@ class PythonAnalyzer:
                 continue
             verdict = paths.mention_verdict(text)
             if verdict is not None:
-                self.add("mention", verdict.severity, verdict.category, arg, verdict.reason)
+                self.add(
+                    "mention",
+                    arg,
+                    verdict.reason,
+                    severity=verdict.severity,
+                    category=verdict.category,
+                )
 
     def _unresolved_call(self, node: ast.Call) -> None:
         func = node.func
@@ -1804,9 +1670,7 @@ class PythonAnalyzer:
         self, node: ast.Call, display: str, command: str | None, decoded: bool, argv_known: bool
     ) -> None:
         if command is None or command.strip() in ("", COMPUTED):
-            self.add(
-                "computed-command", "high", "process", node, f"{display} runs a computed command"
-            )
+            self.add("computed-command", node, f"{display} runs a computed command")
             return
         inner = self.bash_scan(command, self.line(node), self.depth + 1)
         shown = command if len(command) <= 80 else command[:77] + "..."
@@ -1827,10 +1691,9 @@ class PythonAnalyzer:
         message = f"{display} runs {shown!r}" + (f": {reason}" if reason else "")
         self.add(
             "shell-command" if display != "shell command" else "ipython-shell",
-            severity,
-            "process",
             node,
             message,
+            severity=severity,
         )
         for f in inner:
             if f is top or severity_rank(f.severity) < severity_rank("medium"):
@@ -1847,14 +1710,12 @@ class PythonAnalyzer:
         target = self._authenticates(node)
         if target is not None:
             self.add(
-                "secret-variable",
-                "low",
-                "secrets",
+                "secret-auth",
                 node,
                 f"passes the secret variable {key} to {target} (to authenticate)",
             )
             return
-        self.add("secret-variable", "high", "secrets", node, f"reads the secret variable {key}")
+        self.add("secret-variable", node, f"reads the secret variable {key}")
 
     def _authenticates(self, node: ast.AST, depth: int = 0) -> str | None:
         """The client or setting a secret value goes to, when that is all that happens to it."""
@@ -1972,13 +1833,7 @@ class PythonAnalyzer:
         name = self.folder.fold_str(self._arg(node, 0, "magic_name"))
         line_text, _ = self.folder.fold_text(self._arg(node, 1, "line"))
         if name is None:
-            self.add(
-                "computed-magic",
-                "high",
-                "dynamic-code",
-                node,
-                "runs a magic whose name is computed",
-            )
+            self.add("computed-magic", node, "runs a magic whose name is computed")
             return
         if name in ("system", "sx", "sc"):
             text = re.sub(r"\{[A-Za-z_][^{}\s]*\}", COMPUTED, line_text or "")
@@ -1995,30 +1850,16 @@ class PythonAnalyzer:
         elif name == "env":
             words = (line_text or "").split()
             if not words:
-                self.add(
-                    "env-dump",
-                    "high",
-                    "secrets",
-                    node,
-                    "%env prints the whole environment (API keys included)",
-                )
+                self.add("env-dump", node, "%env prints the whole environment (API keys included)")
             elif "=" not in words[0] and " " not in words[0] and is_secret_name(words[0]):
-                self.add(
-                    "secret-variable",
-                    "high",
-                    "secrets",
-                    node,
-                    f"%env reads the secret variable {words[0]}",
-                )
+                self.add("secret-variable", node, f"%env reads the secret variable {words[0]}")
         elif name in ("run",):
-            self.add("run-script", "low", "dynamic-code", node, "%run runs another script")
+            self.add("run-script", node, "%run runs another script")
         elif name in ("load", "loadpy"):
             if line_text and re.match(
                 r"https?://", line_text.split()[-1] if line_text.split() else ""
             ):
-                self.add(
-                    "download", "medium", "network", node, "%load downloads code from the network"
-                )
+                self.add("download", node, "%load downloads code from the network")
         elif name in ("pip", "conda", "mamba"):
             self.findings.extend(
                 f for f in self.bash_scan(f"pip {line_text or ''}", self.line(node), self.depth + 1)
@@ -2029,13 +1870,7 @@ class PythonAnalyzer:
         line_text = self.folder.fold_str(self._arg(node, 1, "line")) or ""
         body = self.folder.fold_str(self._arg(node, 2, "cell"))
         if name is None or body is None:
-            self.add(
-                "computed-magic",
-                "high",
-                "dynamic-code",
-                node,
-                "runs a cell magic whose name or body is computed",
-            )
+            self.add("computed-magic", node, "runs a cell magic whose name or body is computed")
             return
         first_body_line = self.line(node) + 1
         words = line_text.split()
@@ -2049,7 +1884,7 @@ class PythonAnalyzer:
                     Finding(f.rule, f.severity, f.category, f.line, f"%%{name}: {f.message}")
                 )
             if not inner:
-                self.add("shell-cell", "low", "process", node, f"%%{name} runs a shell script")
+                self.add("shell-cell", node, f"%%{name} runs a shell script")
         elif re.match(r"^(python\d?(\.\d+)?|pypy\d?)$", interp):
             self._nested(body, "python", node, f"%%{name}", first_body_line)
         elif name in ("time", "timeit", "capture", "prun", "debug", "cython"):
@@ -2060,17 +1895,9 @@ class PythonAnalyzer:
                 self.add_verdict("write-path", paths.write_verdict(target[-1]), node, "%%writefile")
         elif name in ("javascript", "js", "html"):
             if re.search(r"\bfetch\s*\(|XMLHttpRequest|navigator\.sendBeacon|WebSocket", body):
-                self.add(
-                    "browser-network",
-                    "medium",
-                    "network",
-                    node,
-                    f"%%{name} sends requests from the browser",
-                )
+                self.add("browser-network", node, f"%%{name} sends requests from the browser")
         elif interp in ("perl", "ruby", "node", "php"):
-            self.add(
-                "inline-script", "medium", "dynamic-code", node, f"%%{name} runs a {interp} script"
-            )
+            self.add("inline-script", node, f"%%{name} runs a {interp} script")
 
     def _nested(
         self, code: str, language: str, node: ast.AST, display: str, first_line: int | None = None
@@ -2144,7 +1971,7 @@ class PythonAnalyzer:
         if arg is None:
             arg = self._arg(node, 0, "code") or self._arg(node, 0, "expression")
         if arg is None:
-            self.add("dynamic-code", "medium", "dynamic-code", node, f"{q} runs code")
+            self.add("dynamic-code", node, f"{q} runs code")
             return
         if isinstance(arg, ast.Call) and self.qual(arg.func) == "compile":
             return
@@ -2155,38 +1982,26 @@ class PythonAnalyzer:
         language = "ipython" if q.startswith("get_ipython()") else "python"
         if text is not None and folded is not None:
             if folded.decoded:
-                self.add(
-                    "decoded-exec", "critical", "dynamic-code", node, f"{q} runs a decoded payload"
-                )
+                self.add("decoded-exec", node, f"{q} runs a decoded payload")
             elif self._assembled(arg):
                 shown = text if len(text) <= 60 else text[:57] + "..."
                 self.add(
                     "built-exec",
-                    "high",
-                    "dynamic-code",
                     node,
                     f"{q} runs code assembled at run time ({shown!r}): what it runs is hidden "
                     "from a reader",
                 )
             else:
-                self.add("literal-exec", "medium", "dynamic-code", node, f"{q} runs literal code")
+                self.add("literal-exec", node, f"{q} runs literal code")
             self._nested(text, language, node, f"code run by {q}")
             return
         origins = self.origins(arg)
         if "network" in origins:
-            self.add(
-                "download-exec",
-                "critical",
-                "dynamic-code",
-                node,
-                f"{q} runs code downloaded from the network",
-            )
+            self.add("download-exec", node, f"{q} runs code downloaded from the network")
         elif "decoded" in origins:
-            self.add(
-                "decoded-exec", "critical", "dynamic-code", node, f"{q} runs a decoded payload"
-            )
+            self.add("decoded-exec", node, f"{q} runs a decoded payload")
         else:
-            self.add("computed-exec", "high", "dynamic-code", node, f"{q} runs computed code")
+            self.add("computed-exec", node, f"{q} runs computed code")
 
     def _assembled(self, node: ast.AST, depth: int = 0) -> bool:
         """Whether a string is put together at run time (format, join, +, f-string, chr)."""
@@ -2202,22 +2017,15 @@ class PythonAnalyzer:
         folded = self.folder.fold(arg) if arg is not None else None
         name = as_text(folded.value) if folded is not None else None
         if name is None:
-            self.add(
-                "computed-import",
-                "high",
-                "dynamic-code",
-                node,
-                f"{q} imports a module whose name is computed",
-            )
+            self.add("computed-import", node, f"{q} imports a module whose name is computed")
             return
         top = name.split(".")[0]
         if not isinstance(arg, ast.Constant) and top in RISKY_MODULES:
             self.add(
                 "hidden-import",
-                "high" if folded is not None and folded.decoded else "medium",
-                "dynamic-code",
                 node,
                 f"{q} builds the module name {name!r} at run time",
+                severity="high" if folded is not None and folded.decoded else "medium",
             )
         if top == "ctypes":
             self._import_rule(name, node)
@@ -2252,31 +2060,24 @@ class PythonAnalyzer:
             ):
                 self.add(
                     "computed-attribute",
-                    "low",
-                    "introspection",
                     node,
                     f"{q} on {base or 'a local value'} with a computed attribute name",
+                    severity="low",
                 )
             else:
                 self.add(
                     "computed-attribute",
-                    "high",
-                    "introspection",
                     node,
                     f"{q} on {base or 'an object'} with a computed attribute name",
                 )
             return
         if not isinstance(name_node, ast.Constant) and (name in RISKY_ATTRS or name in DUNDERS):
             self.add(
-                "hidden-attribute",
-                "high",
-                "introspection",
-                node,
-                f"{q} builds the attribute name {name!r} at run time",
+                "hidden-attribute", node, f"{q} builds the attribute name {name!r} at run time"
             )
         elif name in DUNDERS and name not in ("__mro__", "__bases__", "__base__"):
             severity, reason = DUNDERS[name]
-            self.add(f"dunder{name}", severity, "introspection", node, f"{reason} ({name})")
+            self.add(rules.introspection_rule(name), node, f"{reason} ({name})", severity=severity)
 
     def _unpickle(self, node: ast.Call, q: str) -> None:
         if q == "yaml.load":
@@ -2289,17 +2090,11 @@ class PythonAnalyzer:
             ):
                 return
             self.add(
-                "yaml-unsafe",
-                "medium",
-                "dangerous-module",
-                node,
-                "yaml.load without SafeLoader builds arbitrary Python objects",
+                "yaml-unsafe", node, "yaml.load without SafeLoader builds arbitrary Python objects"
             )
             return
         if q in YAML_UNSAFE:
-            self.add(
-                "yaml-unsafe", "medium", "dangerous-module", node, f"{q} builds arbitrary objects"
-            )
+            self.add("yaml-unsafe", node, f"{q} builds arbitrary objects")
             return
         if q == "numpy.load":
             allow = next((k.value for k in node.keywords if k.arg == "allow_pickle"), None)
@@ -2314,8 +2109,6 @@ class PythonAnalyzer:
             if folded_weights is not None and folded_weights.value is False:
                 self.add(
                     "unpickle-unsafe",
-                    "high",
-                    "dangerous-module",
                     node,
                     "torch.load with weights_only=False unpickles arbitrary objects: a model "
                     "file can run any code when it is loaded",
@@ -2329,20 +2122,12 @@ class PythonAnalyzer:
         if url is not None and re.match(r"^(https?|ftp|s3|gs)://", url):
             self.add(
                 "pickle-network",
-                "critical",
-                "dangerous-module",
                 node,
                 f"{q} unpickles a file fetched from {url}: whoever serves it can run any code here",
             )
             return
         if arg is None:
-            self.add(
-                "unpickle",
-                "medium",
-                "dangerous-module",
-                node,
-                f"{q} unpickles data of unknown origin",
-            )
+            self.add("unpickle", node, f"{q} unpickles data of unknown origin")
             return
         folded = self.folder.fold(arg)
         if folded is not None and isinstance(folded.value, (bytes, bytearray, str)):
@@ -2356,13 +2141,7 @@ class PythonAnalyzer:
                 rb"eval|exec|getattr|check_output|Popen|run)|c?os\nsystem|\bsystem\b|\beval\b",
                 bytes(raw),
             ):
-                self.add(
-                    "pickle-payload",
-                    "critical",
-                    "dangerous-module",
-                    node,
-                    f"{q} unpickles a payload that runs a command",
-                )
+                self.add("pickle-payload", node, f"{q} unpickles a payload that runs a command")
                 return
             if isinstance(folded.value, str) and q not in (
                 "pickle.loads",
@@ -2375,32 +2154,18 @@ class PythonAnalyzer:
                 if where in (paths.WORK, paths.TMP):
                     self.add(
                         "unpickle-file",
-                        "low",
-                        "dangerous-module",
                         node,
                         f"{q} loads a pickle file ({text}); only load files you trust",
                     )
                     return
-            self.add("unpickle", "medium", "dangerous-module", node, f"{q} unpickles literal bytes")
+            self.add("unpickle", node, f"{q} unpickles literal bytes")
             return
         origins = self.origins(arg)
         if "network" in origins:
-            self.add(
-                "pickle-network",
-                "critical",
-                "dangerous-module",
-                node,
-                f"{q} unpickles bytes received from the network",
-            )
+            self.add("pickle-network", node, f"{q} unpickles bytes received from the network")
             return
         if "decoded" in origins:
-            self.add(
-                "pickle-payload",
-                "critical",
-                "dangerous-module",
-                node,
-                f"{q} unpickles a decoded payload",
-            )
+            self.add("pickle-payload", node, f"{q} unpickles a decoded payload")
             return
         opened = arg
         if isinstance(arg, ast.Name) and arg.id in self.b.sources:
@@ -2413,8 +2178,6 @@ class PythonAnalyzer:
             ):
                 self.add(
                     "unpickle-file",
-                    "low",
-                    "dangerous-module",
                     node,
                     f"{q} loads a pickle file ({opened_path}); only load files you trust",
                 )
@@ -2422,15 +2185,12 @@ class PythonAnalyzer:
         if "file" in origins or (isinstance(arg, ast.Name) and self.binding(arg.id) is None):
             self.add(
                 "unpickle-file",
-                "low" if "file" in origins else "medium",
-                "dangerous-module",
                 node,
                 f"{q} unpickles data; only load data you trust",
+                severity="low" if "file" in origins else "medium",
             )
             return
-        self.add(
-            "unpickle", "medium", "dangerous-module", node, f"{q} unpickles data of unknown origin"
-        )
+        self.add("unpickle", node, f"{q} unpickles data of unknown origin")
 
     # -- network, processes, memory ---------------------------------------------------------
     def _network(self, node: ast.Call, q: str) -> None:
@@ -2450,7 +2210,7 @@ class PythonAnalyzer:
                     else str(folded.value[0])
                 )
         if host.startswith(("127.", "localhost")) and q in NETWORK_FETCH:
-            self.add("local-fetch", "low", "network", node, f"{q} talks to {host}")
+            self.add("local-fetch", node, f"{q} talks to {host}")
             return
         sends = (
             q in NETWORK_SEND
@@ -2462,21 +2222,15 @@ class PythonAnalyzer:
             )
         )
         if q in ("socket.socket", "socket.fromfd"):
-            self.add("raw-socket", "high", "network", node, "opens a raw network socket")
+            self.add("raw-socket", node, "opens a raw network socket")
         elif q.endswith((".bind", ".listen")) or q.startswith(("socketserver.", "http.server.")):
-            self.add("listen", "high", "network", node, f"{q} listens for network connections")
+            self.add("listen", node, f"{q} listens for network connections")
         elif sends and self._literal_payload(node):
-            self.add(
-                "upload-literal",
-                "low",
-                "network",
-                node,
-                f"{q} sends fixed data written in the code to {host}",
-            )
+            self.add("upload-literal", node, f"{q} sends fixed data written in the code to {host}")
         elif sends:
-            self.add("upload", "high", "network", node, f"{q} sends data to {host}")
+            self.add("upload", node, f"{q} sends data to {host}")
         else:
-            self.add("download", "medium", "network", node, f"{q} fetches from {host}")
+            self.add("download", node, f"{q} fetches from {host}")
 
     def _literal_payload(self, node: ast.Call) -> bool:
         """Every body argument (data=, json=, files=) is a literal written in the code."""
@@ -2495,19 +2249,13 @@ class PythonAnalyzer:
         folded = self.folder.fold(pid_node) if pid_node is not None else None
         pid_q = self.qual(pid_node.func) if isinstance(pid_node, ast.Call) else None
         if folded is not None and isinstance(folded.value, int) and folded.value in (-1, 0, 1):
-            self.add("kill-all", "critical", "process", node, f"{q} signals every process")
+            self.add("kill-all", node, f"{q} signals every process")
         elif pid_q == "os.getppid":
-            self.add(
-                "kill-parent",
-                "high",
-                "process",
-                node,
-                f"{q} kills the parent process (the notebook server)",
-            )
+            self.add("kill-parent", node, f"{q} kills the parent process (the notebook server)")
         elif q == "os.killpg":
-            self.add("kill", "high", "process", node, f"{q} kills a process group")
+            self.add("kill-group", node, f"{q} kills a process group")
         else:
-            self.add("kill", "low", "process", node, f"{q} kills a process")
+            self.add("kill", node, f"{q} kills a process")
 
     def _allocation(self, node: ast.Call, q: str) -> None:
         arg = self._arg(node, 0, "shape")
@@ -2534,11 +2282,7 @@ class PythonAnalyzer:
         size = count if q in ("bytearray", "bytes", "os.urandom") else count * 8
         if size >= BIG_BYTES:
             self.add(
-                "big-allocation",
-                "high",
-                "resource",
-                node,
-                f"{q} allocates about {size / 1024**3:.0f} GB in memory",
+                "big-allocation", node, f"{q} allocates about {size / 1024**3:.0f} GB in memory"
             )
 
     def _decoder(self, node: ast.Call, q: str) -> None:
@@ -2553,13 +2297,7 @@ class PythonAnalyzer:
         shown = text if len(text) <= 60 else text[:57] + "..."
         if self._feeds_runner(node):
             return  # the exec/system call that runs it reports the payload itself
-        self.add(
-            "decoded-payload",
-            "high",
-            "dynamic-code",
-            node,
-            f"{q} decodes a hidden payload: {shown!r}",
-        )
+        self.add("decoded-payload", node, f"{q} decodes a hidden payload: {shown!r}")
         inner: list[Finding] = []
         try:
             ast.parse(text)
@@ -2604,17 +2342,107 @@ class PythonAnalyzer:
                 and f.rule not in ("computed-attribute",)
             ):
                 escalated.append(
-                    Finding(
+                    rules.finding(
                         f.rule,
-                        "critical",
-                        f.category,
                         f.line,
                         f"{f.message}; used to reach code that runs commands",
+                        severity="critical",
+                        category=f.category,
                     )
                 )
             else:
                 escalated.append(f)
         self.findings = escalated
+
+
+CallHandler = Callable[[PythonAnalyzer, ast.Call, str], None]
+
+
+def _table(*groups: tuple[Iterable[str], CallHandler]) -> dict[str, CallHandler]:
+    """Callee name -> handler; a name in two groups goes to the first, as an elif chain would."""
+    table: dict[str, CallHandler] = {}
+    for names, handler in groups:
+        for name in names:
+            table.setdefault(name, handler)
+    return table
+
+
+# Calls on paths: looked up before the `pathlib.Path().<method>` catch-all.
+_PATH_HANDLERS = _table(
+    (DELETE_CALLS, PythonAnalyzer._delete_call),
+    (MOVE_CALLS, PythonAnalyzer._move_call),
+    (COPY_CALLS, PythonAnalyzer._copy_call),
+    (PERM_CALLS, PythonAnalyzer._perm_call),
+    (OPEN_CALLS, PythonAnalyzer._open_call),
+)
+# Every other call with a rule of its own, looked up after it.
+_CALL_HANDLERS = {
+    name: handler
+    for name, handler in _table(
+        (DYNAMIC_CALLS, PythonAnalyzer._dynamic),
+        (("__import__", "importlib.import_module"), PythonAnalyzer._dynamic_import),
+        (("getattr", "setattr", "delattr", "hasattr"), PythonAnalyzer._getattr),
+        ((*PICKLE_CALLS, *YAML_UNSAFE, "yaml.load"), PythonAnalyzer._unpickle),
+        (MARSHAL_CALLS, PythonAnalyzer._marshal),
+        (
+            (*NETWORK_SEND, *NETWORK_FETCH, "socket.socket", "socket.fromfd"),
+            PythonAnalyzer._network,
+        ),
+        (("os.fork", "os.forkpty"), PythonAnalyzer._fork),
+        (("os.dup2",), PythonAnalyzer._dup2),
+        (("os.kill", "os.killpg"), PythonAnalyzer._kill),
+        (
+            ("os.setuid", "os.setgid", "os.seteuid", "os.setreuid", "os.chroot"),
+            PythonAnalyzer._privilege,
+        ),
+        (
+            (
+                "os.getenv",
+                "os.environ.get",
+                "os.environ.pop",
+                "os.getenvb",
+                "os.environ.setdefault",
+            ),
+            PythonAnalyzer._getenv,
+        ),
+        (
+            (
+                "bytearray",
+                "bytes",
+                "os.urandom",
+                "numpy.zeros",
+                "numpy.ones",
+                "numpy.empty",
+                "numpy.full",
+                "numpy.random.rand",
+                "numpy.random.random",
+                "numpy.arange",
+                "torch.zeros",
+                "torch.ones",
+                "torch.empty",
+                "torch.randn",
+            ),
+            PythonAnalyzer._allocation,
+        ),
+        (("crontab.CronTab",), PythonAnalyzer._crontab),
+        (
+            (
+                "keyring.get_password",
+                "browser_cookie3.load",
+                "browser_cookie3.chrome",
+                "browser_cookie3.firefox",
+            ),
+            PythonAnalyzer._credential_store,
+        ),
+        (
+            ("runpy.run_path", "runpy.run_module", "get_ipython().run_line_magic.run"),
+            PythonAnalyzer._run_script,
+        ),
+        ((*_DECODERS, "codecs.decode"), PythonAnalyzer._decoder),
+    ).items()
+    # the elif chain this replaces tested the pathlib catch-all first
+    if name not in _PATH_HANDLERS and not name.startswith("pathlib.Path().")
+}
 
 
 def _alloc_size(a: object, b: object) -> int | None:

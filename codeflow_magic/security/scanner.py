@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 from ..models import Finding, severity_rank
+from . import rules
 from .bash_rules import exfiltration, scan_bash
 from .python_rules import PythonAnalyzer
 
@@ -61,12 +62,8 @@ def _scan_python(code: str, language: str, first_line: int, depth: int) -> list[
             where = f" (line {error.lineno})" if error.lineno else ""
             detail = f": {error.msg}{where}"
         findings = [
-            Finding(
-                "unparseable",
-                "high",
-                "dynamic-code",
-                first_line,
-                f"code cannot be parsed{detail}; it cannot be checked",
+            rules.finding(
+                "unparseable", first_line, f"code cannot be parsed{detail}; it cannot be checked"
             )
         ]
         # Still look at it as text: a broken cell can carry a working shell line.
@@ -86,16 +83,12 @@ def _scan_python(code: str, language: str, first_line: int, depth: int) -> list[
 
 
 def _internal(message: str, line: int) -> Finding:
-    return Finding(
-        "scanner-error", "high", "dynamic-code", line, f"{message}; it cannot be checked"
-    )
+    return rules.finding("scanner-error", line, f"{message}; it cannot be checked")
 
 
 def _bash_callback(text: str, first_line: int, depth: int) -> list[Finding]:
     if depth > MAX_DEPTH:
-        return [
-            Finding("nesting", "high", "dynamic-code", first_line, "nests code too deep to check")
-        ]
+        return [rules.finding("nesting", first_line, "nests code too deep to check")]
     return scan_bash(text, first_line, _python_from_bash, depth)
 
 
@@ -105,9 +98,7 @@ def _python_from_bash(code: str, first_line: int, depth: int) -> list[Finding]:
 
 def _code_callback(code: str, language: str, first_line: int, depth: int) -> list[Finding]:
     if depth > MAX_DEPTH:
-        return [
-            Finding("nesting", "high", "dynamic-code", first_line, "nests code too deep to check")
-        ]
+        return [rules.finding("nesting", first_line, "nests code too deep to check")]
     if language == "bash":
         return scan_bash(code, first_line, _python_from_bash, depth)
     return _scan_python(code, language, first_line, depth)
