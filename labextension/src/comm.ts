@@ -14,7 +14,7 @@ import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { CodeflowModel, recordedRequestMetadata } from './model';
-import { applyWriteBack, IWriteBack, undoLinked } from './notebookedit';
+import { applyPlan, applyWriteBack, IWriteBack, toPlanWrite, undoLinked } from './notebookedit';
 import { COMM_TARGET, ICodeflowSettings, IFlowEvent, IRunRecord, METADATA_KEY } from './tokens';
 import { AskOverwrite, CellStash, IUndoReply, toUndoReply, undoCommand } from './trust';
 
@@ -342,6 +342,20 @@ export class KernelLink implements IDisposable {
               );
               break;
             }
+          }
+        });
+        break;
+      }
+      case 'plan': {
+        // A `--steps` run: its step cells below the request, in the same queue as the rest.
+        const plan = toPlanWrite(data);
+        if (!plan) {
+          break;
+        }
+        this._queue(() => {
+          const notebook = this._options.panel.content.model;
+          if (notebook && applyPlan(notebook, plan)) {
+            this._options.onWriteBack?.(plan.cell_id);
           }
         });
         break;

@@ -14,8 +14,10 @@ import {
   IAttemptSummary,
   ICodeMetadata,
   IFlowEvent,
+  IPlanRecord,
   IRequestMetadata,
   IRunRecord,
+  IStepSummary,
   METADATA_KEY,
   RECORD_MIME,
   REQUEST_METADATA_KEYS,
@@ -29,6 +31,43 @@ export type RequestState =
 /** The words a state is shown with (the state itself is a CSS-friendly token). */
 export function stateLabel(state: RequestState): string {
   return state === 'awaiting-review' ? 'awaiting review' : state;
+}
+
+/**
+ * Where one step of a `--steps` plan stands: `waiting` until the run reaches it (live only),
+ * then the kernel's `running`, `ok`, `failed` or `not_run` (after a step that failed).
+ */
+export type StepState = 'waiting' | 'running' | 'ok' | 'failed' | 'not_run';
+
+/** The words a step state is shown with. */
+export function stepStateLabel(state: StepState): string {
+  return state === 'not_run' ? 'not run' : state;
+}
+
+function toStepState(value: unknown): StepState {
+  return value === 'running' || value === 'ok' || value === 'failed' || value === 'waiting'
+    ? value
+    : 'not_run';
+}
+
+/** One line of a request's plan in the sidebar. */
+export interface IStepView {
+  number: number;
+  title: string;
+  state: StepState;
+  /** Attempts the step's run made (0: it did not run, or has not yet). */
+  attempts: number;
+  /** The last error of its run (a failed step's reason, or what a fix repaired). */
+  lastError: IErrorSummary | null;
+  /** The step's code cell in the notebook (null: not written yet, or deleted). */
+  cellId: string | null;
+}
+
+/** A `--steps` request's plan as the sidebar shows it. */
+export interface IPlanView {
+  steps: IStepView[];
+  /** The number of the step running now (0: none). */
+  running: number;
 }
 
 /** An undo asked from the sidebar: under way, or the kernel's answer. */
@@ -54,6 +93,8 @@ export interface ICellSnapshot {
   metadata: IRequestMetadata | null;
   record: IRunRecord | null;
   linkedCellId: string | null;
+  /** The code cells of the request's plan by step number (`codeflow.plan_of` names it). */
+  stepCells?: Record<number, string>;
 }
 
 export interface IAttemptView {
@@ -105,6 +146,23 @@ export interface IRequestEntry {
   undone: boolean;
   /** The undo asked in this session, if any (its answer is not saved). */
   undo: IUndoStatus | null;
+  /** A `--steps` request's plan (live while it runs, then from its record or metadata). */
+  plan: IPlanView | null;
+}
+
+/** A step of a plan being run, as its events describe it. */
+interface ILiveStep {
+  number: number;
+  title: string;
+  state: StepState;
+  attempts: Map<number, IAttemptView>;
+}
+
+/** A plan as the live events build it; `record` once `plan_finished` came. */
+interface ILivePlan {
+  steps: ILiveStep[];
+  running: number;
+  record: IPlanRecord | null;
 }
 
 interface ILiveState {
@@ -112,6 +170,8 @@ interface ILiveState {
   phase: string;
   attempts: Map<number, IAttemptView>;
   record: IRunRecord | null;
+  /** A `--steps` run: its plan (the run's own attempts stay empty; each step has its own). */
+  plan?: ILivePlan;
   /** The run was interrupted: the entry shows the run before it (`previous`). */
   interrupted?: boolean;
   previous?: IRunRecord | null;
@@ -206,11 +266,19 @@ export function recordFromOutputs(
 /** Request cells of a notebook, in order, each with the code cell generated from it. */
 export function snapshotCells(cells: IPlainCell[]): ICellSnapshot[] {
   const linked = new Map<string, string>();
+  const steps = new Map<string, Record<number, string>>();
   for (const cell of cells) {
     const meta = asObject(cell.metadata[METADATA_KEY]);
     const from = meta ? str(meta.generated_from) : '';
     if (from && !linked.has(from)) {
       linked.set(from, cell.id);
+    }
+    const planOf = meta ? str(meta.plan_of) : '';
+    const step = meta ? num(meta.step) : 0;
+    if (planOf && step && cell.cell_type === 'code') {
+      const byStep = steps.get(planOf) ?? {};
+      byStep[step] = byStep[step] ?? cell.id;
+      steps.set(planOf, byStep);
     }
   }
   return cells.filter(isRequestCell).map(cell => {
@@ -220,7 +288,8 @@ export function snapshotCells(cells: IPlainCell[]): ICellSnapshot[] {
       source: cell.source,
       metadata: meta as IRequestMetadata | null,
       record: recordFromOutputs(cell.outputs),
-      linkedCellId: linked.get(cell.id) ?? null
+      linkedCellId: linked.get(cell.id) ?? null,
+      stepCells: steps.get(cell.id) ?? {}
     };
   });
 }
@@ -277,7 +346,7 @@ function sortAttempts(attempts: Iterable<IAttemptView>): IAttemptView[] {
 
 type Derived = Omit<
   IRequestEntry,
-  'cellId' | 'request' | 'title' | 'linkedCellId' | 'review' | 'undone' | 'undo'
+  'cellId' | 'request' | 'title' | 'linkedCellId' | 'review' | 'undone' | 'undo' | 'plan'
 >;
 
 function reviewOf(value: unknown): ReviewState | null {
@@ -361,6 +430,93 @@ function fromMetadata(meta: IRequestMetadata): Derived {
     cause: str(meta.error)
   };
 }
+
+/** A finished plan's figures for its request: all steps' attempts, the plan's totals. */
+function fromPlanRecord(plan: IPlanRecord): Derived {
+  let count = 0;
+  for (const step of plan.steps ?? []) {
+    count += step.record?.attempts?.length ?? 0;
+  }
+  const metrics = plan.metrics ?? {};
+  return {
+    ...fromAttempts([], plan.success ? 'succeeded' : 'failed'),
+    attemptCount: count,
+    seconds: num(metrics.total_s),
+    inputTokens: num(metrics.input_tokens),
+    outputTokens: num(metrics.output_tokens),
+    runId: str(plan.run_id),
+    model: str(plan.model),
+    stopReason: str(plan.stop_reason),
+    cause: str(plan.error)
+  };
+}
+
+type StepFacts = Omit<IStepView, 'cellId'>;
+
+function stepsOfRecord(plan: IPlanRecord): StepFacts[] {
+  return (plan.steps ?? []).map((step, i) => {
+    const attempts = (step.record?.attempts ?? []).map((a, j) => toAttemptView(a, j));
+    return {
+      number: num(step.number) || i + 1,
+      title: str(step.title),
+      state: toStepState(step.state),
+      attempts: attempts.length,
+      lastError: lastError(attempts)
+    };
+  });
+}
+
+function stepsOfMetadata(steps: IStepSummary[]): StepFacts[] {
+  return steps.map((raw, i) => {
+    const step = (asObject(raw) ?? {}) as IStepSummary;
+    const history = Array.isArray(step.history) ? step.history : [];
+    const attempts = history.map((h, j) =>
+      toAttemptView((asObject(h) ?? {}) as Record<string, unknown>, j)
+    );
+    return {
+      number: num(step.number) || i + 1,
+      title: str(step.title),
+      state: toStepState(step.state),
+      attempts: Math.max(num(step.attempts), attempts.length),
+      lastError: lastError(attempts)
+    };
+  });
+}
+
+function stepsOfLive(plan: ILivePlan): StepFacts[] {
+  return plan.steps.map(step => {
+    const attempts = sortAttempts(step.attempts.values());
+    return {
+      number: step.number,
+      title: step.title,
+      state: step.state,
+      attempts: attempts.length,
+      lastError: lastError(attempts)
+    };
+  });
+}
+
+/** True for the metadata of a `--steps` request (its last run was a plan). */
+function isPlanMetadata(meta: IRequestMetadata | null): meta is IRequestMetadata & {
+  steps: IStepSummary[];
+} {
+  return meta !== null && Array.isArray(meta.steps);
+}
+
+/** What the sidebar shows for a running step: `generating`, `installing pandas`... */
+function phaseOf(kind: string, data: Record<string, unknown>): string {
+  if (kind === 'install' && typeof data.package === 'string') {
+    return `installing ${data.package}`;
+  }
+  if (kind === 'generating' && typeof data.retry === 'string' && data.retry) {
+    // An outage: the request is being sent again; say why it takes long.
+    return `generating again: ${data.retry}`;
+  }
+  return PHASES[kind] ?? kind;
+}
+
+/** The events of a plan itself (the steps' own runs carry `data.step` instead). */
+const PLAN_KINDS = new Set(['plan_start', 'plan', 'step']);
 
 /**
  * The request cell's metadata for a run that wrote no code (it failed, or write-back is
@@ -502,6 +658,8 @@ export class CodeflowModel {
   /** A live progress event from the kernel. */
   applyEvent(cellId: string, event: IFlowEvent): void {
     const data = asObject(event.data) ?? {};
+    // The events of a plan step's own run carry the step's number.
+    const step = num(data.step);
     if (event.kind === 'interrupted') {
       // Nothing came of this run: show it as interrupted, with the history of the one before.
       const previous = this._previousRecord(cellId);
@@ -516,27 +674,36 @@ export class CodeflowModel {
       this._rebuild();
       return;
     }
-    if (event.kind === 'finished') {
+    if (event.kind === 'plan_finished') {
+      const plan = asObject(data.plan);
+      if (plan) {
+        this.applyPlanRecord(cellId, plan as IPlanRecord);
+      }
+      return;
+    }
+    if (event.kind === 'finished' && !step) {
       const record = (asObject(data.record) ?? data) as IRunRecord;
       this.applyRecord(cellId, record);
       return;
     }
     let live = this._live.get(cellId);
-    if (!live || !live.running || (event.kind === 'start' && live.phase !== 'queued')) {
+    // A step's `start` is a run inside the plan, not a new run of the request.
+    const starts = (event.kind === 'start' && !step) || event.kind === 'plan_start';
+    if (!live || !live.running || (starts && live.phase !== 'queued')) {
       // A run we had not seen start (or a new one): begin a fresh live state.
       const previous = this._previousRecord(cellId);
       live = { running: true, phase: '', attempts: new Map(), record: null, previous };
       this._undo.delete(cellId);
       this._live.set(cellId, live);
     }
-    let phase = PHASES[event.kind] ?? event.kind;
-    if (event.kind === 'install' && typeof data.package === 'string') {
-      phase = `installing ${data.package}`;
+    if (step || PLAN_KINDS.has(event.kind)) {
+      live.plan = live.plan ?? { steps: [], running: 0, record: null };
+      if (this._planEvent(live, live.plan, event, data, step)) {
+        this._rebuild();
+      }
+      return;
     }
-    if (event.kind === 'generating' && typeof data.retry === 'string' && data.retry) {
-      // An outage: the request is being sent again; say why it takes long.
-      phase = `generating again: ${data.retry}`;
-    }
+    const phase = phaseOf(event.kind, data);
     if (event.kind === 'attempt') {
       const attempt = toAttemptView(asObject(data.attempt) ?? data, live.attempts.size);
       live.attempts.set(attempt.number, attempt);
@@ -547,6 +714,82 @@ export class CodeflowModel {
     this._rebuild();
   }
 
+  /** The outcome of a `--steps` run (`plan_finished`): the plan and its totals. */
+  applyPlanRecord(cellId: string, plan: IPlanRecord): void {
+    this._live.set(cellId, {
+      running: false,
+      phase: '',
+      attempts: new Map(),
+      record: null,
+      plan: { steps: [], running: 0, record: plan }
+    });
+    this._rebuild();
+  }
+
+  /**
+   * One event of a running plan: the steps planned, a step's state, or progress of a step's
+   * own run (its attempts count for that step only). True when the view changed.
+   */
+  private _planEvent(
+    live: ILiveState,
+    plan: ILivePlan,
+    event: IFlowEvent,
+    data: Record<string, unknown>,
+    step: number
+  ): boolean {
+    if (event.kind === 'plan_start') {
+      live.phase = 'planning';
+      return true;
+    }
+    if (event.kind === 'plan') {
+      const planned = Array.isArray(data.steps) ? data.steps : [];
+      plan.steps = planned.map((raw, i) => {
+        const item = asObject(raw) ?? {};
+        return {
+          number: num(item.number) || i + 1,
+          title: str(item.title),
+          state: 'waiting' as StepState,
+          attempts: new Map<number, IAttemptView>()
+        };
+      });
+      live.phase = `${plan.steps.length} step${plan.steps.length === 1 ? '' : 's'} planned`;
+      return true;
+    }
+    // `step` events number the step in `attempt` (the plan's own emit), a step's run in data.
+    const number = event.kind === 'step' ? num(event.attempt) || step : step;
+    if (!number) {
+      return false;
+    }
+    let current = plan.steps.find(s => s.number === number);
+    if (!current) {
+      // The sidebar came up after `plan` (a reload mid-run): learn the step as it shows up.
+      current = { number, title: '', state: 'waiting', attempts: new Map() };
+      plan.steps.push(current);
+      plan.steps.sort((a, b) => a.number - b.number);
+    }
+    const of = `step ${number} of ${Math.max(plan.steps.length, number)}`;
+    if (event.kind === 'step') {
+      current.state = toStepState(data.state);
+      current.title = str(data.title) || current.title;
+      if (current.state === 'running') {
+        plan.running = number;
+        live.phase = of;
+      } else if (plan.running === number) {
+        plan.running = 0;
+      }
+      return true;
+    }
+    const phase = `${of}: ${phaseOf(event.kind, data)}`;
+    if (event.kind === 'attempt') {
+      const attempt = toAttemptView(asObject(data.attempt) ?? data, current.attempts.size);
+      current.attempts.set(attempt.number, attempt);
+    } else if (live.phase === phase) {
+      return false;
+    }
+    live.phase = phase;
+    return true;
+  }
+
   /** The full record of a finished run, sent by the kernel. */
   applyRecord(cellId: string, record: IRunRecord): void {
     this._live.set(cellId, { running: false, phase: '', attempts: new Map(), record });
@@ -555,8 +798,18 @@ export class CodeflowModel {
 
   private _derive(snapshot: ICellSnapshot): IRequestEntry {
     const live = this._live.get(snapshot.id);
+    const planMeta = isPlanMetadata(snapshot.metadata) ? snapshot.metadata : null;
     let derived: Derived;
-    if (live?.running) {
+    let steps: StepFacts[] | null = null;
+    let runningStep = 0;
+    if (live?.running && live.plan) {
+      const facts = stepsOfLive(live.plan);
+      // The figures of every step's attempts, but no request-level attempts to restore.
+      const all = live.plan.steps.flatMap(step => sortAttempts(step.attempts.values()));
+      derived = { ...fromAttempts(all, 'running', live.phase), attempts: [] };
+      steps = facts;
+      runningStep = live.plan.running;
+    } else if (live?.running) {
       derived = fromAttempts(sortAttempts(live.attempts.values()), 'running', live.phase);
     } else if (live?.interrupted) {
       const before = live.previous
@@ -565,9 +818,14 @@ export class CodeflowModel {
           ? fromMetadata(snapshot.metadata)
           : fromAttempts([], 'idle');
       derived = { ...before, state: 'interrupted' };
+      steps = live.previous || !planMeta ? null : stepsOfMetadata(planMeta.steps);
     } else if (live?.record) {
       derived = fromRecord(live.record);
-    } else if (snapshot.record) {
+    } else if (live?.plan?.record) {
+      derived = fromPlanRecord(live.plan.record);
+      steps = stepsOfRecord(live.plan.record);
+    } else if (snapshot.record && !planMeta) {
+      // (A plan's metadata is newer than the record an earlier plain run left in the output.)
       derived = fromRecord(snapshot.record);
     } else if (live && live.attempts.size > 0) {
       const attempts = sortAttempts(live.attempts.values());
@@ -577,9 +835,17 @@ export class CodeflowModel {
       );
     } else if (snapshot.metadata) {
       derived = fromMetadata(snapshot.metadata);
+      steps = planMeta ? stepsOfMetadata(planMeta.steps) : null;
     } else {
       derived = fromAttempts([], 'idle');
     }
+    const stepCells = snapshot.stepCells ?? {};
+    const plan: IPlanView | null = steps
+      ? {
+          steps: steps.map(step => ({ ...step, cellId: stepCells[step.number] ?? null })),
+          running: runningStep
+        }
+      : null;
     // A replaced request's source is code: its words are kept in the metadata.
     const isMagic = isMagicSource(snapshot.source);
     const request =
@@ -604,7 +870,8 @@ export class CodeflowModel {
       linkedCellId: snapshot.linkedCellId ?? (metaLinked || null),
       review,
       undone: !running && snapshot.metadata?.undone === true,
-      undo: running ? null : (this._undo.get(snapshot.id) ?? null)
+      undo: running ? null : (this._undo.get(snapshot.id) ?? null),
+      plan
     };
   }
 

@@ -11,8 +11,13 @@
 import { ICellModel, ICodeCellModel } from '@jupyterlab/cells';
 import { INotebookModel } from '@jupyterlab/notebook';
 
-import { IPlainCell, writeBackRequestMetadata, writtenCodeMetadata } from './model';
-import { ICodeMetadata, METADATA_KEY } from './tokens';
+import {
+  IPlainCell,
+  recordedRequestMetadata,
+  writeBackRequestMetadata,
+  writtenCodeMetadata
+} from './model';
+import { ICodeMetadata, IPlanCell, METADATA_KEY } from './tokens';
 import {
   ALL_CHOICES,
   AskOverwrite,
@@ -398,4 +403,125 @@ export async function undoLinked(
     stash.delete(requestId);
   }
   return patchRequestMetadata(model, requestId, patch);
+}
+
+/** A plan write-back from the kernel (`{type: "plan"}` on the comm). */
+export interface IPlanWrite {
+  cell_id: string;
+  cells: IPlanCell[];
+  request_metadata: Record<string, unknown>;
+}
+
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * Read a `plan` comm message; null when it names no request or a cell is malformed (a
+ * half-applied plan would be worse than none: the request's old steps stay as they are).
+ */
+export function toPlanWrite(data: Record<string, unknown>): IPlanWrite | null {
+  if (typeof data.cell_id !== 'string' || !data.cell_id || !Array.isArray(data.cells)) {
+    return null;
+  }
+  const cells: IPlanCell[] = [];
+  for (const raw of data.cells) {
+    if (
+      !isJsonObject(raw) ||
+      (raw.cell_type !== 'markdown' && raw.cell_type !== 'code') ||
+      typeof raw.source !== 'string'
+    ) {
+      return null;
+    }
+    const cell: IPlanCell = {
+      cell_type: raw.cell_type,
+      source: raw.source,
+      metadata: isJsonObject(raw.metadata) ? raw.metadata : {}
+    };
+    if (raw.cell_type === 'code') {
+      cell.outputs = Array.isArray(raw.outputs) ? raw.outputs.filter(isJsonObject) : [];
+    }
+    cells.push(cell);
+  }
+  return {
+    cell_id: data.cell_id,
+    cells,
+    request_metadata: isJsonObject(data.request_metadata) ? data.request_metadata : {}
+  };
+}
+
+/** Indices of the cells of a request's plan (`codeflow.plan_of` names it), in order. */
+export function findPlanIndices(model: INotebookModel, requestId: string): number[] {
+  const found: number[] = [];
+  for (let i = 0; i < model.cells.length; i++) {
+    const meta = cellAt(model, i).getMetadata(METADATA_KEY) as Record<string, unknown> | undefined;
+    if (meta && typeof meta === 'object' && meta.plan_of === requestId) {
+      found.push(i);
+    }
+  }
+  return found;
+}
+
+/**
+ * Write a plan's step cells below its request, as the kernel's `notebook.apply_plan` does
+ * for headless runs, so a notebook looks the same whichever side wrote it.
+ *
+ * A re-run replaces the previous plan's cells where they were (never a second copy). A step
+ * code cell the user edited is not theirs to lose: it stays, unlinked (no `codeflow`
+ * metadata, so the next re-run leaves it alone too), and the new steps go right below the
+ * last such cell. Nothing is asked: the edit is kept and the new code is next to it.
+ * Returns the ids of the new cells, or null when the request cell is not in this notebook.
+ */
+export function applyPlan(model: INotebookModel, message: IPlanWrite): string[] | null {
+  const requestId = message.cell_id;
+  const requestIndex = findCellIndex(model, requestId);
+  if (requestIndex < 0) {
+    return null;
+  }
+  const request = cellAt(model, requestIndex);
+  const old = findPlanIndices(model, requestId);
+  const kept: string[] = [];
+  // From the end, so the indices still to visit stay valid.
+  for (const index of [...old].reverse()) {
+    const cell = cellAt(model, index);
+    if (cell.type === 'code' && isEdited(cell.sharedModel.getSource(), codeflowOf(cell))) {
+      cell.deleteMetadata(METADATA_KEY);
+      kept.push(cell.id);
+    } else {
+      model.sharedModel.deleteCell(index);
+    }
+  }
+  let at: number;
+  if (kept.length) {
+    at = Math.max(...kept.map(id => findCellIndex(model, id))) + 1;
+  } else if (old.length) {
+    at = old[0]; // nothing before the first old cell was deleted
+  } else {
+    at = findCellIndex(model, requestId) + 1;
+  }
+  // The steps ran as part of the request cell's execution: their outputs carry its count.
+  const count = request.type === 'code' ? (request as ICodeCellModel).executionCount : null;
+  const cells = message.cells.map(cell =>
+    cell.cell_type === 'code'
+      ? {
+          cell_type: 'code' as const,
+          source: cell.source,
+          metadata: cell.metadata,
+          outputs: cell.outputs ?? [],
+          execution_count: cell.outputs?.length ? count : null
+        }
+      : { cell_type: 'markdown' as const, source: cell.source, metadata: cell.metadata }
+  );
+  // One insertion: one change for the views and one step for the notebook's undo.
+  model.sharedModel.insertCells(at, cells as Parameters<typeof model.sharedModel.insertCells>[1]);
+  const ids = cells.map((_, i) => cellAt(model, at + i).id);
+  const index = findCellIndex(model, requestId);
+  if (index >= 0) {
+    // The kernel's keys (with `steps`); a plan has no single linked cell.
+    cellAt(model, index).setMetadata(
+      METADATA_KEY,
+      recordedRequestMetadata(message.request_metadata, null)
+    );
+  }
+  return ids;
 }

@@ -10,8 +10,22 @@
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { CodeflowModel, IAttemptView, IRequestEntry, stateLabel } from './model';
-import { attemptTitle, entryMetaParts, h, renderAttemptBody, renderCode } from './render';
+import {
+  CodeflowModel,
+  IAttemptView,
+  IPlanView,
+  IRequestEntry,
+  stateLabel,
+  stepStateLabel
+} from './model';
+import {
+  attemptTitle,
+  entryMetaParts,
+  errorLine,
+  h,
+  renderAttemptBody,
+  renderCode
+} from './render';
 
 export type ImproveFocus = 'optimize' | 'robustness';
 
@@ -240,6 +254,9 @@ export class CodeflowPanel extends Widget {
 
     item.appendChild(h('div', { className: 'jp-codeflow-entry-row' }, [toggle, main]));
     item.appendChild(entryMeta(entry));
+    if (entry.plan) {
+      item.appendChild(this._renderPlan(entry, entry.plan));
+    }
 
     const running = entry.state === 'running';
     const actions = h('div', { className: 'jp-codeflow-actions' });
@@ -248,8 +265,9 @@ export class CodeflowPanel extends Widget {
     );
     rerun.disabled = running;
     actions.appendChild(rerun);
-    // Improving needs a working result to start from (an undone one is gone).
-    const improvable = entry.state === 'succeeded' && !entry.undone;
+    // Improving needs a working result to start from (an undone one is gone); a plan is
+    // improved step by step in its cells, not as one run.
+    const improvable = entry.state === 'succeeded' && !entry.undone && !entry.plan;
     for (const focus of improvable ? (['optimize', 'robustness'] as ImproveFocus[]) : []) {
       const button = this._button(
         `Improve: ${focus}`,
@@ -316,8 +334,9 @@ export class CodeflowPanel extends Widget {
       actions.insertBefore(discard, run.nextSibling);
       return;
     }
-    // A failed run leaves nothing to undo (its attempts were rolled back as they failed).
-    if (entry.state === 'succeeded' && !entry.undone && entry.attemptCount > 0) {
+    // A failed run leaves nothing to undo (its attempts were rolled back as they failed);
+    // `%codeflow undo` takes back single runs, not the steps of a plan.
+    if (entry.state === 'succeeded' && !entry.undone && entry.attemptCount > 0 && !entry.plan) {
       const busy = entry.undo?.busy === true;
       const undo = this._button(
         busy ? 'Undoing' : 'Undo',
@@ -351,15 +370,92 @@ export class CodeflowPanel extends Widget {
     return null;
   }
 
+  /**
+   * A plan, one line per step: its state and attempts; a click goes to the step's code cell.
+   * The running step is marked for assistive technology too (`aria-current`).
+   */
+  private _renderPlan(entry: IRequestEntry, plan: IPlanView): HTMLElement {
+    const title = entry.title || '(empty request)';
+    const list = h('ol', {
+      className: 'jp-codeflow-steps',
+      attrs: { 'aria-label': `Steps of: ${title}` }
+    });
+    if (plan.steps.length === 0) {
+      list.appendChild(
+        h('li', {
+          className: 'jp-codeflow-step jp-codeflow-empty',
+          text: entry.state === 'running' ? 'Waiting for the plan.' : 'The plan has no steps.'
+        })
+      );
+      return list;
+    }
+    for (const step of plan.steps) {
+      const name = step.title || `Step ${step.number}`;
+      const state = stepStateLabel(step.state);
+      const item = h('li', {
+        className: `jp-codeflow-step jp-mod-${step.state}`,
+        attrs: {
+          'data-step': String(step.number),
+          'data-state': step.state,
+          'data-attempts': String(step.attempts)
+        }
+      });
+      if (step.number === plan.running) {
+        item.setAttribute('aria-current', 'step');
+      }
+      const cellId = step.cellId;
+      const go = this._button(
+        '',
+        cellId
+          ? `Go to step ${step.number} (${state}): ${name}`
+          : `Step ${step.number} (${state}): ${name}`,
+        `${entry.cellId}:step-${step.number}`,
+        () => {
+          if (cellId) {
+            this._actions.activate(cellId);
+          }
+        },
+        'jp-codeflow-step-main'
+      );
+      go.disabled = cellId === null;
+      go.appendChild(h('span', { className: 'jp-codeflow-step-number', text: `${step.number}.` }));
+      go.appendChild(h('span', { className: 'jp-codeflow-step-title', text: name }));
+      go.appendChild(
+        h('span', { className: `jp-codeflow-badge jp-mod-${step.state}`, text: state })
+      );
+      if (step.attempts > 0) {
+        go.appendChild(
+          h('span', {
+            className: 'jp-codeflow-step-attempts',
+            text: `${step.attempts} attempt${step.attempts === 1 ? '' : 's'}`
+          })
+        );
+      }
+      item.appendChild(go);
+      if (step.state === 'failed' && step.lastError) {
+        item.appendChild(
+          h('div', {
+            className: 'jp-codeflow-step-error',
+            text: errorLine(step.lastError)
+          })
+        );
+      }
+      list.appendChild(item);
+    }
+    return list;
+  }
+
   private _renderAttempts(entry: IRequestEntry): HTMLElement {
     const box = h('div', { className: 'jp-codeflow-attempts' });
     if (entry.attempts.length === 0) {
       box.appendChild(
         h('p', {
           className: 'jp-codeflow-empty',
-          text: entry.attemptCount
-            ? 'Attempt details are in the cell output once it has run in this session.'
-            : 'No attempts yet.'
+          text: entry.plan
+            ? "Each step's attempts are in the request cell's output."
+            : entry.attemptCount
+              ? 'Attempt details are in the cell output once it has run in this session.'
+              : 'No attempts yet.'
         })
       );
       return box;

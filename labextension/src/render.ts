@@ -71,7 +71,7 @@ export function trimTraceback(text: string, maxLines = 12): string {
 }
 
 /** The error line of an attempt: `runtime · NameError: name 'x' is not defined`. */
-export function errorLine(attempt: IAttemptView): string {
+export function errorLine(attempt: Pick<IAttemptView, 'category' | 'ename' | 'evalue'>): string {
   const head = attempt.evalue ? `${attempt.ename}: ${attempt.evalue}` : attempt.ename;
   return attempt.category ? `${attempt.category} · ${head}` : head;
 }
@@ -161,6 +161,11 @@ export function entryMetaParts(entry: IRequestEntry): string[] {
     }
     parts.push('previous run:');
   }
+  const plan = entry.plan;
+  if (plan && plan.steps.length) {
+    const n = plan.steps.length;
+    parts.push(`${n} step${n === 1 ? '' : 's'}`);
+  }
   const count = entry.attemptCount;
   parts.push(`${count} attempt${count === 1 ? '' : 's'}`);
   if (entry.state === 'running' && entry.phase) {
@@ -169,9 +174,13 @@ export function entryMetaParts(entry: IRequestEntry): string[] {
   const last = entry.attempts[entry.attempts.length - 1];
   const succeeded =
     entry.state === 'succeeded' || (entry.state === 'interrupted' && last?.success === true);
+  const failedStep = plan?.steps.find(step => step.state === 'failed');
   if (entry.cause) {
     const words = STOP_WORDS[entry.stopReason] ?? 'stopped';
     parts.push(`${words}: ${entry.cause}`);
+  } else if (failedStep && entry.state !== 'running') {
+    // The step line says why; here, where the plan stopped.
+    parts.push(`stopped at step ${failedStep.number}`);
   } else if (entry.lastError) {
     const err = entry.lastError;
     if (succeeded) {

@@ -128,6 +128,53 @@ export interface IStepSummary {
   history?: IAttemptSummary[];
 }
 
+/** One step of a plan record (`StepRecord.to_dict()`). */
+export interface IStepRecord {
+  number?: number;
+  title?: string;
+  prose?: string;
+  code?: string;
+  language?: string;
+  /** `ok`, `failed` or `not_run`. */
+  state?: string;
+  /** The step's own run (null: it did not run). */
+  record?: IRunRecord | null;
+}
+
+/** A `--steps` request's outcome (`PlanRecord.to_dict()`), sent with `plan_finished`. */
+export interface IPlanRecord {
+  request?: string;
+  model?: string;
+  success?: boolean;
+  steps?: IStepRecord[];
+  metrics?: IMetricsRecord;
+  run_id?: string;
+  stop_reason?: string;
+  error?: string | null;
+}
+
+/** What a step cell's `codeflow` metadata holds (`notebook.plan_cells`). */
+export type IStepCellMetadata = {
+  /** The id of the request cell whose plan the cell belongs to. */
+  plan_of: string;
+  step: number;
+  role: 'markdown' | 'code';
+  run_id: string;
+  state: string;
+  /** Code cells only: the hash of the code written, so a user edit is detectable. */
+  written_hash?: string;
+  history: IAttemptSummary[];
+};
+
+/** One cell of a plan write-back, in notebook order (markdown, then code, per step). */
+export interface IPlanCell {
+  cell_type: 'markdown' | 'code';
+  source: string;
+  /** Code cells: the nbformat outputs of the step's run. */
+  outputs?: Array<Record<string, unknown>>;
+  metadata: Record<string, unknown>;
+}
+
 /** Where a reviewed run stands. */
 export type ReviewState = 'pending' | 'approved' | 'discarded';
 
@@ -184,6 +231,12 @@ export type KernelMessage =
       mode: 'below' | 'replace';
     }
   | { type: 'metadata'; cell_id: string; request_metadata: Record<string, unknown> }
+  | {
+      type: 'plan';
+      cell_id: string;
+      cells: IPlanCell[];
+      request_metadata: Record<string, unknown>;
+    }
   | {
       type: 'undone';
       cell_id: string;

@@ -13,7 +13,7 @@ import { Signal } from '@lumino/signaling';
 import { IKernelLinkOptions, KernelLink, undoMessage } from '../comm';
 import { CodeflowModel } from '../model';
 import { ICodeflowSettings } from '../tokens';
-import { AskOverwrite, CellStash } from '../trust';
+import { AskOverwrite, CellStash, writtenHash } from '../trust';
 import { FakeNotebook, Json, notebookWithLinked, writeBack } from './fakes';
 
 // -- a scripted kernel ------------------------------------------------------------------------
@@ -365,6 +365,76 @@ describe('kernel messages', () => {
     } finally {
       error.mockRestore();
     }
+  });
+});
+
+// -- plans ------------------------------------------------------------------------------------
+
+/** A `plan` message for `req`: one step, a markdown and a code cell. */
+function planMessage(runId: string, code: string): Json {
+  const base = { plan_of: 'req', step: 1, run_id: `${runId}-1`, state: 'ok', history: [] };
+  return {
+    type: 'plan',
+    cell_id: 'req',
+    cells: [
+      {
+        cell_type: 'markdown',
+        source: '## One',
+        metadata: { codeflow: { ...base, role: 'markdown' } }
+      },
+      {
+        cell_type: 'code',
+        source: code,
+        outputs: [{ output_type: 'stream', name: 'stdout', text: 'ran\n' }],
+        metadata: { codeflow: { ...base, role: 'code', written_hash: writtenHash(code) } }
+      }
+    ],
+    request_metadata: { request: 'print x', success: true, run_id: runId, steps: [] }
+  };
+}
+
+describe('plans', () => {
+  it('writes the step cells and the request metadata, and reports it', async () => {
+    const { kernel, notebook, onWriteBack } = setup();
+    await flush();
+    const comm = kernel!.openComm();
+    comm.receive(planMessage('p1', 'one()'));
+    comm.receive(planMessage('p2', 'two()'));
+    comm.receive({ type: 'plan', cell_id: 'req', cells: [{ cell_type: 'raw' }] });
+    await flush();
+    const steps = notebook.list.filter(
+      c => (c.getMetadata('codeflow') as Json | undefined)?.plan_of === 'req'
+    );
+    expect(steps.map(c => c.sharedModel.getSource())).toEqual(['## One', 'two()']);
+    expect(steps[1].outputs.toJSON()).toEqual([
+      { output_type: 'stream', name: 'stdout', text: 'ran\n' }
+    ]);
+    expect((notebook.byId('req')?.getMetadata('codeflow') as Json).run_id).toBe('p2');
+    expect(onWriteBack.mock.calls).toEqual([['req'], ['req']]);
+  });
+
+  it('waits for an earlier write-back that asks before writing the plan', async () => {
+    let answer: (choice: 'replace') => void = () => undefined;
+    const ask: AskOverwrite = () => new Promise(resolve => (answer = resolve));
+    const notebook = notebookWithLinked('print(1)\n');
+    notebook.byId('gen')?.sharedModel.setSource('mine()\n');
+    const { kernel } = setup({ notebook, askOverwrite: ask });
+    await flush();
+    const comm = kernel!.openComm();
+    comm.receive({ type: 'writeback', ...writeBack('print(2)\n') });
+    comm.receive(planMessage('p1', 'one()'));
+    await flush();
+    expect(notebook.list.map(c => c.id)).toEqual(['req', 'gen', 'md']);
+    answer('replace');
+    await flush();
+    expect(notebook.list.map(c => c.sharedModel.getSource())).toEqual([
+      '%%codeflow\nprint x',
+      '## One',
+      'one()',
+      'print(2)\n',
+      '# after'
+    ]);
+    expect((notebook.byId('req')?.getMetadata('codeflow') as Json).run_id).toBe('p1');
   });
 });
 

@@ -78,6 +78,27 @@ export class FakeNotebook {
     ): void => {
       this.list.splice(index, 0, new FakeCell(cell.cell_type, cell.source, cell.metadata));
     },
+    /** As `YNotebook.insertCells`: code cells may come with outputs and a count. */
+    insertCells: (
+      index: number,
+      cells: Array<{
+        cell_type: string;
+        source: string;
+        metadata: Json;
+        outputs?: Json[];
+        execution_count?: number | null;
+      }>
+    ): void => {
+      const made = cells.map(cell => {
+        const fake = new FakeCell(cell.cell_type, cell.source, cell.metadata);
+        for (const output of cell.outputs ?? []) {
+          fake.outputs.add(output);
+        }
+        fake.executionCount = cell.execution_count ?? null;
+        return fake;
+      });
+      this.list.splice(index, 0, ...made);
+    },
     deleteCell: (index: number): void => {
       this.list.splice(index, 1);
     }
