@@ -270,7 +270,8 @@ class FrontendLink:
         False means nobody will: the caller falls back to `set_next_input`."""
         if not cell_id or not self.connected:
             return False
-        if not self.writeback_enabled:
+        if not self.writeback_enabled:  # no cells, but the request still records its plan
+            self.save_metadata(cell_id, request_metadata)
             return True
         return self._send(
             {

@@ -152,6 +152,20 @@ def _cell_error(exc: CodeFlowError) -> Exception:
     return exc
 
 
+def _without_outputs(plan: Any) -> Any:
+    """A plan record with its steps' outputs left out."""
+    if not isinstance(plan, Mapping):
+        return plan
+    steps = []
+    for step in plan.get("steps") or ():
+        record = step.get("record") if isinstance(step, Mapping) else None
+        if isinstance(record, Mapping):
+            attempts = [{**a, "outputs": []} for a in record.get("attempts") or ()]
+            step = {**step, "record": {**record, "outputs": [], "attempts": attempts}}
+        steps.append(step)
+    return {**plan, "steps": steps}
+
+
 class Progress:
     """The live progress display: one display id, updated in place at most ~5 times a second.
 
@@ -216,6 +230,8 @@ class Progress:
                 err = (data.get("attempt") or {}).get("error") or {}
                 if err:
                     self.last_error = f"{err.get('category')} error: {err.get('ename')}"
+            if kind == "plan_finished":  # the sidebar needs no outputs (images can be large)
+                data = {"plan": _without_outputs(data.get("plan"))}
             if self._link is not None and kind not in ("finished", "output"):
                 if kind == "delta" and self._events and self._events[-1]["kind"] == "delta":
                     self._events[-1]["data"]["text"] += str(data.get("text", ""))
@@ -604,11 +620,12 @@ class CodeflowMagics(Magics):
         data = plan.to_dict()
         if link is not None and cell_id and hasattr(link, "write_plan"):
             try:
-                if link.write_plan(
-                    cell_id,
-                    plan_cells(data, cell_id),
-                    plan_request_metadata(data, request=request),
-                ):
+                cells = plan_cells(data, cell_id)
+                count = getattr(self.shell, "execution_count", None)
+                for cell in cells:  # they ran as part of this cell's execution
+                    if cell["cell_type"] == "code" and cell.get("outputs"):
+                        cell["execution_count"] = count
+                if link.write_plan(cell_id, cells, plan_request_metadata(data, request=request)):
                     return
             except Exception:
                 pass

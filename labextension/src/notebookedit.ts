@@ -508,7 +508,7 @@ export function applyPlan(model: INotebookModel, message: IPlanWrite): string[] 
           source: cell.source,
           metadata: cell.metadata,
           outputs: cell.outputs ?? [],
-          execution_count: cell.outputs?.length ? count : null
+          execution_count: cell.outputs?.length ? (cell.execution_count ?? count) : null
         }
       : { cell_type: 'markdown' as const, source: cell.source, metadata: cell.metadata }
   );

@@ -172,6 +172,8 @@ export interface IPlanCell {
   source: string;
   /** Code cells: the nbformat outputs of the step's run. */
   outputs?: Array<Record<string, unknown>>;
+  /** Code cells with outputs: the count of the execution they ran in (the kernel knows it). */
+  execution_count?: number | null;
   metadata: Record<string, unknown>;
 }
 
