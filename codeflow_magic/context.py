@@ -95,15 +95,21 @@ def probe_snippet(spec: Mapping[str, Any]) -> str:
 
 def parse_probe(outputs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The probe's answer from its outputs ({} when it printed none)."""
+    return parse_marked(outputs, MARKER)
+
+
+def parse_marked(outputs: Iterable[Mapping[str, Any]], marker: str) -> dict[str, Any]:
+    """The JSON object a snippet printed on its last stdout line starting with `marker`
+    ({} when there is none): how codeflow's own snippets answer from inside a kernel."""
     text = "".join(
         str(o.get("text", ""))
         for o in outputs
         if o.get("output_type") == "stream" and o.get("name") == "stdout"
     )
     for line in reversed(text.splitlines()):
-        if line.startswith(MARKER):
+        if line.startswith(marker):
             try:
-                data = json.loads(line[len(MARKER) :])
+                data = json.loads(line[len(marker) :])
             except ValueError:
                 return {}
             return data if isinstance(data, dict) else {}

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from .context import parse_marked
 from .models import ExecutionResult
 
 MARKER = "@@codeflow-txn@@ "
@@ -71,19 +72,7 @@ def snippet(op: str, args: Mapping[str, Any], *, with_source: bool) -> str:
 
 def parse(outputs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The answer of an operation from its outputs ({} when it printed none)."""
-    text = "".join(
-        str(o.get("text", ""))
-        for o in outputs
-        if o.get("output_type") == "stream" and o.get("name") == "stdout"
-    )
-    for line in reversed(text.splitlines()):
-        if line.startswith(MARKER):
-            try:
-                answer = json.loads(line[len(MARKER) :])
-            except ValueError:
-                return {}
-            return answer if isinstance(answer, dict) else {}
-    return {}
+    return parse_marked(outputs, MARKER)
 
 
 async def call(executor: SnippetRunner, op: str, **args: Any) -> dict[str, Any]:
