@@ -19,13 +19,12 @@ import nbformat
 import pytest
 from test_lab_browser import (
     ARTIFACTS,
-    KERNEL_READY_JS,
     RUN_MS,
     chromium_browser,
     jupyter_lab,
     scripted_model_server,
 )
-from test_trust_browser import cell_by_id, cells, index_of, run_cell, settled
+from test_trust_browser import cell_by_id, cells, index_of, opened, run_cell, settled
 
 from codeflow_magic.notebook import source_hash
 
@@ -137,29 +136,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, server: str) -> Iterator[dict[
 @pytest.fixture(scope="module")
 def nb(browser: Any, lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The notebook open with codeflow loaded and the sidebar showing: `page`, `ids`."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    console: list[str] = []
-    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-    state = {"page": page, "console": console, **lab}
-    try:
-        with on_failure(state, "setup"):
-            page.goto(f"{lab['base']}/lab/tree/steps.ipynb?reset&token={lab['token']}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=RUN_MS)
-            page.wait_for_function(KERNEL_READY_JS, timeout=RUN_MS)
-            page.locator(
-                '.jp-SideBar.jp-mod-right .lm-TabBar-tab[data-id="jp-codeflow-sidebar"]'
-            ).click()
-            sidebar = page.locator("#jp-codeflow-sidebar")
-            sidebar.wait_for(state="visible")
-            run_cell(page, lab["ids"][LOAD])
-            no_news = page.get_by_role("button", name="No", exact=True)
-            if no_news.count():
-                no_news.first.click()
-            sidebar.locator(".jp-codeflow-link.jp-mod-connected").wait_for(timeout=RUN_MS)
+    with opened(browser, lab, "steps.ipynb") as state:
         yield state
-    finally:
-        context.close()
 
 
 def check_plan_below_request(page: Any, request_id: str, after_id: str) -> list[str]:

@@ -194,9 +194,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory, server: str) -> Iterator[dict[
         yield {**lab, "ids": [c.id for c in nb.cells]}
 
 
-@pytest.fixture(scope="module")
-def nb(browser: Any, lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The notebook open with codeflow loaded and the sidebar showing: `page`, `ids`."""
+@contextmanager
+def opened(browser: Any, lab: dict[str, Any], name: str) -> Iterator[dict[str, Any]]:
+    """Notebook `name` open, codeflow loaded (its first cell) and the sidebar connected:
+    `page`, `console` and the lab's fields."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     console: list[str] = []
@@ -204,7 +205,7 @@ def nb(browser: Any, lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
     state = {"page": page, "console": console, **lab}
     try:
         with on_failure(state, "setup"):
-            page.goto(f"{lab['base']}/lab/tree/trust.ipynb?reset&token={lab['token']}")
+            page.goto(f"{lab['base']}/lab/tree/{name}?reset&token={lab['token']}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=RUN_MS)
             page.wait_for_function(KERNEL_READY_JS, timeout=RUN_MS)
             page.locator(
@@ -217,10 +218,18 @@ def nb(browser: Any, lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
             if no_news.count():
                 no_news.first.click()
             sidebar.locator(".jp-codeflow-link.jp-mod-connected").wait_for(timeout=RUN_MS)
-            run_cell(page, lab["ids"][SETUP])
         yield state
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def nb(browser: Any, lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The notebook open with codeflow loaded, the set-up cell run and the sidebar showing."""
+    with opened(browser, lab, "trust.ipynb") as state:
+        with on_failure(state, "setup"):
+            run_cell(state["page"], lab["ids"][SETUP])
+        yield state
 
 
 @contextmanager
