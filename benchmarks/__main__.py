@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
-        "only", nargs="*", metavar="BENCH", help="benches to run (a-i; default all)"
+        "only", nargs="*", metavar="BENCH", help="benches to run (a-n; default all)"
     )
     args = parser.parse_args(argv)
     keys = args.only or list(ALL)

@@ -258,7 +258,9 @@ class CodeFlow:
         self._confirm_install = confirm_install
         self._flow: Flow | None = None
         if self._provider is None and (cache_mode or self.settings.cache.mode) != "replay":
-            _prefetch("anthropic")  # the SDK import is the longest part of a cold start
+            from .providers import preload_sdk
+
+            preload_sdk("anthropic")  # the longest part of a cold start, on its one thread
         self._loop: _LoopThread | None = None
         self.history: list[RunRecord] = []
 

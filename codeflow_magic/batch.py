@@ -1,8 +1,11 @@
 """`codeflow batch`: many requests over a pool of kernels, one JSON record per line.
 
-Kernels start together while the first generations are in flight; each request takes a free
-kernel from the pool, and the kernel's namespace is reset before it is handed to the next one
-so that requests stay independent. One provider (one SDK client) serves every request.
+The one-time costs overlap the first requests' model latency: the model SDK is imported on
+its own thread from the start (it is what the first request waits for), one kernel starts
+beside it, and the other kernels and the scanner's import begin once the first request is on
+the wire. Each request takes a free kernel from the pool, and the kernel's namespace is reset
+before it is handed to the next one so that requests stay independent. One provider (one SDK
+client) serves every request.
 """
 
 from __future__ import annotations
@@ -31,7 +34,21 @@ from .executors import make_executor
 from .executors.base import Executor, OutputCallback
 from .models import ExecutionResult, RunRecord
 
-RESET_CODE = "get_ipython().run_line_magic('reset', '-f')\n"
+RESET_CODE = """\
+def _codeflow_reset(ip=get_ipython()):
+    hook = ip.displayhook
+    full, hook.do_full_cache = hook.do_full_cache, False
+    try:
+        ip.reset(new_session=False)
+    finally:
+        hook.do_full_cache = full
+    hook._ = hook.__ = hook.___ = ""
+_codeflow_reset()
+"""
+"""What `%reset -f` does to a kernel (every name of the user's gone, the output history
+emptied) without its two full garbage collections: a hundred milliseconds of a pooled
+kernel's CPU per request, spent again before every next request it serves. The garbage
+is collected by the interpreter as usual."""
 ITEM_KEYS = {"request", "language", "check", "max_attempts", "focus", "timeout", "verify", "id"}
 
 
@@ -128,10 +145,11 @@ class KernelPool:
     """Up to `max_size` executors handed out one request at a time.
 
     A request holds a kernel only while its code runs, never while the model generates, so
-    few kernels serve many requests when the code is quick. The pool starts as many kernels as
-    there are cores at once, and grows by one (up to `max_size`) whenever a request finds no
-    free kernel and none is starting: a kernel start costs about half a second of CPU, and
-    starting eight at once on two cores would delay every one of them.
+    few kernels serve many requests when the code is quick. The pool keeps as many kernels as
+    there are cores (`eager`), and grows by one more (up to `max_size`) when a request has
+    waited half a second for a kernel and none is starting: a kernel start costs about half a
+    second of CPU, which quick code (a burst of answers served in milliseconds each) would
+    only wait for, and starting eight at once on two cores would delay every one of them.
     """
 
     def __init__(
@@ -147,8 +165,10 @@ class KernelPool:
         self._errors: list[BaseException] = []
 
     @classmethod
-    def create(cls, settings: Settings, size: int, *, work_dir: Path) -> KernelPool:
-        return cls(lambda: make_executor(settings, work_dir=work_dir), size)
+    def create(
+        cls, settings: Settings, size: int, *, work_dir: Path, eager: int | None = None
+    ) -> KernelPool:
+        return cls(lambda: make_executor(settings, work_dir=work_dir), size, eager)
 
     def _grow(self) -> None:
         executor = self.factory()
@@ -169,13 +189,18 @@ class KernelPool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def start(self) -> None:
-        """Start the eager kernels (returns at once; they come up in the background)."""
-        while len(self.executors) < self.eager:
+    async def start(self, count: int | None = None) -> None:
+        """Start the eager kernels, or `count` of them (returns at once; they come up in the
+        background)."""
+        self.ensure(self.eager if count is None else count)
+
+    def ensure(self, count: int) -> None:
+        """Have at least `count` kernels (at most `max_size`) started or starting."""
+        while len(self.executors) < min(count, self.max_size):
             self._grow()
 
     async def acquire(self) -> Executor:
-        if self._free.empty() and self._starting == 0 and len(self.executors) < self.max_size:
+        if self._free.empty() and self._starting == 0 and len(self.executors) < self.eager:
             self._grow()
         while True:
             if self._errors and not self.executors:
@@ -188,8 +213,8 @@ class KernelPool:
                     self._grow()
 
     async def release(self, executor: Executor) -> None:
-        try:
-            await executor.execute(RESET_CODE, language="python", timeout=30)
+        try:  # codeflow's own code: silent, no history entry, no execution count
+            await executor.run_snippet(RESET_CODE, timeout=30)
         finally:
             self._free.put_nowait(executor)
 
@@ -277,24 +302,27 @@ async def arun_batch(
     pool: KernelPool | None = None,
 ) -> list[RunRecord | None]:
     """Run every item; a provider failure for one item is reported, not fatal to the others."""
-    from .api import _redactor, _security_hooks, options_from_settings
+    from .api import _prefetch_security, _redactor, _security_hooks, options_from_settings
     from .flow import Flow
-    from .providers import make_provider
+    from .providers import make_provider, preload_for
 
+    preload_for(settings, cache_mode=cache_mode)  # on its own thread: the first request's wait
     wd = (work_dir or Path.cwd()).resolve()
+    provider = make_provider(settings, work_dir=wd, cache_mode=cache_mode)
     own_pool = pool is None
     pool = pool or KernelPool.create(settings, max(1, min(parallel, len(items))), work_dir=wd)
-    await pool.start()  # kernels first: they come up while the SDK is imported
-    for _ in range(3):
-        await asyncio.sleep(0)
-    try:
-        provider = await asyncio.to_thread(
-            make_provider, settings, work_dir=wd, cache_mode=cache_mode
-        )
-    except BaseException:
-        if own_pool:  # the kernels were already starting
-            await pool.shutdown()
-        raise
+    # One kernel starts beside the SDK's import (its process runs on another core); the others
+    # would take CPU from that import, so they start once the first request is on the wire.
+    await pool.start(1)
+    dispatched = False
+
+    def on_dispatch() -> None:
+        nonlocal dispatched
+        if not dispatched:
+            dispatched = True
+            pool.ensure(pool.eager)
+            _prefetch_security()
+
     scanner, blocking, fmt = _security_hooks()
     redact = _redactor(settings)
     results: list[RunRecord | None] = [None] * len(items)
@@ -314,6 +342,7 @@ async def arun_batch(
                 blocking=blocking,
                 findings_text=fmt,
                 redact=redact,
+                on_dispatch=on_dispatch,
             )
             options = options_from_settings(settings, **item.options)
             record = await flow.run(
@@ -400,11 +429,11 @@ class _OrderedPrinter:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .commands import cache_mode_from_args, settings_from_args
+    from .providers import preload_for
 
     settings = settings_from_args(args)
+    preload_for(settings, cache_mode=cache_mode_from_args(args))  # before reading the input
     path: Path = args.file
     if str(path) == "-":
         source = "stdin"
@@ -414,11 +443,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
         text = read_text_file(path, "batch file")
     items = parse_batch(text, source, max_chars=settings.generation.max_request_chars)
     fmt = args.format or "json"
-    bar = (
-        None
-        if args.quiet
-        else tqdm(total=len(items), file=sys.stderr, desc="codeflow batch", unit="req", leave=True)
-    )
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), file=sys.stderr, desc="codeflow batch", unit="req", leave=True)
     printer = _OrderedPrinter(items, fmt, bar)
     try:
         asyncio.run(

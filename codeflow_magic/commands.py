@@ -18,7 +18,7 @@ from .config import (
     option_type,
 )
 from .errors import ProviderError, UsageError
-from .models import CATEGORIES, FOCUSES, FlowEvent
+from .models import CATEGORIES, DEFAULT_MAX_STEPS, FOCUSES, MAX_STEPS_LIMIT, FlowEvent
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -270,6 +270,11 @@ async def _ask(args: argparse.Namespace, settings: Settings, request: str) -> in
         cache_mode=cache_mode_from_args(args),
         confirm_install=_confirm_install,
     )
+    if getattr(args, "steps", False):
+        try:
+            return await _ask_steps(args, settings, cf, request, progress, fmt)
+        finally:
+            await cf.aclose()
     failure: ProviderError | None = None
     try:
         record = await cf.arun(request, check=args.check, on_event=progress)
@@ -298,6 +303,37 @@ async def _ask(args: argparse.Namespace, settings: Settings, request: str) -> in
     if record.stop_reason == "awaiting_review":
         return EXIT_OK  # nothing ran, by request: the code is the answer
     return EXIT_OK if record.success else EXIT_FAILED
+
+
+async def _ask_steps(
+    args: argparse.Namespace,
+    settings: Settings,
+    cf: Any,
+    request: str,
+    progress: Any,
+    fmt: str,
+) -> int:
+    """`ask --steps`: the plan and each step's run; 0 when every step worked."""
+    from .formats import render_plan
+
+    plan = await cf.aplan(
+        request,
+        max_steps=args.max_steps or DEFAULT_MAX_STEPS,
+        check=args.check,
+        on_event=progress,
+    )
+    if plan.error:
+        print(f"codeflow: {plan.error}", file=sys.stderr)
+    sys.stdout.write(
+        render_plan(
+            plan,
+            fmt,
+            history=settings.response.include_improvement_history,
+            metrics=settings.response.show_performance_metrics,
+        )
+    )
+    sys.stdout.flush()
+    return EXIT_OK if plan.success else EXIT_FAILED
 
 
 ANTHROPIC_CREDENTIAL_VARS = (
@@ -361,8 +397,12 @@ def _surely_no_key(settings: Settings, args: argparse.Namespace) -> str | None:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    request = _read_request(args.request, settings)
     missing = _surely_no_key(settings, args)
+    if missing is None:  # the SDK's import, seconds of CPU, starts before stdin or a kernel
+        from .providers import preload_for
+
+        preload_for(settings, cache_mode=cache_mode_from_args(args))
+    request = _read_request(args.request, settings)
     if missing is not None:
         _no_key(args, settings, request, missing)
     return asyncio.run(_ask(args, settings, request))
@@ -415,9 +455,24 @@ def register_ask(sub: Any) -> None:
         "request", metavar="REQUEST", help="what the code should do, in plain words ('-': stdin)"
     )
     add_flow_options(p)
+    p.add_argument(
+        "--steps", action="store_true", help="plan the request as steps, run each in order"
+    )
+    p.add_argument(
+        "--max-steps",
+        type=steps_count,
+        help=f"at most this many steps (default {DEFAULT_MAX_STEPS}, 1 to {MAX_STEPS_LIMIT})",
+    )
     p.add_argument("--format", choices=["markdown", "json", "plain"], help="output format")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_ask)
+
+
+def steps_count(text: str) -> int:
+    """`--max-steps`, checked where plans are (loaded only when the option is used)."""
+    from .plan import steps_count as check
+
+    return check(text)
 
 
 def register_batch(sub: Any) -> None:

@@ -575,6 +575,11 @@ class ModelServer:
 class _QuietServer(ThreadingHTTPServer):
     """A client that resets or drops its connection is part of the tests, not a server error."""
 
+    request_queue_size = 128
+    """The listen backlog. socketserver's default of 5 drops the connections of a burst of
+    requests (a batch sends 16 at once), which the client's TCP stack then retries only after
+    a second: a delay no model API adds."""
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
             return

@@ -7,12 +7,16 @@ whichever SDK is installed.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
@@ -21,6 +25,7 @@ from .base import Provider
 
 if TYPE_CHECKING:
     from ..config import Settings
+
 
 def default_model() -> str:
     """The model of a request that names none: codeflow's own, never the installed SDK's."""
@@ -37,6 +42,120 @@ def split_model(spec: str) -> tuple[str, str]:
 
 PROVIDERS = ("anthropic", "openai")
 CACHE_MODES = ("off", "replay", "rw")
+
+# -- the SDKs, imported off the request path -----------------------------------------------------
+
+SDK_MODULES: dict[str, str] = {"anthropic": "anthropic", "openai": "openai"}
+"""The module each provider's SDK is imported as."""
+
+_SDKS: dict[str, Future[ModuleType]] = {}
+_SDKS_LOCK = threading.Lock()
+
+
+def preload_sdk(provider: str = "anthropic", *, warm: bool = True) -> Future[ModuleType]:
+    """Start importing `provider`'s SDK on a daemon thread (once per process); its future.
+
+    Importing an SDK is the largest one-time cost of a first request (seconds of CPU for
+    `anthropic`), so front doors start it as early as they know a model will be asked: when
+    the notebook extension loads, before the CLI reads its input or starts a kernel. With
+    `warm`, the thread then sends one request through the SDK to a transport in memory, so
+    that the first real request does not pay for the SDK's own first-use set-up either.
+
+    This thread is the only place codeflow imports an SDK: every user waits for its result
+    (`load_sdk`, `aload_sdk`) instead of importing the same modules at the same time, which
+    can deadlock on Python's import locks. A failed import is tried again on the next call.
+    """
+    module = SDK_MODULES.get(provider)
+    if module is None:
+        raise ValueError(f"no SDK for provider {provider!r}")
+    with _SDKS_LOCK:
+        future = _SDKS.get(provider)
+        if future is not None and not (future.done() and future.exception() is not None):
+            return future
+        future = Future()
+        future.set_running_or_notify_cancel()  # a waiter given up (a cell interrupted
+        _SDKS[provider] = future  # during the import) cannot cancel the import for the others
+    loaded = sys.modules.get(module)
+    if loaded is not None and not getattr(loaded.__spec__, "_initializing", False):
+        future.set_result(loaded)  # already imported (and warmed, or used) by someone else
+        return future
+    warmer = _warmer(provider) if warm else None
+    thread = threading.Thread(
+        target=_import_sdk,
+        args=(module, future, warmer),
+        name=f"codeflow-import-{provider}",
+        daemon=True,
+    )
+    thread.start()
+    return future
+
+
+def _warmer(provider: str) -> Callable[[ModuleType], None] | None:
+    """The provider's warm-up, resolved on the calling thread: the import thread imports
+    nothing of codeflow's, only the SDK."""
+    if provider == "anthropic":
+        from .anthropic import warm_up
+
+        return warm_up
+    return None
+
+
+def _import_sdk(
+    module: str, future: Future[ModuleType], warmer: Callable[[ModuleType], None] | None
+) -> None:
+    try:
+        sdk = importlib.import_module(module)
+    except BaseException as exc:  # ImportError above all: reported where the SDK is needed
+        future.set_exception(exc)
+        return
+    if warmer is not None:
+        try:
+            warmer(sdk)  # before the result: the SDK's lazy imports stay on this thread too
+        except Exception:
+            pass  # only a head start; the real request does the same work and reports errors
+    future.set_result(sdk)
+
+
+def sdk_loading(provider: str) -> bool:
+    """True while `provider`'s SDK is being imported (or warmed) on the import thread."""
+    future = _SDKS.get(provider)
+    return future is not None and not future.done()
+
+
+def load_sdk(provider: str) -> ModuleType:
+    """`provider`'s SDK module, waiting for the import thread (started now if need be)."""
+    return preload_sdk(provider).result()
+
+
+async def aload_sdk(provider: str) -> ModuleType:
+    """`load_sdk` without blocking the event loop while the import runs."""
+    future = preload_sdk(provider)
+    if future.done():
+        return future.result()
+    return await asyncio.wrap_future(future)
+
+
+def providers_of(settings: Settings, *, cache_mode: str | None = None) -> list[str]:
+    """The providers whose SDK a run with these settings may need (none in replay mode)."""
+    try:
+        if resolve_cache_mode(cache_mode, settings.cache.mode) == "replay":
+            return []
+    except UsageError:
+        return []
+    found: list[str] = []
+    for spec in (settings.model, settings.improvement.model):
+        if not spec:
+            continue
+        name, _ = split_model(spec)
+        if name in SDK_MODULES and name not in found:
+            found.append(name)
+    return found
+
+
+def preload_for(settings: Settings, *, cache_mode: str | None = None) -> None:
+    """Start importing every SDK a run with these settings may need."""
+    for name in providers_of(settings, cache_mode=cache_mode):
+        preload_sdk(name)
 
 
 @dataclass

@@ -12,16 +12,19 @@ asking again as is would not help (bad request, rejected key, unknown model).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import os
 import socket
+import sys
 import warnings
 from functools import lru_cache
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, ProviderError, ProviderUnavailable
-from . import CLIENTS
+from . import CLIENTS, aload_sdk, load_sdk
 from .base import (
     DeltaCallback,
     DispatchCallback,
@@ -31,7 +34,7 @@ from .base import (
     StreamInterrupted,
 )
 from .catalogue import deprecation_notice
-from .dispatch import dispatching, http_client_kwargs
+from .dispatch import dispatching, hooks, http_client_kwargs, make_spare
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -273,9 +276,11 @@ class AnthropicProvider:
         self._pool_keys.add(key)
         return client
 
-    def _new_client(self) -> AsyncAnthropic:
-        import anthropic
+    async def _sdk(self) -> ModuleType:
+        return await aload_sdk("anthropic")
 
+    def _new_client(self) -> AsyncAnthropic:
+        anthropic = load_sdk("anthropic")
         kwargs: dict[str, Any] = {"timeout": self.timeout, "max_retries": self.max_retries}
         kwargs.update(http_client_kwargs(anthropic))
         if self._api_key is not None:
@@ -283,7 +288,7 @@ class AnthropicProvider:
         if self.base_url is not None:
             kwargs["base_url"] = self.base_url
         try:
-            client = anthropic.AsyncAnthropic(**kwargs)
+            client: AsyncAnthropic = anthropic.AsyncAnthropic(**kwargs)
         except anthropic.AnthropicError as exc:  # e.g. an unreadable credentials profile
             raise AuthenticationError(f"cannot set up Anthropic credentials: {exc}") from None
         if client.api_key is None and client.auth_token is None and client.credentials is None:
@@ -296,8 +301,7 @@ class AnthropicProvider:
         on_delta: DeltaCallback | None = None,
         on_dispatch: DispatchCallback | None = None,
     ) -> LLMResponse:
-        import anthropic
-
+        anthropic = await self._sdk()  # imported on its own thread; the loop stays free
         client = self.client()
         params: dict[str, Any] = {
             "model": self.model,
@@ -377,3 +381,102 @@ class AnthropicProvider:
             self._pool_keys.discard(key)
             if client is not None:
                 await client.close()
+
+
+# -- warm-up -------------------------------------------------------------------------------------
+
+WARM_UP_MODEL = "codeflow-warm-up"
+_WARM_UP_EVENTS: tuple[tuple[str, str], ...] = (
+    (
+        "message_start",
+        '{"type":"message_start","message":{"id":"msg_warm_up","type":"message",'
+        '"role":"assistant","model":"codeflow-warm-up","content":[],"stop_reason":null,'
+        '"stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1,'
+        '"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}}',
+    ),
+    (
+        "content_block_start",
+        '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',
+    ),
+    (
+        "content_block_delta",
+        '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ok"}}',
+    ),
+    ("content_block_stop", '{"type":"content_block_stop","index":0}'),
+    (
+        "message_delta",
+        '{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
+        '"usage":{"output_tokens":1}}',
+    ),
+    ("message_stop", '{"type":"message_stop"}'),
+)
+WARM_UP_STREAM = "".join(f"event: {e}\ndata: {d}\n\n" for e, d in _WARM_UP_EVENTS).encode()
+"""A complete streamed answer, as the Messages API sends it."""
+
+
+def _http_module(sdk: ModuleType) -> ModuleType:
+    """The HTTP library the SDK is built on (its default client's base class's package)."""
+    for cls in sdk.DefaultAsyncHttpxClient.__mro__[1:]:
+        root = cls.__module__.partition(".")[0]
+        if root != sdk.__name__ and root in sys.modules:
+            return sys.modules[root]
+    raise RuntimeError("the SDK's HTTP library was not found")
+
+
+class _WarmUpProvider(AnthropicProvider):
+    """The provider over an SDK client whose transport answers from memory."""
+
+    def __init__(self, sdk: ModuleType) -> None:
+        super().__init__(WARM_UP_MODEL, api_key="codeflow-warm-up", max_retries=0)
+        http = _http_module(sdk)
+
+        def answer(request: Any) -> Any:
+            headers = {"content-type": "text/event-stream"}
+            return http.Response(200, headers=headers, content=WARM_UP_STREAM)
+
+        self._sdk_module = sdk
+        self._client: Any = sdk.AsyncAnthropic(
+            api_key="codeflow-warm-up",
+            base_url="http://codeflow-warm-up.invalid",
+            max_retries=0,
+            http_client=sdk.DefaultAsyncHttpxClient(
+                transport=http.MockTransport(answer), event_hooks=hooks()
+            ),
+        )
+
+    async def _sdk(self) -> ModuleType:
+        return self._sdk_module  # the import thread itself: its future is not done yet
+
+    def client(self) -> AsyncAnthropic:
+        client: AsyncAnthropic = self._client
+        return client
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def warm_up(sdk: ModuleType) -> None:
+    """One request through codeflow's provider and the SDK to a transport in memory.
+
+    The SDK builds much on its first request (the request's type adapters, the stream's
+    event models) and a default HTTP client loads the system's certificates: 30-90 ms that a
+    user's first request would pay before its bytes leave. Nothing goes over the network;
+    the HTTP client is made here and kept for the first real SDK client to take.
+    """
+    from .base import LLMRequest, Message
+
+    async def dry_run() -> None:
+        provider = _WarmUpProvider(sdk)
+        try:
+            request = LLMRequest(
+                system="codeflow warm-up",
+                messages=(Message("user", "warm-up request", stable=6),),
+                max_tokens=8,
+                temperature=0.0,
+            )
+            await asyncio.wait_for(provider.complete(request, on_dispatch=lambda: None), 30)
+        finally:
+            await provider.aclose()
+
+    asyncio.run(dry_run())
+    make_spare(sdk)  # the first real client's HTTP client, TLS context and all

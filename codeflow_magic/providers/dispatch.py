@@ -10,6 +10,8 @@ callback, which `dispatching` sets for the current task only.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -74,10 +76,57 @@ async def on_response(response: httpx.Response) -> None:
     if last is not None:
         wait = response.headers.get("retry-after")
         asked = f", asked to wait {wait} s" if wait else ""
-        last.append(f"the model API answered {response.status_code} {response.reason_phrase}{asked}")
+        last.append(
+            f"the model API answered {response.status_code} {response.reason_phrase}{asked}"
+        )
 
 
 def http_client_kwargs(sdk: Any) -> dict[str, Any]:
     """Constructor arguments giving an SDK client the hooks, on the SDK's own httpx defaults."""
-    hooks = {"request": [on_request], "response": [on_response]}
-    return {"http_client": sdk.DefaultAsyncHttpxClient(event_hooks=hooks)}
+    spare = _take_spare(sdk)
+    if spare is not None:
+        return {"http_client": spare}
+    return {"http_client": sdk.DefaultAsyncHttpxClient(event_hooks=hooks())}
+
+
+def hooks() -> dict[str, list[Callable[..., Awaitable[None]]]]:
+    return {"request": [on_request], "response": [on_response]}
+
+
+# A default HTTP client costs tens of milliseconds to make (its TLS context loads the system's
+# certificates), so the SDK's warm-up makes the first one ahead, for the first request to take.
+# It is taken only while the environment that shaped it (proxies, certificates) is unchanged.
+_SPARES: dict[str, tuple[tuple[str | None, ...], Any]] = {}
+_SPARES_LOCK = threading.Lock()
+_HTTP_ENV = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+
+
+def _http_env() -> tuple[str | None, ...]:
+    return tuple(os.environ.get(name) for name in _HTTP_ENV)
+
+
+def make_spare(sdk: Any) -> None:
+    """Make a default HTTP client (with the hooks) for the next `http_client_kwargs(sdk)`."""
+    client = sdk.DefaultAsyncHttpxClient(event_hooks=hooks())
+    with _SPARES_LOCK:
+        _SPARES[sdk.__name__] = (_http_env(), client)
+
+
+def _take_spare(sdk: Any) -> Any | None:
+    with _SPARES_LOCK:
+        entry = _SPARES.pop(getattr(sdk, "__name__", ""), None)
+    if entry is None:
+        return None
+    env, client = entry
+    return client if env == _http_env() else None

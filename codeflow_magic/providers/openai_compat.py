@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, UsageError
-from . import CLIENTS
+from . import CLIENTS, aload_sdk, load_sdk
 from .anthropic import _fingerprint, translate_sdk_error
 from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse
 from .dispatch import dispatching, http_client_kwargs
@@ -30,10 +30,17 @@ NO_KEY = (
 
 def _import_openai() -> Any:
     try:
-        import openai
+        return load_sdk("openai")
     except ImportError:
         raise UsageError(MISSING_PACKAGE) from None
-    return openai
+
+
+async def _aimport_openai() -> Any:
+    """`_import_openai` without blocking the event loop while the import thread works."""
+    try:
+        return await aload_sdk("openai")
+    except ImportError:
+        raise UsageError(MISSING_PACKAGE) from None
 
 
 class OpenAICompatProvider:
@@ -92,7 +99,7 @@ class OpenAICompatProvider:
         on_delta: DeltaCallback | None = None,
         on_dispatch: DispatchCallback | None = None,
     ) -> LLMResponse:
-        openai = _import_openai()
+        openai = await _aimport_openai()
         client = self.client()
         messages: list[dict[str, str]] = []
         if request.system:
