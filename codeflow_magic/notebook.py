@@ -88,13 +88,13 @@ def ensure_cell_ids(nb: Notebook) -> None:
         seen.add(str(cid))
 
 
-def find_record(outputs: Any) -> dict[str, Any] | None:
-    """The last run record among a cell's outputs."""
+def find_record(outputs: Any, mime: str = RECORD_MIME) -> dict[str, Any] | None:
+    """The last run record (or other JSON bundle of type `mime`) among a cell's outputs."""
     found: dict[str, Any] | None = None
     for out in outputs or ():
         data = out.get("data") if isinstance(out, Mapping) else None
-        if isinstance(data, Mapping) and isinstance(data.get(RECORD_MIME), Mapping):
-            found = dict(data[RECORD_MIME])
+        if isinstance(data, Mapping) and isinstance(data.get(mime), Mapping):
+            found = dict(data[mime])
     return found
 
 
@@ -407,12 +407,7 @@ def find_plan(outputs: Any) -> dict[str, Any] | None:
     """The last plan record among a cell's outputs."""
     from .models import PLAN_MIME
 
-    found: dict[str, Any] | None = None
-    for out in outputs or ():
-        data = out.get("data") if isinstance(out, Mapping) else None
-        if isinstance(data, Mapping) and isinstance(data.get(PLAN_MIME), Mapping):
-            found = dict(data[PLAN_MIME])
-    return found
+    return find_record(outputs, PLAN_MIME)
 
 
 def plan_summary(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
