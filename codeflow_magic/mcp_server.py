@@ -730,7 +730,7 @@ class McpSession:
         def edit() -> Any:
             import nbformat
 
-            from .runner import notebook_locks, read_notebook, remove_stale_temps, write_atomic
+            from .nbfiles import notebook_locks, read_notebook, remove_stale_temps, write_atomic
 
             path = self._nb_path()
             with notebook_locks({path: path}, wait=True):
@@ -745,7 +745,7 @@ class McpSession:
 
     async def _read(self) -> Any:
         def read() -> Any:
-            from .runner import read_notebook
+            from .nbfiles import read_notebook
 
             path = self._nb_path()
             return read_notebook(path) if path.exists() else _new_notebook()

@@ -98,7 +98,8 @@ def new_command(args: argparse.Namespace) -> int:
     import nbformat
 
     from .config import check_request, load_settings
-    from .runner import REPORT_SUFFIXES, run_command, write_atomic
+    from .nbfiles import write_atomic
+    from .runner import REPORT_SUFFIXES, run_command
 
     overrides = list(args.items)
     for item in overrides:

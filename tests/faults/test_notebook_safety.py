@@ -26,7 +26,7 @@ import pytest
 from modelserver import ModelServer
 
 from codeflow_magic.models import RECORD_MIME
-from codeflow_magic.runner import read_notebook, write_atomic
+from codeflow_magic.nbfiles import read_notebook, write_atomic
 
 PY = "```python\n{}\n```"
 
