@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -30,7 +27,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from .errors import CodeFlowError, ProviderError
 from .errors import UsageError as CodeflowUsageError
 from .executors import BACKENDS
-from .models import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, FlowEvent, PlanRecord, RunRecord
+from .models import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, PlanRecord, RunRecord
+from .progress import Progress
 from .review import (
     Origin,
     parse_target,
@@ -40,6 +38,7 @@ from .review import (
     split_words,
     undo_text,
 )
+from .where import cells_above, notebook_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
 cell_magic = cast(Callable[[str], Callable[[F], F]], _cell_magic)
@@ -76,12 +75,6 @@ def _steps_type(text: str) -> int:
     return check(text)
 
 
-PROGRESS_INTERVAL = 0.2
-PROGRESS_DELAY = 0.3
-"""A run that finishes sooner shows no progress display at all (no flicker, fewer messages)."""
-TAIL_CHARS = 600
-
-
 def _frontend() -> Any:
     """The JupyterLab link module, or None when it is not part of this install."""
     try:
@@ -89,55 +82,6 @@ def _frontend() -> Any:
     except ImportError:
         return None
     return frontend
-
-
-def _notebook_dir() -> Path | None:
-    """The notebook's folder when the server told the kernel (jupyter_server sets this)."""
-    name = os.environ.get("JPY_SESSION_NAME", "")
-    if name.endswith(".ipynb"):
-        path = Path(name)
-        if path.is_file():
-            return path.resolve().parent
-    return None
-
-
-NOTEBOOK_MAX_BYTES = 50 * 1024 * 1024
-"""A notebook file larger than this (images in outputs) is not read for context."""
-
-
-NOTEBOOK_SCAN = 20
-"""Notebooks in the working folder looked at, at most, to find the one holding a request."""
-
-
-def _notebook_path(shell: Any, request: str) -> Path | None:
-    """The notebook this kernel runs.
-
-    `JPY_SESSION_NAME` (set by `codeflow run` and jupyter_server; the server's path may be
-    relative to its root while the kernel runs in the notebook's folder), VS Code's
-    `__vsc_ipynb_file__`, else the one notebook in the working folder that holds this request
-    (nbval, papermill and other runners start the kernel there and say nothing).
-    """
-    names = [os.environ.get("JPY_SESSION_NAME", "")]
-    user_ns = getattr(shell, "user_ns", None) or {}
-    names.append(str(user_ns.get("__vsc_ipynb_file__", "")))
-    for name in names:
-        if name.endswith(".ipynb"):
-            for path in (Path(name), Path.cwd() / Path(name).name):
-                if path.is_file():
-                    return path
-    first = json.dumps(request.strip().split("\n", 1)[0], ensure_ascii=False)[1:-1]
-    found: list[Path] = []
-    try:
-        candidates = sorted(Path.cwd().glob("*.ipynb"))[:NOTEBOOK_SCAN]
-    except OSError:
-        return None
-    for path in candidates:
-        try:
-            if path.stat().st_size <= NOTEBOOK_MAX_BYTES and first in path.read_text("utf-8"):
-                found.append(path)
-        except (OSError, UnicodeDecodeError):
-            continue
-    return found[0] if len(found) == 1 else None
 
 
 def _cell_error(exc: CodeFlowError) -> Exception:
@@ -150,161 +94,6 @@ def _cell_error(exc: CodeFlowError) -> Exception:
     exc._render_traceback_ = lambda: [line]  # type: ignore[attr-defined]
     exc.__traceback__ = None
     return exc
-
-
-def _without_outputs(plan: Any) -> Any:
-    """A plan record with its steps' outputs left out."""
-    if not isinstance(plan, Mapping):
-        return plan
-    steps = []
-    for step in plan.get("steps") or ():
-        record = step.get("record") if isinstance(step, Mapping) else None
-        if isinstance(record, Mapping):
-            attempts = [{**a, "outputs": []} for a in record.get("attempts") or ()]
-            step = {**step, "record": {**record, "outputs": [], "attempts": attempts}}
-        steps.append(step)
-    return {**plan, "steps": steps}
-
-
-class Progress:
-    """The live progress display: one display id, updated in place at most ~5 times a second.
-
-    `on_event` may be called from any thread; it only records state. `tick` runs on the main
-    thread (from the pump) and renders when something changed.
-    """
-
-    def __init__(
-        self, request: str, max_attempts: int, link: Any = None, cell_id: str = ""
-    ) -> None:
-        self.request = request.strip().splitlines()[0][:80] if request.strip() else ""
-        self.max_attempts = max_attempts
-        self.started = time.monotonic()
-        self.attempt = 0
-        self.phase = "starting"
-        self.last_error = ""
-        self.tail = ""
-        self._lock = threading.Lock()
-        self._dirty = True
-        self._last_render = 0.0
-        self._handle: Any = None
-        self._link = link
-        self._cell_id = cell_id
-        self._events: deque[dict[str, Any]] = deque(maxlen=500)
-        self.updates = 0
-        self.steps = 0
-        self.step = ""
-        """`step k of N: title` while a plan runs its steps."""
-
-    def on_event(self, event: FlowEvent) -> None:
-        with self._lock:
-            kind, data = event.kind, event.data
-            if event.attempt and kind != "step":  # a step event's number is the step's
-                self.attempt = event.attempt
-            if kind == "start":
-                self.max_attempts = int(data.get("max_attempts", self.max_attempts))
-                self.last_error = ""
-            elif kind == "plan_start":
-                self.phase = "asking the model for a plan"
-            elif kind == "plan":
-                self.steps = len(data.get("steps") or ())
-            elif kind == "step" and data.get("state") == "running":
-                self.step = f"step {event.attempt} of {self.steps}: {data.get('title', '')}"
-            elif kind == "generating":
-                self.phase = "asking the model" + (
-                    " for a fix" if data.get("phase") == "fix" else ""
-                )
-                if data.get("retry"):  # an outage: say why it takes long, and that it goes on
-                    self.phase += f" again: {data['retry']}"
-                self.tail = ""
-            elif kind == "delta":
-                self.tail = (self.tail + str(data.get("text", "")))[-TAIL_CHARS:]
-            elif kind == "code":
-                self.tail = str(data.get("code", ""))[-TAIL_CHARS:]
-            elif kind == "scan":
-                self.phase = "checking the code"
-            elif kind == "executing":
-                self.phase = "running the code"
-            elif kind == "install":
-                self.phase = f"installing {data.get('package')}"
-            elif kind == "attempt":
-                err = (data.get("attempt") or {}).get("error") or {}
-                if err:
-                    self.last_error = f"{err.get('category')} error: {err.get('ename')}"
-            if kind == "plan_finished":  # the sidebar needs no outputs (images can be large)
-                data = {"plan": _without_outputs(data.get("plan"))}
-            if self._link is not None and kind not in ("finished", "output"):
-                if kind == "delta" and self._events and self._events[-1]["kind"] == "delta":
-                    self._events[-1]["data"]["text"] += str(data.get("text", ""))
-                else:
-                    self._events.append(
-                        {"kind": kind, "attempt": event.attempt, "data": dict(data)}
-                    )
-            self._dirty = True
-
-    def text(self) -> str:
-        elapsed = time.monotonic() - self.started
-        head = "codeflow: " + (f"{self.step} · " if self.step else "") + self.phase
-        if self.attempt:
-            head += f" · attempt {self.attempt} of {self.max_attempts}"
-        head += f" · {elapsed:.1f} s"
-        if self.last_error:
-            head += f" · last: {self.last_error}"
-        tail = "\n".join(self.tail.splitlines()[-8:])
-        return head + ("\n" + tail if tail else "")
-
-    def bundle(self) -> dict[str, str]:
-        import html
-
-        text = self.text()
-        head, _, tail = text.partition("\n")
-        # Colours come from the theme (the extension styles these classes with JupyterLab's
-        # CSS variables); without it the text keeps the output area's own colour.
-        body = (
-            '<div class="jp-codeflow-progress" style="font-family:sans-serif;font-size:13px">'
-            f"{html.escape(head)}</div>"
-        )
-        if tail:
-            body += (
-                '<pre class="jp-codeflow-progress-tail" style="font-size:11px;max-height:10em;'
-                f'overflow:hidden;margin:2px 0">{html.escape(tail)}</pre>'
-            )
-        return {"text/plain": text, "text/html": body}
-
-    def tick(self, force: bool = False, render: bool = True) -> None:
-        """Render if due (and send pending events to the panel); main thread only."""
-        now = time.monotonic()
-        if not force and now - self._last_render < PROGRESS_INTERVAL:
-            return
-        if self._handle is None and now - self.started < PROGRESS_DELAY:
-            render = False
-        with self._lock:
-            events = list(self._events)
-            self._events.clear()
-            dirty = self._dirty or now - self._last_render >= 1.0  # keep the clock moving
-            self._dirty = False
-            bundle = self.bundle() if dirty else None
-        if self._link is not None:
-            for ev in events:
-                try:
-                    self._link.send_event(self._cell_id, ev)
-                except Exception:
-                    break
-        if bundle is None or not render:
-            if not render:
-                self._dirty = self._dirty or bundle is not None
-            return
-        from IPython.display import display
-
-        self._last_render = now
-        self.updates += 1
-        if self._handle is None:
-            self._handle = display(bundle, raw=True, display_id=True)
-        else:
-            self._handle.update(bundle, raw=True)
-
-    @property
-    def display_id(self) -> str | None:
-        return getattr(self._handle, "display_id", None)
 
 
 @magics_class
@@ -442,7 +231,7 @@ class CodeflowMagics(Magics):
     def cache_dir(self, settings: Any) -> Path | None:
         if settings.cache.dir:
             return None  # the provider resolves the configured folder
-        folder = _notebook_dir()
+        folder = notebook_dir()
         return folder / ".codeflow" / "cache" if folder else None
 
     @property
@@ -676,38 +465,13 @@ class CodeflowMagics(Magics):
     def _notebook_cells(
         self, settings: Any, cell_id: str | None, request: str
     ) -> tuple[tuple[str, str], ...]:
-        """The cells above this one, nearest first, from the notebook file the kernel runs.
-
-        The kernel learns its notebook from `JPY_SESSION_NAME` (`codeflow run` and
-        jupyter_server set it, see `_notebook_path` for the rest) and the cell from its id
-        (JupyterLab sends it) or, failing that, from the request text (the n-th run of the
-        same request is the n-th such cell).
-        What is on disk is what counts: unsaved edits above the cell are not seen.
-        """
+        """The cells above this one, nearest first (`where.cells_above`); the n-th run of
+        the same request text counts as the n-th such cell when no cell id comes."""
         occurrence = self._occurrences.get(request, 0)
         self._occurrences[request] = occurrence + 1
         if settings.generation.notebook_chars <= 0:
             return ()
-        path = _notebook_path(self.shell, request)
-        if path is None:
-            return ()
-        try:
-            if path.stat().st_size > NOTEBOOK_MAX_BYTES:
-                return ()
-            # Plain JSON for nbformat 4 (no schema validation on every request); older
-            # notebooks go through nbformat's conversion.
-            data = json.loads(path.read_text(encoding="utf-8"))
-            cells = data.get("cells") if isinstance(data, dict) else None
-            if not isinstance(cells, list):
-                import nbformat
-
-                cells = nbformat.read(str(path), as_version=4).cells
-        except Exception:  # an unreadable notebook only means no context
-            return ()
-        from .context import preceding_cells
-
-        found = preceding_cells(cells, cell_id=cell_id, request=request, occurrence=occurrence)
-        return tuple(found)
+        return cells_above(self.shell, cell_id, request, occurrence)
 
     def _run(
         self,

@@ -260,8 +260,8 @@ def test_bash_request_runs_in_the_shell_cwd(
 
 def test_progress_shows_a_retry_and_its_reason() -> None:
     """During an outage the cell says the request is being sent again, and why."""
-    from codeflow_magic.magic import Progress
     from codeflow_magic.models import FlowEvent
+    from codeflow_magic.progress import Progress
 
     progress = Progress("count to three", 3)
     progress.on_event(FlowEvent("generating", 1, {"phase": "generate"}))
