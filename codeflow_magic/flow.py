@@ -7,33 +7,28 @@ ports and pass them in.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from . import analysis, context, prompts, rollback
-from . import plan as plan_mod
+from . import analysis, context, prompts
 from .errors import ProviderError, ProviderUnavailable
 from .executors.base import Executor
 from .executors.outputs import output_text_for_prompt
 from .models import (
-    LANGUAGES,
     Attempt,
     AttemptError,
     ExecutionResult,
     Finding,
-    FlowEvent,
     Metrics,
     Output,
-    PlanRecord,
     RunRecord,
-    StepRecord,
     severity_rank,
 )
+from .planning import PlanRunner
 from .providers.base import (
     LLMRequest,
     LLMResponse,
@@ -42,12 +37,30 @@ from .providers.base import (
     retry_notices,
 )
 from .providers.catalogue import price_for
+from .rollback import Snapshots
+from .runstate import (
+    BlockingRule,
+    EventCallback,
+    FlowOptions,
+    InstallConfirm,
+    OutputRedactor,
+    RunState,
+    Scanner,
+    check_code,
+    norm_code,
+)
 
-EventCallback = Callable[[FlowEvent], None]
-Scanner = Callable[[str, str], Sequence[Finding]]
-BlockingRule = Callable[[Sequence[Finding], str], Sequence[Finding]]
-OutputRedactor = Callable[[Output], Output]
-InstallConfirm = Callable[[str], bool]
+__all__ = [
+    "BlockingRule",
+    "EventCallback",
+    "Flow",
+    "FlowOptions",
+    "InstallConfirm",
+    "OutputRedactor",
+    "Scanner",
+    "summarize_error",
+]
+"""`FlowOptions` and the callback types live in `runstate`; the flow is where users look."""
 
 # Import names whose distribution is called differently.
 DIST_NAMES = {
@@ -70,139 +83,7 @@ _LIST_PACKAGES = (
 )
 
 
-@dataclass(frozen=True)
-class FlowOptions:
-    """Everything one request may vary; front doors fill it from settings and options."""
-
-    language: str = "python"
-    check: str | None = None
-    focus: str = "fix_errors"
-    verify: bool = False
-    quality_threshold: float = 7.0
-    max_attempts: int = 3
-    improve: bool = True
-    timeout: float | None = None
-    token_budget: int = 0
-    max_cost_usd: float = 0.0
-    """US dollars one request may spend (0: no limit), by `prices` and codeflow's table."""
-    prices: tuple[str, ...] = ()
-    """`MODEL=INPUT/OUTPUT[/CACHE_WRITE/CACHE_READ]` entries ahead of the price table."""
-    scan_policy: str = "block"
-    install_missing: str = "off"
-    prompt_output_chars: int = 4000
-    state_chars: int = 2000
-    max_tokens: int = 4096
-    temperature: float | None = None
-    early_execute: bool = True
-    preview_files: bool = True
-    preview_bytes: int = 65_536
-    preview_seconds: float = 0.2
-    preview_chars: int = 3000
-    preview_max_files: int = 5
-    environment: bool = True
-    notebook_chars: int = 1500
-    notebook: tuple[context.NotebookCell, ...] = ()
-    """The cells above the request (nearest first), when it comes from a notebook."""
-    sanity: str = "fix"
-    rollback: bool = True
-    """Undo a failed attempt's changes to the user's variables (see `transaction`)."""
-    snapshot_max_bytes: int = 256 * 1024**2
-    review: str = "off"
-    """`always`: stop before running the first generated code; `risky`: only when the
-    scanner found something at medium or above; `off`: run it."""
-    approved_code: str | None = None
-    """Code the user approved after a review (or a plan's step): attempt 1 runs it instead of
-    asking the model."""
-    given_kind: str = "approved"
-    """The kind attempt 1 gets when it runs `approved_code` (`approved`, or `plan`)."""
-
-
-def _norm(code: str) -> str:
-    return "\n".join(line.rstrip() for line in code.strip().split("\n") if line.strip())
-
-
-def _check_code(check: str) -> str:
-    """A bare expression must be truthy; statements (asserts) run as they are."""
-    try:
-        ast.parse(check, mode="eval")
-    except SyntaxError:
-        return check
-    message = f"check is false: {check.strip()}"
-    return f"assert ({check.strip()}), {message!r}\n"
-
-
-class _Run:
-    """The state of one request; lives only while `Flow.run` works on it."""
-
-    def __init__(
-        self, flow: Flow, request: str, options: FlowOptions, on_event: EventCallback | None
-    ):
-        self.flow = flow
-        self.request = request
-        self.opts = options
-        self.on_event = on_event
-        self.attempts: list[Attempt] = []
-        self.tokens = 0
-        self.cost = 0.0
-        self.start: prompts.Start | None = None
-        """What the run knew when it began: the stable prefix of all its requests."""
-        self.llm_calls = 0
-        self.cache_hits = 0
-        self.generation_s = 0.0
-        self.improvement_s = 0.0
-        self.execution_s = 0.0
-        self.start_task: asyncio.Task[None] | None = None
-        self.dispatched = False
-        self.answered_by = ""
-        """The model that gave the last answer (a replay's is the recorded one)."""
-        self.warnings: list[str] = []
-        self.files = (
-            context.file_candidates(request, options.preview_max_files)
-            if options.preview_files and options.preview_chars > 0
-            else ()
-        )
-        """Names in the request that may be files, previewed (once) inside the kernel."""
-        self.previews: str | None = None
-        self.txn: str | None = None
-        """The token of the snapshot taken before the run's first execution (None: none)."""
-        self.txn_n = 0
-        self.run_id = ""
-
-    def start_executor(self) -> None:
-        """Start the executor in the background (once), and warm what the reply will need.
-
-        Called when the first model request is on its way: starting earlier would compete
-        with preparing that request for the CPU (and the interpreter lock); starting then
-        hides the kernel start behind the model's latency.
-        """
-        if self.dispatched:
-            return
-        self.dispatched = True
-        executor = self.flow.executor
-        if not getattr(executor, "started", True):
-            self.start_task = asyncio.ensure_future(executor.start())
-        if self.flow.on_dispatch is not None:
-            try:
-                self.flow.on_dispatch()
-            except Exception:  # warming is an optimisation; it must never fail a run
-                pass
-
-    async def executor_ready(self) -> None:
-        """Wait for a background start (a failed start raises here, as the executor's error)."""
-        self.start_executor()
-        if self.start_task is not None and not self.start_task.done():
-            await self.start_task
-
-    def emit(self, kind: str, number: int = 0, **data: object) -> None:
-        if self.on_event is None:
-            return
-        try:
-            self.on_event(FlowEvent(kind=kind, attempt=number, data=dict(data)))
-        except Exception:  # a broken display must never break the run
-            pass
-
-
-class Flow:
+class Flow(PlanRunner, Snapshots):
     """Runs requests against one provider and one executor (both long-lived)."""
 
     def __init__(
@@ -241,7 +122,7 @@ class Flow:
 
     async def _complete(
         self,
-        run: _Run,
+        run: RunState,
         provider: Provider,
         req: LLMRequest,
         number: int,
@@ -277,7 +158,7 @@ class Flow:
 
     async def _ask(
         self,
-        run: _Run,
+        run: RunState,
         req: LLMRequest,
         number: int,
         language: str,
@@ -296,7 +177,7 @@ class Flow:
             if not allow_early or "task" in early or ("`" not in text and "~" not in text):
                 return
             ext = prompts.extract_code("".join(chunks), language, require_closed=True)
-            if ext is None or any(_norm(ext.code) == _norm(a.code) for a in run.attempts):
+            if ext is None or any(norm_code(ext.code) == norm_code(a.code) for a in run.attempts):
                 return
             if self._blocking_findings(run, ext.code, ext.language):
                 return
@@ -340,7 +221,9 @@ class Flow:
                 pass
         return response, ext, None, elapsed
 
-    async def _execute(self, run: _Run, code: str, language: str, number: int) -> ExecutionResult:
+    async def _execute(
+        self, run: RunState, code: str, language: str, number: int
+    ) -> ExecutionResult:
         await self.executor.start()  # idempotent; waits if the kernel is still starting
         if run.opts.rollback and run.txn is None:
             run.txn = await self._begin(run)
@@ -354,66 +237,6 @@ class Flow:
         result = self._redacted(result)
         run.emit("executed", number, status=result.status, duration_s=result.duration_s)
         return result
-
-    async def _begin(self, run: _Run) -> str | None:
-        """Snapshot the user's variables (the token to roll back to; None when the kernel
-        could not take one, which is said once in the record's warnings)."""
-        run.txn_n += 1
-        token = f"{run.run_id or 'run'}-{run.txn_n}"
-        try:
-            answer = await rollback.call(
-                self.executor, "begin", token=token, max_bytes=run.opts.snapshot_max_bytes
-            )
-        except Exception as exc:  # a snapshot is a safety net; it never fails the run
-            answer = {"message": str(exc)}
-        if "names" not in answer:
-            warning = (
-                "the variables could not be snapshotted, so a failed attempt's changes stay"
-                + (f" ({answer['message']})" if answer.get("message") else "")
-            )
-            if warning not in run.warnings:
-                run.warnings.append(warning)
-                run.emit("warning", 0, message=warning)
-            return None
-        return token
-
-    async def _rollback(self, run: _Run, attempt: Attempt, token: str | None = None) -> Attempt:
-        """Undo what a failed attempt did to the user's variables; name what stays."""
-        token = token or run.txn
-        if token is None:
-            return attempt
-        try:
-            answer = await rollback.call(
-                self.executor,
-                "rollback",
-                token=token,
-                code=attempt.code if attempt.language == "python" else "",
-            )
-        except Exception:
-            answer = {}
-        if not answer.get("ok"):
-            if token == run.txn:
-                run.txn = None  # the kernel lost it (a restart): the next run takes a new one
-            return attempt
-        kept = tuple(str(k) for k in answer.get("kept", ()))
-        run.emit(
-            "rollback",
-            attempt.number,
-            restored=list(answer.get("restored", ())),
-            removed=list(answer.get("removed", ())),
-            kept=list(kept),
-        )
-        return replace(attempt, rolled_back=True, kept_changes=kept)
-
-    async def _end(self, run: _Run, token: str | None, undo_key: str = "") -> bool:
-        """Close a snapshot; with `undo_key`, the kernel keeps what the run changed."""
-        if token is None:
-            return False
-        try:
-            answer = await rollback.call(self.executor, "commit", token=token, undo_key=undo_key)
-        except Exception:
-            return False
-        return bool(answer.get("ok"))
 
     def _redact_one(self, output: Output) -> Output:
         return self.redact(output) if self.redact else output
@@ -442,21 +265,21 @@ class Flow:
             return []
         return list(self.scanner(code, language))
 
-    def _blocking_findings(self, run: _Run, code: str, language: str) -> list[Finding]:
+    def _blocking_findings(self, run: RunState, code: str, language: str) -> list[Finding]:
         if run.opts.scan_policy == "off" or self.scanner is None or self.blocking is None:
             return []
         return list(self.blocking(self._findings(code, language), run.opts.scan_policy))
 
-    async def _state(self, run: _Run, budget: int | None = None) -> str:
+    async def _state(self, run: RunState, budget: int | None = None) -> str:
         limit = run.opts.state_chars if budget is None else min(budget, run.opts.state_chars)
-        if limit <= 0 or not getattr(self.executor, "started", True):
+        if limit <= 0 or not self.executor.started:
             return ""  # a kernel that has not started yet has no user state to describe
         try:
             return (await self.executor.describe_state(limit))[:limit]
         except Exception:
             return ""
 
-    async def _grounding(self, run: _Run) -> tuple[str, prompts.Grounding]:
+    async def _grounding(self, run: RunState) -> tuple[str, prompts.Grounding]:
         """The state summary (with example values) and what the model should see besides.
 
         When the request names files the kernel is started and waited for: the preview is
@@ -472,7 +295,7 @@ class Flow:
                 await run.executor_ready()
             except Exception:
                 pass  # the start failure surfaces where the code runs
-        if not getattr(self.executor, "started", True) or (
+        if not self.executor.started or (
             not run.files and not getattr(self.executor, "has_state", True)
         ):
             return "", prompts.Grounding(notebook=notebook)
@@ -570,7 +393,7 @@ class Flow:
         backend: str = "",
     ) -> RunRecord:
         opts = options or FlowOptions()
-        run = _Run(self, request, opts, on_event)
+        run = RunState(self, request, opts, on_event)
         started = time.perf_counter()
         run_id = run_id or uuid.uuid4().hex[:12]
         run.run_id = run_id
@@ -634,160 +457,6 @@ class Flow:
             raise failure
         return record
 
-    async def plan(
-        self,
-        request: str,
-        options: FlowOptions | None = None,
-        *,
-        max_steps: int = plan_mod.DEFAULT_MAX_STEPS,
-        on_event: EventCallback | None = None,
-        run_id: str | None = None,
-        model: str = "",
-        backend: str = "",
-    ) -> PlanRecord:
-        """One request as a plan of steps: ask for the plan, then run each step's code through
-        the normal loop (scan, execute, classify, fix), earlier steps as context, stopping at a
-        step that still fails. Budgets cover the whole plan."""
-        opts = options or FlowOptions()
-        run = _Run(self, request, opts, on_event)
-        run_id = run_id or uuid.uuid4().hex[:12]
-        run.run_id = run_id
-        started = time.perf_counter()
-        run.emit("plan_start", 0, request=request, max_steps=max_steps, run_id=run_id)
-        state, ground = await self._grounding(run)
-        req = prompts.build_plan(
-            request,
-            language=opts.language,
-            state=state,
-            grounding=ground,
-            max_steps=max_steps,
-            max_tokens=opts.max_tokens,
-            temperature=opts.temperature,
-        )
-        response, _, _, gen_s = await self._ask(run, req, 0, opts.language, allow_early=False)
-        answered_by = run.answered_by or model or getattr(self.provider, "model", "")
-        plan_metrics = Metrics(
-            generation_s=gen_s,
-            input_tokens=response.input_tokens,
-            output_tokens=response.output_tokens,
-            llm_calls=1,
-            cache_hits=int(response.cached),
-            cache_write_tokens=response.cache_write_tokens,
-            cache_read_tokens=response.cache_read_tokens,
-            cost_usd=self._cost(run, response),
-        )
-
-        def record(steps: Sequence[StepRecord], stop: str, error: str | None = None) -> PlanRecord:
-            runs = [s.record.metrics for s in steps if s.record is not None]
-            total = _sum_metrics([plan_metrics, *runs], time.perf_counter() - started)
-            plan = PlanRecord(
-                request=request,
-                model=answered_by,
-                success=stop == "success",
-                steps=tuple(steps),
-                metrics=total,
-                run_id=run_id,
-                stop_reason=stop,
-                error=error,
-                plan_text=response.text,
-            )
-            run.emit("plan_finished", 0, plan=plan.to_dict())
-            return plan
-
-        try:
-            steps = plan_mod.parse_plan(response.text, opts.language)
-            plan_mod.check_steps(steps, max_steps)
-        except plan_mod.PlanError as exc:
-            return record((), "bad_plan", str(exc))
-        run.emit("plan", 0, steps=[{"number": s.number, "title": s.title} for s in steps])
-        done: list[StepRecord] = []
-        context = list(opts.notebook)
-        stop = "success"
-        error: str | None = None
-        spent_tokens = response.input_tokens + response.output_tokens
-        spent_cost = plan_metrics.cost_usd
-        for step in steps:
-            base = StepRecord(step.number, step.title, step.prose, step.code, step.language)
-            if stop == "success":
-                stop = self._plan_budget_stop(opts, spent_tokens, spent_cost)
-            if stop != "success":
-                done.append(base)
-                run.emit("step", step.number, state="not_run", title=step.title)
-                continue
-            run.emit("step", step.number, state="running", title=step.title)
-            step_opts = replace(
-                opts,
-                language=step.language,
-                approved_code=step.code,
-                given_kind="plan",
-                review="off",
-                notebook=tuple(context),
-                token_budget=max(1, opts.token_budget - spent_tokens) if opts.token_budget else 0,
-                max_cost_usd=max(1e-9, opts.max_cost_usd - spent_cost)
-                if opts.max_cost_usd
-                else 0.0,
-            )
-            if step.language not in LANGUAGES:
-                result = self._unknown_language_run(request, step, run_id)
-            else:
-                try:
-                    result = await self.run(
-                        plan_mod.step_request(request, step, len(steps)),
-                        step_opts,
-                        on_event=_tagged(on_event, step.number),
-                        run_id=f"{run_id}-{step.number}",
-                        model=model,
-                        backend=backend,
-                    )
-                except ProviderError as exc:
-                    if exc.record is None:
-                        raise
-                    result, error = exc.record, str(exc)
-            spent_tokens += result.metrics.input_tokens + result.metrics.output_tokens
-            spent_cost += result.metrics.cost_usd
-            state = "ok" if result.success else "failed"
-            done.append(replace(base, state=state, record=result))
-            run.emit("step", step.number, state=state, title=step.title)
-            context = [("code", result.final_code), ("markdown", plan_mod.step_markdown(step))]
-            context += list(step_opts.notebook)
-            if not result.success:
-                stop = result.stop_reason if error else "step_failed"
-        return record(done, stop, error)
-
-    @staticmethod
-    def _plan_budget_stop(opts: FlowOptions, tokens: int, cost: float) -> str:
-        if opts.token_budget > 0 and tokens >= opts.token_budget:
-            return "token_budget"
-        if opts.max_cost_usd > 0 and cost >= opts.max_cost_usd:
-            return "cost_budget"
-        return "success"
-
-    @staticmethod
-    def _unknown_language_run(request: str, step: plan_mod.Step, run_id: str) -> RunRecord:
-        """A step in a language codeflow cannot run: one failed attempt that says so."""
-        error = AttemptError(
-            category="environment",
-            ename="UnknownLanguage",
-            evalue=f"step {step.number} is written in {step.language!r}; codeflow runs "
-            + " and ".join(LANGUAGES),
-        )
-        attempt = Attempt(
-            number=1, code=step.code, success=False, language=step.language, kind="plan",
-            error=error,
-        )  # fmt: skip
-        return RunRecord(
-            request=request,
-            language=step.language,
-            model="",
-            success=False,
-            final_code=step.code,
-            outputs=(),
-            attempts=(attempt,),
-            metrics=Metrics(),
-            run_id=f"{run_id}-{step.number}",
-            stop_reason="max_attempts",
-        )
-
     @staticmethod
     def _final_attempt(attempts: Sequence[Attempt]) -> Attempt | None:
         for attempt in reversed(attempts):
@@ -795,7 +464,7 @@ class Flow:
                 return attempt
         return attempts[-1] if attempts else None
 
-    def _budget_stop(self, run: _Run) -> str | None:
+    def _budget_stop(self, run: RunState) -> str | None:
         """The stop reason of a spent budget (tokens or dollars), None while both last."""
         if run.opts.token_budget > 0 and run.tokens >= run.opts.token_budget:
             return "token_budget"
@@ -803,7 +472,7 @@ class Flow:
             return "cost_budget"
         return None
 
-    def _cost(self, run: _Run, response: LLMResponse) -> float:
+    def _cost(self, run: RunState, response: LLMResponse) -> float:
         """What one answer cost; a recorded replay was paid for when it was recorded."""
         if response.cached:
             return 0.0
@@ -817,12 +486,12 @@ class Flow:
             response.cache_read_tokens,
         )
 
-    def _charge(self, run: _Run, response: LLMResponse) -> None:
+    def _charge(self, run: RunState, response: LLMResponse) -> None:
         run.cache_hits += int(response.cached)
         run.tokens += response.input_tokens + response.output_tokens
         run.cost += self._cost(run, response)
 
-    async def _loop(self, run: _Run) -> str:
+    async def _loop(self, run: RunState) -> str:
         opts = run.opts
         language = opts.language
         number = 0
@@ -902,7 +571,7 @@ class Flow:
             code = ext.code
             base = replace(base, code=code, language=ext.language)
             run.emit("code", number, code=code, language=ext.language)
-            if any(_norm(code) == _norm(a.code) for a in run.attempts):
+            if any(norm_code(code) == norm_code(a.code) for a in run.attempts):
                 if early_task is not None:
                     await early_task
                 return "repeated_code"
@@ -967,7 +636,9 @@ class Flow:
         )
 
     @staticmethod
-    def _approved(run: _Run, language: str) -> tuple[LLMResponse, prompts.Extraction, None, float]:
+    def _approved(
+        run: RunState, language: str
+    ) -> tuple[LLMResponse, prompts.Extraction, None, float]:
         """The code the user approved, in place of a model's answer (nothing is asked)."""
         code = run.opts.approved_code or ""
         if language == "auto":
@@ -976,13 +647,13 @@ class Flow:
         ext = prompts.Extraction(code=code, language=language, explanation=why)
         return LLMResponse(text="", model=""), ext, None, 0.0
 
-    def _record(self, run: _Run, attempt: Attempt) -> None:
+    def _record(self, run: RunState, attempt: Attempt) -> None:
         run.attempts.append(attempt)
         run.emit("attempt", attempt.number, attempt=attempt.to_dict())
 
     async def _fix_request(
         self,
-        run: _Run,
+        run: RunState,
         last: Attempt,
         state: str,
         language: str,
@@ -1019,7 +690,7 @@ class Flow:
         )
 
     async def _judge(
-        self, run: _Run, base: Attempt, result: ExecutionResult
+        self, run: RunState, base: Attempt, result: ExecutionResult
     ) -> tuple[Attempt, tuple[int, int]]:
         """Classify the run, then apply the acceptance check and the quality gate."""
         run.execution_s += result.duration_s
@@ -1029,7 +700,7 @@ class Flow:
             return replace(attempt, error=err), (0, 0)
         if run.opts.check:
             check = await self.executor.execute(
-                _check_code(run.opts.check), language="python", timeout=run.opts.timeout
+                check_code(run.opts.check), language="python", timeout=run.opts.timeout
             )
             check = self._redacted(check)
             run.execution_s += check.duration_s
@@ -1080,7 +751,7 @@ class Flow:
                 return replace(attempt, error=err), (0, 0)
         return replace(attempt, success=True), (0, 0)
 
-    async def _maybe_install(self, run: _Run, attempt: Attempt, number: int) -> Attempt | None:
+    async def _maybe_install(self, run: RunState, attempt: Attempt, number: int) -> Attempt | None:
         """For `install_missing`, install the missing package and re-run with no model call."""
         mode = run.opts.install_missing
         err = attempt.error
@@ -1122,14 +793,14 @@ class Flow:
         judged, _ = await self._judge(run, base, result)
         return judged
 
-    async def _improve_or_keep(self, run: _Run, good: Attempt) -> None:
+    async def _improve_or_keep(self, run: RunState, good: Attempt) -> None:
         """Try the improvement; a model that cannot be asked leaves the working code standing."""
         try:
             await self._improve_once(run, good)
         except ProviderError as exc:
             run.emit("improve_skipped", good.number + 1, error=str(exc))
 
-    async def _improve_once(self, run: _Run, good: Attempt) -> None:
+    async def _improve_once(self, run: RunState, good: Attempt) -> None:
         """With focus optimize/robustness, try one improvement; keep it only if it is better."""
         focus = run.opts.focus
         if (
@@ -1176,7 +847,7 @@ class Flow:
                 run, replace(base, error=analysis.no_code_error(response.text), kept=False)
             )
             return
-        if _norm(ext.code) == _norm(good.code):
+        if norm_code(ext.code) == norm_code(good.code):
             self._record(run, replace(base, success=True, kept=False, outputs=good.outputs))
             return
         blocked = self._blocking_findings(run, ext.code, ext.language)
@@ -1199,34 +870,6 @@ class Flow:
             judged = await self._rollback(run, judged, inner)
         await self._end(run, inner)
         self._record(run, replace(judged, kept=keep))
-
-
-def _tagged(on_event: EventCallback | None, step: int) -> EventCallback | None:
-    """A step's own events, marked with the step's number for progress displays."""
-    if on_event is None:
-        return None
-    callback = on_event
-
-    def forward(event: FlowEvent) -> None:
-        callback(replace(event, data={**event.data, "step": step}))
-
-    return forward
-
-
-def _sum_metrics(parts: Sequence[Metrics], total_s: float) -> Metrics:
-    return Metrics(
-        generation_s=sum(m.generation_s for m in parts),
-        execution_s=sum(m.execution_s for m in parts),
-        improvement_s=sum(m.improvement_s for m in parts),
-        total_s=total_s,
-        input_tokens=sum(m.input_tokens for m in parts),
-        output_tokens=sum(m.output_tokens for m in parts),
-        llm_calls=sum(m.llm_calls for m in parts),
-        cache_hits=sum(m.cache_hits for m in parts),
-        cache_write_tokens=sum(m.cache_write_tokens for m in parts),
-        cache_read_tokens=sum(m.cache_read_tokens for m in parts),
-        cost_usd=sum(m.cost_usd for m in parts),
-    )
 
 
 def summarize_error(error: AttemptError | None) -> str:

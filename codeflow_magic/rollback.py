@@ -1,5 +1,5 @@
 """Transactional attempts on the flow's side: the snippets that drive `transaction` in the
-kernel, and the parsing of their answers.
+kernel, the parsing of their answers, and `Snapshots`, the flow's use of them.
 
 Pure but for reading `transaction.py`'s own source (it travels into the kernel as code, since
 a kernel in a container or behind a gateway has no codeflow installed). The source is sent
@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .context import parse_marked
-from .models import ExecutionResult
+from .models import Attempt, ExecutionResult
+
+if TYPE_CHECKING:
+    from .executors.base import Executor
+    from .runstate import RunState
 
 MARKER = "@@codeflow-txn@@ "
 """Starts the one stdout line that carries an operation's JSON answer."""
@@ -93,3 +98,71 @@ def kept_text(kept: Iterable[str]) -> str:
     """One line for prompts and histories: what a rollback could not undo."""
     items = [str(k) for k in kept if str(k).strip()]
     return "; ".join(items)
+
+
+class Snapshots:
+    """The flow's use of snapshots (a mixin of `Flow`): take one before a run's first
+    execution, restore it after each failed attempt, close it (keeping an undo point)."""
+
+    if TYPE_CHECKING:  # provided by Flow
+        executor: Executor
+
+    async def _begin(self, run: RunState) -> str | None:
+        """Snapshot the user's variables (the token to roll back to; None when the kernel
+        could not take one, which is said once in the record's warnings)."""
+        run.txn_n += 1
+        token = f"{run.run_id or 'run'}-{run.txn_n}"
+        try:
+            answer = await call(
+                self.executor, "begin", token=token, max_bytes=run.opts.snapshot_max_bytes
+            )
+        except Exception as exc:  # a snapshot is a safety net; it never fails the run
+            answer = {"message": str(exc)}
+        if "names" not in answer:
+            warning = (
+                "the variables could not be snapshotted, so a failed attempt's changes stay"
+                + (f" ({answer['message']})" if answer.get("message") else "")
+            )
+            if warning not in run.warnings:
+                run.warnings.append(warning)
+                run.emit("warning", 0, message=warning)
+            return None
+        return token
+
+    async def _rollback(self, run: RunState, attempt: Attempt, token: str | None = None) -> Attempt:
+        """Undo what a failed attempt did to the user's variables; name what stays."""
+        token = token or run.txn
+        if token is None:
+            return attempt
+        try:
+            answer = await call(
+                self.executor,
+                "rollback",
+                token=token,
+                code=attempt.code if attempt.language == "python" else "",
+            )
+        except Exception:
+            answer = {}
+        if not answer.get("ok"):
+            if token == run.txn:
+                run.txn = None  # the kernel lost it (a restart): the next run takes a new one
+            return attempt
+        kept = tuple(str(k) for k in answer.get("kept", ()))
+        run.emit(
+            "rollback",
+            attempt.number,
+            restored=list(answer.get("restored", ())),
+            removed=list(answer.get("removed", ())),
+            kept=list(kept),
+        )
+        return replace(attempt, rolled_back=True, kept_changes=kept)
+
+    async def _end(self, run: RunState, token: str | None, undo_key: str = "") -> bool:
+        """Close a snapshot; with `undo_key`, the kernel keeps what the run changed."""
+        if token is None:
+            return False
+        try:
+            answer = await call(self.executor, "commit", token=token, undo_key=undo_key)
+        except Exception:
+            return False
+        return bool(answer.get("ok"))
