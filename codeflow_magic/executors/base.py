@@ -21,6 +21,11 @@ class Executor(Protocol):
     supports_install: bool
     """True when installing a missing package into this backend is allowed (not sandboxed)."""
 
+    @property
+    def started(self) -> bool:
+        """True while the backend is up (after `start`, before `shutdown`): the flow neither
+        describes nor probes the state of a kernel that has not started."""
+
     async def start(self) -> None:
         """Start (idempotent). Called early to overlap kernel start with generation."""
 

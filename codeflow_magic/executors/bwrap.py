@@ -24,20 +24,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_client.provisioning.local_provisioner import LocalProvisioner
-from traitlets import Float, Int, List, Unicode
+from traitlets import Int, List, Unicode
 
 from ..errors import BackendUnavailable
 from .limits import (
     CGROUP_PREFIX,
     CgroupSet,
-    Limits,
     cgroup_problem,
     child_pids,
     cmdline,
     disk_hook,
     parse_size,
 )
+from .provisioner import DiagnosingProvisioner
 
 if TYPE_CHECKING:
     from jupyter_client.connect import KernelConnectionInfo
@@ -139,45 +138,20 @@ def sandbox_problem(uid: int = NOBODY) -> tuple[str, str] | None:
     return None
 
 
-class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
+class BubblewrapProvisioner(DiagnosingProvisioner):
     """Launch the kernel under cgroups + rlimits + an unprivileged uid + bubblewrap."""
 
-    work_dir = Unicode("", help="Directory bound writable; the kernel's cwd.").tag(config=True)
-    memory_limit = Unicode("1g", help="Memory limit (512m, 2g ...).").tag(config=True)
-    cpu_limit = Float(1.0, help="CPU cores.").tag(config=True)
-    pids_limit = Int(128, help="Maximum processes inside the sandbox.").tag(config=True)
-    tmp_size = Unicode("256m", help="Size of the private /tmp (at most the disk limit).").tag(
-        config=True
-    )
-    disk_limit = Unicode(
-        "1g", help="Largest file the code may write, and the size of its private /tmp."
-    ).tag(config=True)
     sandbox_uid = Int(-1, help="uid to run as when launched by root (-1: 65534).").tag(config=True)
-    sandbox_id = Unicode("", help="Names this sandbox's cgroups and death reasons.").tag(
-        config=True
-    )
     extra_ro_binds = List(Unicode(), help="More directories bound read-only.").tag(config=True)
 
-    _run_dir: str | None = None
     _cgroups: CgroupSet | None = None
-    _launches = 0
-    # Safety nets for a host process that ends without shutting the kernel down (an
+    # A safety net for a host process that ends without shutting the kernel down (an
     # exception, a closed pipe): run at garbage collection or interpreter exit.
-    _run_dir_guard: weakref.finalize | None = None  # type: ignore[type-arg]
     _cgroup_guard: weakref.finalize | None = None  # type: ignore[type-arg]
     exit_status_is_shell = True
     """bwrap reports a kernel killed by signal n as exit status 128+n."""
 
     # --- helpers -------------------------------------------------------------------------
-    @property
-    def limits(self) -> Limits:
-        return Limits(
-            parse_size(self.memory_limit),
-            self.cpu_limit,
-            self.pids_limit,
-            parse_size(self.disk_limit, what="disk limit"),
-        )
-
     @property
     def tmp_bytes(self) -> int:
         """The private /tmp: at most the disk limit (it is the code's temp space)."""
@@ -191,11 +165,6 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
         if os.geteuid() != 0:
             return os.geteuid()
         return self.sandbox_uid if self.sandbox_uid >= 0 else NOBODY
-
-    def _sid(self) -> str:
-        if not self.sandbox_id:
-            self.sandbox_id = uuid.uuid4().hex[:12]
-        return self.sandbox_id
 
     def _bwrap_argv(self, work_dir: str, run_dir: str) -> list[str]:
         bwrap = tool("bwrap")
@@ -370,7 +339,7 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
 
     async def kernel_pid(self) -> int | None:
         """The ipykernel process (bwrap forks it below itself, inside the pid namespace)."""
-        pid = getattr(self, "pid", None)
+        pid = self.pid
         for _ in range(4):
             if not isinstance(pid, int):
                 return None
@@ -418,9 +387,6 @@ class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
                 self._run_dir_guard()
                 self._run_dir_guard = None
             self._run_dir = None
-
-    def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
-        return min(recommended, 3.0)
 
 
 def _destroy_quietly(cgroups: CgroupSet) -> None:

@@ -27,13 +27,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_client.provisioning.local_provisioner import LocalProvisioner
-from traitlets import Float, Int, Unicode
+from traitlets import Unicode
 
 from ..errors import BackendUnavailable
 from .bwrap import grant_work_dir, write_kernelspec
 from .image import DEFAULT_IMAGE, KERNEL_PYTHON, docker_cli, ensure_image, image_exists
-from .limits import Limits, child_pids, disk_hook, parse_size
+from .limits import child_pids, disk_hook, parse_size
+from .provisioner import DiagnosingProvisioner
 
 if TYPE_CHECKING:
     from jupyter_client.connect import KernelConnectionInfo
@@ -122,43 +122,20 @@ def leftover_containers(sandbox_id: str = "") -> list[str]:
     return sorted(proc.stdout.split()) if proc.returncode == 0 else []
 
 
-class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
+class DockerProvisioner(DiagnosingProvisioner):
     """Launch the kernel in a locked-down container; clean it up on every exit path."""
 
     image = Unicode(DEFAULT_IMAGE, help="Image with python + ipykernel.").tag(config=True)
-    work_dir = Unicode("", help="Bound read-write and used as the working directory.").tag(
-        config=True
-    )
-    memory_limit = Unicode("1g").tag(config=True)
-    cpu_limit = Float(1.0).tag(config=True)
-    pids_limit = Int(128).tag(config=True)
-    tmp_size = Unicode("256m", help="Size of /tmp (at most the disk limit).").tag(config=True)
-    disk_limit = Unicode("1g", help="Largest file the code may write, and the size of /tmp.").tag(
-        config=True
-    )
     container_user = Unicode("", help="uid:gid in the container (default 1000:1000 for root).").tag(
         config=True
     )
-    sandbox_id = Unicode("").tag(config=True)
 
-    _run_dir: str | None = None
     _container: str | None = None
-    _launches = 0
-    # Safety nets for a host process that ends without shutting the kernel down: the
+    # A safety net for a host process that ends without shutting the kernel down: the
     # container would outlive it (killing the docker CLI does not stop it).
-    _run_dir_guard: weakref.finalize | None = None  # type: ignore[type-arg]
     _container_guard: weakref.finalize | None = None  # type: ignore[type-arg]
     exit_status_is_shell = True
     """`docker run` reports a kernel killed by signal n as exit status 128+n."""
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(
-            parse_size(self.memory_limit),
-            self.cpu_limit,
-            self.pids_limit,
-            parse_size(self.disk_limit, what="disk limit"),
-        )
 
     @property
     def user(self) -> tuple[int, int]:
@@ -168,11 +145,6 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
         if os.geteuid() != 0:
             return os.geteuid(), os.getegid()
         return 1000, 1000
-
-    def _sid(self) -> str:
-        if not self.sandbox_id:
-            self.sandbox_id = uuid.uuid4().hex[:12]
-        return self.sandbox_id
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         docker = docker_cli()
@@ -348,9 +320,6 @@ class DockerProvisioner(LocalProvisioner):  # type: ignore[misc]
                 self._run_dir_guard()
                 self._run_dir_guard = None
             self._run_dir = None
-
-    def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
-        return min(recommended, 3.0)
 
 
 def _remove_quietly(container: str) -> None:

@@ -4,9 +4,10 @@ REST (`/api/kernels`) starts, interrupts, restarts and deletes the kernel; one w
 (`/api/kernels/<id>/channels`) carries the messages. The token goes both as an
 `Authorization: token` header and as a `?token=` query, because proxies in front of gateways
 strip one or the other. Outputs, caps, Bash and the state summary use the same helpers as the
-local kernel, so a run behaves the same wherever the kernel lives: a timeout interrupts (state
-kept) and restarts only if ignored; a kernel that dies (the websocket closes, the server reports
-`restarting`/`dead`, or REST answers 404) is noticed and replaced.
+local kernel, and the same supervisor (`supervisor.py`) runs it, so a run behaves the same
+wherever the kernel lives: a timeout interrupts (state kept) and restarts only if ignored; a
+kernel that dies (the websocket closes, the server reports `restarting`/`dead`, or REST answers
+404) is noticed and replaced.
 """
 
 from __future__ import annotations
@@ -24,26 +25,22 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HT
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from ..errors import BackendError, BackendUnavailable, UsageError
-from ..models import ExecutionResult, Output
+from ..models import ExecutionResult
 from .base import OutputCallback
 from .messaging import SnippetExecutorMixin
 from .outputs import OutputCollector
 from .snippets import fd_capture_snippet
+from .supervisor import IDLE_AFTER_REPLY_S, Death, Lost, Message, message, supervise
 
 if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = ["GatewayExecutor"]
 
-_IDLE_AFTER_REPLY_S = 2.0
 _REST_POLL_S = 2.0
 _PROTOCOL_VERSION = "5.3"
 _SETUP_TIMEOUT_S = 10.0
 _CLOSED = object()
-
-
-def _seconds(value: float) -> str:
-    return f"{value:g}s"
 
 
 class GatewayExecutor(SnippetExecutorMixin):
@@ -392,85 +389,14 @@ class GatewayExecutor(SnippetExecutorMixin):
         store_history: bool,
     ) -> ExecutionResult:
         collector = OutputCollector(self.max_output_chars, on_output)
-        began = time.monotonic()
-        ws = self._ws
-        await self._settle_interrupted()
-        if self._ws is not ws or ws is None:
-            return self._shutdown_result(collector, began)
-        msg_id = self._send(
-            "shell",
-            "execute_request",
-            {
-                "code": code,
-                "silent": silent,
-                "store_history": store_history,
-                "user_expressions": {},
-                "allow_stdin": False,
-                "stop_on_error": False,
-            },
+        return await supervise(
+            _GatewayTransport(self),
+            code,
+            limit,
+            collector,
+            silent=silent,
+            store_history=store_history,
         )
-        reply: dict[str, Any] | None = None
-        idle = False
-        replied_at = 0.0
-        deadline = began + limit
-        interrupted = False
-        next_rest = began + _REST_POLL_S
-        try:
-            while reply is None or not idle:
-                if self._ws is not ws:
-                    return self._shutdown_result(collector, began)
-                now = time.monotonic()
-                if reply is not None and now - replied_at > _IDLE_AFTER_REPLY_S:
-                    break
-                if now >= deadline:
-                    if interrupted:
-                        await self._restart()
-                        return self._timeout_result(collector, reply, began, limit, False)
-                    interrupted = True
-                    await self.interrupt()
-                    deadline = now + self.interrupt_grace
-                    continue
-                if now >= next_rest:
-                    next_rest = now + _REST_POLL_S
-                    model = await self._rest("GET", f"/api/kernels/{self.kernel_id}", ok404=True)
-                    if model is None or model.get("execution_state") == "dead":
-                        return await self._died_result(collector, began, "the kernel is gone")
-                msg = await self._next(min(deadline, next_rest) - now)
-                if msg is None:
-                    continue
-                if msg is _CLOSED:
-                    if self._ws is not ws:
-                        return self._shutdown_result(collector, began)
-                    return await self._died_result(collector, began, "the connection closed")
-                msg_type = msg.get("msg_type") or msg.get("header", {}).get("msg_type")
-                content = msg.get("content", {})
-                if msg_type == "status" and content.get("execution_state") in (
-                    "restarting",
-                    "dead",
-                ):
-                    return await self._died_result(collector, began, "")
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                channel = msg.get("channel")
-                if channel == "shell" and msg_type == "execute_reply":
-                    reply = dict(content)
-                    replied_at = time.monotonic()
-                elif channel == "iopub":
-                    if msg_type == "status":
-                        idle = content.get("execution_state") == "idle"
-                    else:
-                        collector.feed({"msg_type": msg_type, "content": content})
-        except asyncio.CancelledError:
-            # The kernel is still busy with this request: the next run waits for its end.
-            self._interrupted_id = msg_id
-            try:
-                await asyncio.shield(self.interrupt())
-            except Exception:
-                pass  # cancelling must not fail because the gateway is gone
-            raise
-        if interrupted:
-            return self._timeout_result(collector, reply, began, limit, True)
-        return self._finished_result(collector, reply, began)
 
     async def _settle_interrupted(self) -> None:
         """Wait (bounded) until a cancelled request has replied and gone idle, so that the
@@ -478,7 +404,7 @@ class GatewayExecutor(SnippetExecutorMixin):
         msg_id, self._interrupted_id = self._interrupted_id, None
         if msg_id is None:
             return
-        deadline = time.monotonic() + self.interrupt_grace + _IDLE_AFTER_REPLY_S
+        deadline = time.monotonic() + self.interrupt_grace + IDLE_AFTER_REPLY_S
         replied = idle = False
         try:
             while not (replied and idle):
@@ -502,104 +428,82 @@ class GatewayExecutor(SnippetExecutorMixin):
             self._interrupted_id = msg_id
             raise
 
-    def _shutdown_result(self, collector: OutputCollector, began: float) -> ExecutionResult:
-        return ExecutionResult(
-            outputs=collector.outputs(),
-            status="died",
-            ename="KernelShutdown",
-            evalue="the gateway kernel was shut down while the code ran",
-            duration_s=time.monotonic() - began,
-            dropped_chars=collector.dropped_chars,
-            state_kept=False,
-            detail="kernel was shut down",
-        )
-
-    def _finished_result(
-        self, collector: OutputCollector, reply: dict[str, Any] | None, began: float
-    ) -> ExecutionResult:
-        outputs = collector.outputs()
-        duration = time.monotonic() - began
-        content = reply or {}
-        status = content.get("status")
-        err = _first_error(outputs)
-        if status == "ok" or (status is None and err is None):
-            return ExecutionResult(
-                outputs=outputs, duration_s=duration, dropped_chars=collector.dropped_chars
-            )
-        err = err or {}
-        ename = (
-            "Aborted"
-            if status == "aborted"
-            else str(content.get("ename") or err.get("ename") or "Error")
-        )
-        return ExecutionResult(
-            outputs=outputs,
-            status="error",
-            ename=ename,
-            evalue=str(content.get("evalue") or err.get("evalue") or ""),
-            traceback=tuple(
-                str(t) for t in (content.get("traceback") or err.get("traceback") or ())
-            ),
-            duration_s=duration,
-            dropped_chars=collector.dropped_chars,
-        )
-
-    def _timeout_result(
-        self,
-        collector: OutputCollector,
-        reply: dict[str, Any] | None,
-        began: float,
-        limit: float,
-        state_kept: bool,
-    ) -> ExecutionResult:
-        outputs = tuple(
-            o
-            for o in collector.outputs()
-            if not (o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt")
-        )
-        what = "interrupted, state kept" if state_kept else "kernel restarted, state lost"
-        return ExecutionResult(
-            outputs=outputs,
-            status="timeout",
-            ename="TimeoutError",
-            evalue=f"execution exceeded {_seconds(limit)}; {what}",
-            traceback=tuple(str(t) for t in ((reply or {}).get("traceback") or ()))
-            if state_kept
-            else (),
-            duration_s=time.monotonic() - began,
-            dropped_chars=collector.dropped_chars,
-            restarted=not state_kept,
-            state_kept=state_kept,
-            detail=(
-                "the run was interrupted after the time limit"
-                if state_kept
-                else f"the run ignored the interrupt for {_seconds(self.interrupt_grace)}"
-            ),
-        )
-
-    async def _died_result(
-        self, collector: OutputCollector, began: float, how: str
-    ) -> ExecutionResult:
+    async def _recover(self, how: str) -> Death:
         await self._reconnect_after_death()
-        reason = f": {how}" if how else ""
-        return ExecutionResult(
-            outputs=collector.outputs(),
-            status="died",
-            ename="KernelDied",
-            evalue=(
-                f"the kernel died{reason}; it was restarted with empty state "
-                "(variables and imports are gone)"
-            ),
-            duration_s=time.monotonic() - began,
-            dropped_chars=collector.dropped_chars,
-            restarted=True,
-            state_kept=False,
-            detail=how,
+        return Death(cause=f": {how}" if how else "", detail=how)
+
+
+class _GatewayTransport:
+    """One run's link to a gateway kernel: every channel comes through the one websocket,
+    life from the REST API."""
+
+    what = "the gateway kernel"
+    poll_interval = _REST_POLL_S
+    caps_output = False  # the gateway launched the kernel: no cap of ours inside it
+
+    def __init__(self, executor: GatewayExecutor) -> None:
+        self.executor = executor
+        self.interrupt_grace = executor.interrupt_grace
+        self._ws = executor._ws  # replaced or cleared when the kernel is shut down
+
+    def gone(self) -> bool:
+        return self.executor._ws is not self._ws or self._ws is None
+
+    async def settle(self) -> None:
+        await self.executor._settle_interrupted()
+
+    async def send(self, code: str, *, silent: bool, store_history: bool) -> str:
+        return self.executor._send(
+            "shell",
+            "execute_request",
+            {
+                "code": code,
+                "silent": silent,
+                "store_history": store_history,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": False,
+            },
         )
 
+    def take_reply(self) -> dict[str, Any] | None:
+        return None  # the reply comes through the websocket with everything else
 
-def _first_error(outputs: tuple[Output, ...]) -> Output | None:
-    for out in outputs:
-        if out.get("output_type") == "error":
-            return out
-    return None
+    async def next_message(self, wait: float, *, idle: bool) -> Message | Lost | None:
+        msg = await self.executor._next(wait)
+        if msg is None:
+            return None
+        if msg is _CLOSED:
+            return Lost("the connection closed")
+        found = message(msg)
+        if found.msg_type == "status" and found.content.get("execution_state") in (
+            "restarting",
+            "dead",
+        ):
+            return Lost("")
+        return found
+
+    def release(self) -> None:
+        pass
+
+    def abandon(self, msg_id: str) -> None:
+        self.executor._interrupted_id = msg_id
+
+    async def interrupt(self) -> None:
+        await self.executor.interrupt()
+
+    async def restart(self, cause: str) -> None:
+        await self.executor._restart()
+
+    async def dead(self) -> str | None:
+        ex = self.executor
+        model = await ex._rest("GET", f"/api/kernels/{ex.kernel_id}", ok404=True)
+        if model is None or model.get("execution_state") == "dead":
+            return "the kernel is gone"
+        return None
+
+    async def unresponsive_reason(self) -> str | None:
+        return None  # the gateway does not show the kernel's process
+
+    async def recover(self, how: str) -> Death:
+        return await self.executor._recover(how)

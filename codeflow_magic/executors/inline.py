@@ -253,6 +253,8 @@ class InlineExecutor:
 
     name = "inline"
     supports_install = True
+    started = True
+    """The notebook's shell is always running."""
 
     def __init__(
         self,

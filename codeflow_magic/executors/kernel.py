@@ -1,11 +1,12 @@
 """The local kernel backend: a persistent ipykernel driven through jupyter_client.
 
 One kernel per executor, started once and reused: executions pay no setup. What the kernel
-cannot report itself — a run that takes too long, a process that died — is watched for here:
-a timeout interrupts first (state kept) and restarts only if the interrupt is ignored; death is
-noticed by polling the manager, because a dead kernel simply stops sending messages. Both are
-explained from what the machine knows (exit signal, OOM counter, process state, the native
-stack the kernel's fault handler left in its log), because the kernel itself never says why.
+cannot report itself — a run that takes too long, a process that died — is watched for by the
+supervisor (`supervisor.py`: the time limit, the interrupt and its grace, the restart, death
+polling); this module is its transport (the client's channels, the manager's `is_alive`) and
+explains a death or an ignored interrupt from what the machine knows (exit signal, OOM
+counter, process state, the native stack the kernel's fault handler left in its log), because
+the kernel itself never says why.
 A restart that fails leaves nothing running and raises `BackendError` quoting the kernel log.
 
 Sandboxed backends reuse this class with their own `KernelSpecManager` whose kernelspec names
@@ -31,13 +32,14 @@ from queue import Empty
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import BackendError, BackendUnavailable
-from ..models import ExecutionResult, Output
+from ..models import ExecutionResult
 from ..secrets import scrub_env
 from .base import OutputCallback
 from .limits import OomWatch, exit_signal, kill_tagged, signal_text, unresponsive_reason
 from .messaging import SnippetExecutorMixin
-from .outputs import OutputCollector, marked_drops
+from .outputs import OutputCollector
 from .snippets import fd_capture_snippet, output_cap_startup
+from .supervisor import IDLE_AFTER_REPLY_S, Death, Lost, Message, message, supervise
 
 if TYPE_CHECKING:
     from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
 
     from ..config import Settings
+    from .provisioner import DiagnosingProvisioner
 
 __all__ = ["KernelExecutor"]
 
@@ -53,7 +56,6 @@ DeathReason = Callable[[], Awaitable[str]]
 _ALIVE_POLL_S = 0.3
 _IOPUB_WAIT_S = 0.25
 _IOPUB_HWM = 64
-_IDLE_AFTER_REPLY_S = 2.0
 _START_TIMEOUT_S = 60.0
 _LOG_READ_MAX = 64_000
 _SETUP_TIMEOUT_S = 10.0
@@ -69,11 +71,6 @@ TAG_VARIABLE = "CODEFLOW_KERNEL_TAG"
 """Set in the kernel's environment: its descendants inherit it, so they can be found (and
 stopped) even after the kernel died and they were re-parented."""
 _CELL_FILE = re.compile(r'File "[^"]*ipykernel_\d+/\d+\.py"')
-
-
-def _dropped(collector: OutputCollector, outputs: Sequence[Output]) -> int:
-    """Characters cut by our collector, or by the kernel's own cap (its marker says how many)."""
-    return max(collector.dropped_chars, marked_drops(outputs))
 
 
 def _log_tail(path: Path, lines: int = 15, since: int = 0) -> str:
@@ -120,10 +117,6 @@ def native_stack(log_text: str) -> str:
 def _short_tmp() -> str:
     """A base directory short enough for unix socket paths (107 bytes at most)."""
     return "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
-
-
-def _seconds(value: float) -> str:
-    return f"{value:g}s"
 
 
 class KernelExecutor(SnippetExecutorMixin):
@@ -377,29 +370,39 @@ class KernelExecutor(SnippetExecutorMixin):
             ) from exc
         await self._mark_ready()
 
+    def _provisioner(self) -> Any:
+        return self._km.provisioner if self._km is not None else None
+
+    def _diagnosing(self) -> DiagnosingProvisioner | None:
+        """The provisioner when it can explain its kernel (an isolating one), else None."""
+        # Imported here: building an executor does not import jupyter_client (see _launch).
+        from .provisioner import DiagnosingProvisioner
+
+        provisioner = self._provisioner()
+        return provisioner if isinstance(provisioner, DiagnosingProvisioner) else None
+
     async def _kernel_pid(self) -> int | None:
         """The kernel's process id as this machine sees it (a provisioner may know better than
         the id of the process it launched, e.g. the kernel inside a sandbox)."""
-        provisioner = self._km.provisioner if self._km is not None else None
-        if provisioner is None:
-            return None
-        hook = getattr(provisioner, "kernel_pid", None)
-        if hook is not None:
+        diagnosing = self._diagnosing()
+        if diagnosing is not None:
             try:
-                found = await hook()
+                found = await diagnosing.kernel_pid()
             except Exception:
                 return None
             return found if isinstance(found, int) else None
-        pid = getattr(provisioner, "pid", None)
+        from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+        provisioner = self._provisioner()
+        pid = provisioner.pid if isinstance(provisioner, LocalProvisioner) else None
         return pid if isinstance(pid, int) else None
 
     async def _unresponsive_reason(self) -> str:
         """Why the kernel ignored an interrupt, if its process (or container) shows it."""
-        provisioner = self._km.provisioner if self._km is not None else None
-        hook = getattr(provisioner, "unresponsive_reason", None)
-        if hook is not None:
+        diagnosing = self._diagnosing()
+        if diagnosing is not None:
             try:
-                reason = str(await hook())
+                reason = str(await diagnosing.unresponsive_reason())
             except Exception:
                 reason = ""
             if reason:
@@ -465,94 +468,15 @@ class KernelExecutor(SnippetExecutorMixin):
         silent: bool,
         store_history: bool,
     ) -> ExecutionResult:
-        kc, km = self._kc, self._km
-        assert kc is not None and km is not None
         collector = OutputCollector(self.max_output_chars, on_output)
-        began = time.monotonic()
-        shutdowns = self._shutdowns  # changes when shutdown() pulls the kernel from under us
-        try:
-            await self._settle_interrupted(kc)
-        except Exception:
-            if self._shutdowns != shutdowns:
-                return self._shutdown_result(collector, began)
-            raise
-        if self._shutdowns != shutdowns:
-            return self._shutdown_result(collector, began)
-        msg_id: str = kc.execute(
+        return await supervise(
+            _KernelTransport(self),
             code,
+            limit,
+            collector,
             silent=silent,
             store_history=store_history,
-            allow_stdin=False,
-            stop_on_error=False,
         )
-        reply: dict[str, Any] | None = None
-        idle = False
-        replied_at = 0.0
-        deadline = began + limit
-        interrupted = False
-        next_alive = began + _ALIVE_POLL_S
-        # The reply (shell) and the idle status (iopub) arrive on different sockets in either
-        # order: wait for both at once, event-driven, so a finished run costs no polling delay.
-        reply_task = asyncio.ensure_future(self._await_reply(kc, msg_id))
-        try:
-            while True:
-                if self._shutdowns != shutdowns:
-                    return self._shutdown_result(collector, began)
-                if reply is None and reply_task.done():
-                    reply = reply_task.result()
-                    replied_at = time.monotonic()
-                if reply is not None and idle:
-                    break
-                now = time.monotonic()
-                if reply is not None and now - replied_at > _IDLE_AFTER_REPLY_S:
-                    break  # the idle status was lost; the reply is what counts
-                if now >= deadline:
-                    if interrupted:
-                        why = await self._unresponsive_reason()
-                        await self._restart("the run ignored the interrupt")
-                        return self._timeout_result(collector, reply, began, limit, False, why)
-                    interrupted = True
-                    await km.interrupt_kernel()
-                    deadline = now + self.interrupt_grace
-                    continue
-                if now >= next_alive:
-                    next_alive = now + _ALIVE_POLL_S
-                    if not await km.is_alive():
-                        if self._shutdowns != shutdowns:
-                            return self._shutdown_result(collector, began)
-                        return await self._died_result(collector, began)
-                wait = max(0.0, min(deadline - now, next_alive - now))
-                if idle:
-                    await asyncio.wait({reply_task}, timeout=wait)
-                    continue
-                try:
-                    msg = await kc.get_iopub_msg(timeout=wait)
-                except Empty:
-                    continue
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue  # left over from an earlier, interrupted request
-                if msg["msg_type"] == "status":
-                    idle = msg["content"].get("execution_state") == "idle"
-                    continue
-                collector.feed(msg)
-        except asyncio.CancelledError:
-            if self._shutdowns != shutdowns and not _cancelling():
-                # Shutting down closed the sockets under us: nobody cancelled this run.
-                return self._shutdown_result(collector, began)
-            # The kernel is still busy with this request: the next run waits for its end.
-            self._interrupted_id = msg_id
-            await asyncio.shield(self._interrupt_quietly())
-            raise
-        except Exception:
-            if self._shutdowns != shutdowns:
-                return self._shutdown_result(collector, began)
-            raise
-        finally:
-            if not reply_task.done():
-                reply_task.cancel()
-        if interrupted:
-            return self._timeout_result(collector, reply, began, limit, True)
-        return self._finished_result(collector, reply, began)
 
     async def _settle_interrupted(self, kc: AsyncKernelClient) -> None:
         """Wait (bounded) until a cancelled request has replied and gone idle.
@@ -564,7 +488,7 @@ class KernelExecutor(SnippetExecutorMixin):
         msg_id, self._interrupted_id = self._interrupted_id, None
         if msg_id is None:
             return
-        deadline = time.monotonic() + self.interrupt_grace + _IDLE_AFTER_REPLY_S
+        deadline = time.monotonic() + self.interrupt_grace + IDLE_AFTER_REPLY_S
         reply_task = asyncio.ensure_future(self._await_reply(kc, msg_id))
         idle = False
         try:
@@ -594,24 +518,6 @@ class KernelExecutor(SnippetExecutorMixin):
             if not reply_task.done():
                 reply_task.cancel()
 
-    def _shutdown_result(self, collector: OutputCollector, began: float) -> ExecutionResult:
-        return ExecutionResult(
-            outputs=collector.outputs(),
-            status="died",
-            ename="KernelShutdown",
-            evalue=f"{self._what} was shut down while the code ran",
-            duration_s=time.monotonic() - began,
-            dropped_chars=collector.dropped_chars,
-            state_kept=False,
-            detail="kernel was shut down",
-        )
-
-    async def _interrupt_quietly(self) -> None:
-        try:
-            await self.interrupt()
-        except Exception:
-            pass  # cancelling must not fail because the kernel is gone
-
     @staticmethod
     async def _await_reply(kc: AsyncKernelClient, msg_id: str) -> dict[str, Any]:
         while True:
@@ -623,68 +529,8 @@ class KernelExecutor(SnippetExecutorMixin):
                 content: dict[str, Any] = msg["content"]
                 return content
 
-    def _finished_result(
-        self, collector: OutputCollector, reply: dict[str, Any] | None, began: float
-    ) -> ExecutionResult:
-        outputs = collector.outputs()
-        duration = time.monotonic() - began
-        content = reply or {}
-        status = content.get("status")
-        if status == "ok" or (status is None and not _first_error(outputs)):
-            return ExecutionResult(
-                outputs=outputs, duration_s=duration, dropped_chars=_dropped(collector, outputs)
-            )
-        err = _first_error(outputs) or {}
-        ename = str(content.get("ename") or err.get("ename") or "Error")
-        if status == "aborted":
-            ename = "Aborted"
-        return ExecutionResult(
-            outputs=outputs,
-            status="error",
-            ename=ename,
-            evalue=str(content.get("evalue") or err.get("evalue") or ""),
-            traceback=tuple(
-                str(t) for t in (content.get("traceback") or err.get("traceback") or ())
-            ),
-            duration_s=duration,
-            dropped_chars=_dropped(collector, outputs),
-        )
-
-    def _timeout_result(
-        self,
-        collector: OutputCollector,
-        reply: dict[str, Any] | None,
-        began: float,
-        limit: float,
-        state_kept: bool,
-        why: str = "",
-    ) -> ExecutionResult:
-        outputs = tuple(
-            o
-            for o in collector.outputs()
-            if not (o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt")
-        )
-        what = "interrupted, state kept" if state_kept else "kernel restarted, state lost"
-        traceback = tuple(str(t) for t in ((reply or {}).get("traceback") or ()))
-        return ExecutionResult(
-            outputs=outputs,
-            status="timeout",
-            ename="TimeoutError",
-            evalue=f"execution exceeded {_seconds(limit)}; {what}",
-            traceback=traceback if state_kept else (),
-            duration_s=time.monotonic() - began,
-            dropped_chars=_dropped(collector, outputs),
-            restarted=not state_kept,
-            state_kept=state_kept,
-            detail=(
-                "the run was interrupted after the time limit"
-                if state_kept
-                else f"the run ignored the interrupt for {_seconds(self.interrupt_grace)}: "
-                + (why or "it catches KeyboardInterrupt or is busy inside native code")
-            ),
-        )
-
-    async def _died_result(self, collector: OutputCollector, began: float) -> ExecutionResult:
+    async def _recover(self) -> Death:
+        """Explain a death from what the machine knows, then start a new kernel."""
         km = self._km
         provisioner = km.provisioner if km is not None else None
         exit_code: int | None = None
@@ -700,20 +546,10 @@ class KernelExecutor(SnippetExecutorMixin):
         code_part = f" (exit code {exit_code})" if exit_code is not None else ""
         reason_part = f": {reason}" if reason else ""
         await self._restart(f"it died{code_part}{reason_part}")
-        return ExecutionResult(
-            outputs=collector.outputs(),
-            status="died",
-            ename="KernelDied",
-            evalue=(
-                f"the kernel died{code_part}{reason_part}; "
-                "it was restarted with empty state (variables and imports are gone)"
-            ),
-            traceback=(stack,) if stack else (),
-            duration_s=time.monotonic() - began,
-            dropped_chars=collector.dropped_chars,
-            restarted=True,
-            state_kept=False,
+        return Death(
+            cause=f"{code_part}{reason_part}",
             detail=reason or (f"exit code {exit_code}" if exit_code is not None else ""),
+            traceback=(stack,) if stack else (),
         )
 
     async def _death_reason(self, exit_code: int | None) -> str:
@@ -726,8 +562,8 @@ class KernelExecutor(SnippetExecutorMixin):
                 reason = f"cause unknown ({exc})"
             if reason:
                 return reason
-        provisioner = self._km.provisioner if self._km is not None else None
-        shell_convention = bool(getattr(provisioner, "exit_status_is_shell", False))
+        diagnosing = self._diagnosing()
+        shell_convention = diagnosing is not None and diagnosing.exit_status_is_shell
         signum = exit_signal(exit_code, shell_convention=shell_convention)
         if signum is None:
             return ""
@@ -740,16 +576,6 @@ class KernelExecutor(SnippetExecutorMixin):
             if self._oom.count is None:  # no counter to read: it may have been
                 return f"killed by {signal_text(signum)}, possibly by the out-of-memory killer"
         return f"killed by {signal_text(signum)}"
-
-
-def _cancelling() -> bool:
-    """Whether the running task is being cancelled (not merely handed a CancelledError by a
-    future that was cancelled when its socket closed)."""
-    task = asyncio.current_task()
-    counter = getattr(task, "cancelling", None)
-    if counter is None:  # Python 3.10: cannot tell; treat it as a cancel
-        return True
-    return bool(counter())
 
 
 def _log_size(path: Path | None) -> int:
@@ -771,8 +597,76 @@ async def _shutdown_quietly(km: AsyncKernelManager) -> None:
         pass  # nothing was started, or it is gone already
 
 
-def _first_error(outputs: Sequence[Output]) -> Output | None:
-    for out in outputs:
-        if out.get("output_type") == "error":
-            return out
-    return None
+class _KernelTransport:
+    """One run's link to a local kernel: requests through the client, replies on the shell
+    channel, outputs on iopub, life from the kernel manager."""
+
+    poll_interval = _ALIVE_POLL_S
+    caps_output = True  # the startup file caps output inside the kernel
+
+    def __init__(self, executor: KernelExecutor) -> None:
+        kc, km = executor._kc, executor._km
+        assert kc is not None and km is not None
+        self.executor = executor
+        self.kc = kc
+        self.km = km
+        self.what = executor._what
+        self.interrupt_grace = executor.interrupt_grace
+        # Changes when shutdown() pulls the kernel from under the run.
+        self._shutdowns = executor._shutdowns
+        self._reply: asyncio.Future[dict[str, Any]] | None = None
+
+    def gone(self) -> bool:
+        return self.executor._shutdowns != self._shutdowns
+
+    async def settle(self) -> None:
+        await self.executor._settle_interrupted(self.kc)
+
+    async def send(self, code: str, *, silent: bool, store_history: bool) -> str:
+        msg_id: str = self.kc.execute(
+            code,
+            silent=silent,
+            store_history=store_history,
+            allow_stdin=False,
+            stop_on_error=False,
+        )
+        self._reply = asyncio.ensure_future(self.executor._await_reply(self.kc, msg_id))
+        return msg_id
+
+    def take_reply(self) -> dict[str, Any] | None:
+        if self._reply is None or not self._reply.done():
+            return None
+        return self._reply.result()
+
+    async def next_message(self, wait: float, *, idle: bool) -> Message | Lost | None:
+        if idle:  # only the reply is still to come
+            assert self._reply is not None
+            await asyncio.wait({self._reply}, timeout=wait)
+            return None
+        try:
+            msg = await self.kc.get_iopub_msg(timeout=wait)
+        except Empty:
+            return None
+        return message(msg, "iopub")
+
+    def release(self) -> None:
+        if self._reply is not None and not self._reply.done():
+            self._reply.cancel()
+
+    def abandon(self, msg_id: str) -> None:
+        self.executor._interrupted_id = msg_id
+
+    async def interrupt(self) -> None:
+        await self.executor.interrupt()
+
+    async def restart(self, cause: str) -> None:
+        await self.executor._restart(cause)
+
+    async def dead(self) -> str | None:
+        return None if await self.km.is_alive() else ""
+
+    async def unresponsive_reason(self) -> str | None:
+        return await self.executor._unresponsive_reason()
+
+    async def recover(self, how: str) -> Death:
+        return await self.executor._recover()
