@@ -134,7 +134,7 @@ class RunState:
             return
         self.dispatched = True
         executor = self.flow.executor
-        if not getattr(executor, "started", True):
+        if not executor.started:
             self.start_task = asyncio.ensure_future(executor.start())
         if self.flow.on_dispatch is not None:
             try:
