@@ -678,20 +678,26 @@ async def test_children_in_their_own_session_do_not_outlive_the_kernel(
     with Footprint(work_dir, docker=backend == "docker") as fp:
         ex = executor_for(backend, work_dir)
         try:
-            await stdout_of(ex, DETACHED_CHILD)
+            printed = await stdout_of(ex, DETACHED_CHILD)
+            assert wait_until(lambda: len(_sleepers(work_dir)) == 1, 5), _whereabouts(printed)
             sleepers = _sleepers(work_dir)
-            assert len(sleepers) == 1, sleepers
             result = await run(ex, DETACHED_CHILD + "import os, time\ntime.sleep(0.3)\nos._exit(1)")
             assert result.status == "died", result
             assert wait_until(lambda: not any(running(p) for p in sleepers))
             assert len(_sleepers(work_dir)) == 0, "the dead kernel's children are gone"
-            await stdout_of(ex, DETACHED_CHILD)
+            printed = await stdout_of(ex, DETACHED_CHILD)
+            assert wait_until(lambda: len(_sleepers(work_dir)) == 1, 5), _whereabouts(printed)
             sleepers = _sleepers(work_dir)
-            assert len(sleepers) == 1, sleepers
         finally:
             await ex.shutdown()
         assert wait_until(lambda: not any(running(p) for p in sleepers))
     fp.assert_clean(kernels_at_least=2)
+
+
+def _whereabouts(printed: str) -> str:
+    """What became of the child a run said it started (for a failure message)."""
+    pid = int(printed.split()[0]) if printed.split() else -1
+    return f"child {pid}: argv {_argv(pid)}, cwd {_link(f'/proc/{pid}/cwd')!r}, state {_stat(pid)}"
 
 
 def _sleepers(work_dir: Path) -> list[Proc]:
