@@ -21,12 +21,13 @@ import ast
 import json
 import os
 import sys
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-VERSION = 1
+VERSION = 2
 """Bumped when the module changes, so a kernel holding an older copy loads this one."""
 
 UNDO_DEPTH = 10
@@ -210,7 +211,10 @@ def _note(items: list[str], text: str) -> None:
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if not _active:
+    # Only the thread that runs the attempt (the one that took the snapshot) counts: the
+    # kernel's and codeflow's own threads (a recorded answer being saved, a history database)
+    # write files at any moment, and naming them would make the fix prompt depend on timing.
+    if not _active or threading.get_ident() != _thread_of[0]:
         return
     snap = _active[-1]
     try:
@@ -237,11 +241,16 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         pass
 
 
+_thread_of: list[int] = [0]
+"""The thread whose files and programs are noted (the one running the user's code)."""
+
+
 def _watch(snap: Snapshot) -> None:
     if not _hooked:
         sys.addaudithook(_audit)
         _hooked.append(True)
     del _active[:]
+    _thread_of[0] = threading.get_ident()
     _active.append(snap)
 
 
