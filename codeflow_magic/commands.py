@@ -18,7 +18,7 @@ from .config import (
     option_type,
 )
 from .errors import ProviderError, UsageError
-from .models import CATEGORIES, DEFAULT_MAX_STEPS, FOCUSES, MAX_STEPS_LIMIT, FlowEvent
+from .models import CATEGORIES, DEFAULT_MAX_STEPS, FOCUSES, MAX_STEPS_LIMIT, FlowEvent, steps_count
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -466,13 +466,6 @@ def register_ask(sub: Any) -> None:
     p.add_argument("--format", choices=["markdown", "json", "plain"], help="output format")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_ask)
-
-
-def steps_count(text: str) -> int:
-    """`--max-steps`, checked where plans are (loaded only when the option is used)."""
-    from .plan import steps_count as check
-
-    return check(text)
 
 
 def register_batch(sub: Any) -> None:

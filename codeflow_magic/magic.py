@@ -27,7 +27,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from .errors import CodeFlowError, ProviderError
 from .errors import UsageError as CodeflowUsageError
 from .executors import BACKENDS
-from .models import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, PlanRecord, RunRecord
+from .models import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, PlanRecord, RunRecord, steps_count
 from .progress import Progress
 from .review import (
     Origin,
@@ -66,13 +66,6 @@ def _setting_type(key: str) -> Callable[[str], Any]:
 
     parse.__name__ = key
     return parse
-
-
-def _steps_type(text: str) -> int:
-    """`--max-steps`, checked where plans are (loaded only when the option is used)."""
-    from .plan import steps_count as check
-
-    return check(text)
 
 
 def _frontend() -> Any:
@@ -318,7 +311,7 @@ class CodeflowMagics(Magics):
     )
     @argument(
         "--max-steps",
-        type=_steps_type,
+        type=steps_count,
         help=f"at most this many steps (default {DEFAULT_MAX_STEPS}, 1 to {MAX_STEPS_LIMIT})",
     )
     @argument("--replace", action="store_true", help="put the final code into this cell")

@@ -382,6 +382,20 @@ DEFAULT_MAX_STEPS = 8
 MAX_STEPS_LIMIT = 30
 """How many steps a plan may have by default, and at most (`--max-steps`)."""
 
+
+def steps_count(text: str) -> int:
+    """`--max-steps` (magic and CLI): a whole number within the allowed range."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_STEPS_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 to {MAX_STEPS_LIMIT}")
+    return value
+
+
 PLAN_MIME = "application/vnd.codeflow.plan+json"
 """The output of a `--steps` request: the plan and each step's run."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .models import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT
+from .models import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, steps_count
 
 TITLE_CHARS = 80
 
@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
     p.add_argument("--report", help="also write a report: FILE.html or FILE.md")
     p.add_argument(
         "--max-steps",
-        type=_steps,
+        type=steps_count,
         help=f"at most this many steps (default {DEFAULT_MAX_STEPS}, 1 to {MAX_STEPS_LIMIT})",
     )
     p.add_argument("--force", action="store_true", help="replace an existing output notebook")
@@ -58,12 +58,6 @@ def register(sub: Any) -> None:
         help="settings such as improvement.max_attempts=5",
     )
     p.set_defaults(func=new_command)
-
-
-def _steps(text: str) -> int:
-    from .plan import steps_count
-
-    return steps_count(text)
 
 
 def skeleton(request: str, data: list[str], max_steps: int | None) -> Any:

@@ -115,19 +115,6 @@ def check_steps(steps: Sequence[Step], max_steps: int) -> None:
         )
 
 
-def steps_count(text: str) -> int:
-    """`--max-steps` (magic and CLI): a whole number within the allowed range."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= MAX_STEPS_LIMIT:
-        raise argparse.ArgumentTypeError(f"{value} is not 1 to {MAX_STEPS_LIMIT}")
-    return value
-
-
 def step_request(request: str, step: Step, total: int) -> str:
     """What one step's own run asks (its fixes see the whole request and the step)."""
     lines = [f"{request.strip()}", "", f"This is step {step.number} of {total}: {step.title}"]

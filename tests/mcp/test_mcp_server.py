@@ -20,12 +20,12 @@ from typing import Any
 import nbformat
 import pytest
 from cliharness import clean_env, write_notebook
-from modelserver import ModelServer
 
-mcp = pytest.importorskip("mcp")
-from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
-from mcp.shared.exceptions import MCPError as McpError  # noqa: E402
-from mcp.types import CallToolResult, ImageContent, TextContent  # noqa: E402
+# The SDK is a dev dependency (the `mcp` extra, in the lock): missing, this file fails.
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.shared.exceptions import MCPError as McpError
+from mcp.types import CallToolResult, ImageContent, TextContent
+from modelserver import ModelServer
 
 pytestmark = pytest.mark.kernel
 
