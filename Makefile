@@ -11,7 +11,7 @@ LOCK   := requirements/dev.lock
 export YARN_NPM_REGISTRY_SERVER ?= $(shell npm config get registry 2>/dev/null | sed 's:/*$$::')
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test test-fast test-latest lint lock bench clean
+.PHONY: setup demo test test-fast test-latest lint lock schema bench clean
 
 setup: $(STAMP)
 
@@ -73,6 +73,12 @@ lint: setup
 	$(BIN)/ruff check codeflow_magic tests benchmarks
 	$(BIN)/mypy
 	cd labextension && jlpm lint:check
+
+# The JupyterLab settings schema comes from the option table (`codeflow_magic/options.py`);
+# a test fails when the committed file differs from it.
+schema: setup
+	$(BIN)/python -m codeflow_magic.options > labextension/schema/plugin.json
+	cd labextension && PATH=$(BIN):$$PATH jlpm prettier --write schema/plugin.json
 
 bench: setup
 	$(BIN)/python -m compileall -q codeflow_magic >/dev/null  # as an installed wheel would be

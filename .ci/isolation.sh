@@ -70,7 +70,7 @@ if [ "${CODEFLOW_BUILD_IMAGE:-0}" = "1" ]; then
     here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
     py="${CODEFLOW_PYTHON:-$here/.venv/bin/python}"
     log "building the docker kernel image (cached when already built)"
-    "$py" -m codeflow_magic.executors.image build
+    "$py" -m codeflow_magic.cli.sandbox build
 fi
 
 log "ready"

@@ -11,8 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .models import AttemptError, ExecutionResult, Finding
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+from .text import strip_ansi
 
 SYNTAX_ENAMES = frozenset({"SyntaxError", "IndentationError", "TabError"})
 IMPORT_ENAMES = frozenset({"ModuleNotFoundError", "ImportError"})
@@ -44,10 +43,6 @@ ENV_OSERROR_HINTS = (
 )
 
 TRACEBACK_CHARS = 3000
-
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
 
 
 def trim_middle(text: str, limit: int) -> str:

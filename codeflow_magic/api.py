@@ -11,7 +11,7 @@ import asyncio
 import importlib
 import sys
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from .executors.base import Executor
 from .executors.limits import parse_size
 from .flow import EventCallback, Flow, FlowOptions, InstallConfirm
 from .models import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, Finding, Output, PlanRecord, RunRecord
+from .options import api_keywords
 from .providers.base import Provider
 
 T = TypeVar("T")
@@ -55,7 +56,7 @@ def _security_hooks() -> tuple[Any, Any, Any]:
     """The scanner's entry points, imported on first use.
 
     The rule tables take a noticeable moment to import; the first scan happens only after the
-    first reply, so `_prefetch_security` imports them on a thread while the model works.
+    first reply, so `prefetch_security` imports them on a thread while the model works.
     """
 
     def scan(code: str, language: str) -> Any:
@@ -88,7 +89,8 @@ def _import_quietly(module: str) -> None:
         pass  # reported properly where the module is really needed
 
 
-def _prefetch_security() -> None:
+def prefetch_security() -> None:
+    """Import the scanner on a thread while the first request waits for the model."""
     if "codeflow_magic.security" not in sys.modules:
         _prefetch("codeflow_magic.security")
 
@@ -100,6 +102,31 @@ def _redactor(settings: Settings) -> Any:
         return None
     redactor = Redactor.from_env(extra_names=list(settings.execution.secret_env))
     return redactor.redact_output
+
+
+def build_flow(
+    settings: Settings,
+    executor: Executor,
+    provider: Provider,
+    *,
+    fix_provider: Provider | None = None,
+    confirm_install: InstallConfirm | None = None,
+    on_dispatch: Callable[[], None] | None = None,
+) -> Flow:
+    """The flow every front door runs: the scanner, the secret redactor and the fix model
+    wired the same way whether a notebook, the CLI, a batch or an agent asks."""
+    scanner, blocking, fmt = _security_hooks()
+    return Flow(
+        provider,
+        executor,
+        scanner=scanner,
+        blocking=blocking,
+        findings_text=fmt,
+        redact=_redactor(settings),
+        confirm_install=confirm_install,
+        fix_provider=fix_provider,
+        on_dispatch=on_dispatch or prefetch_security,
+    )
 
 
 def options_from_settings(settings: Settings, **overrides: Any) -> FlowOptions:
@@ -141,16 +168,7 @@ def options_from_settings(settings: Settings, **overrides: Any) -> FlowOptions:
     return FlowOptions(**values)
 
 
-RUN_OPTIONS: dict[str, str] = {
-    "language": "generation.language",
-    "focus": "improvement.focus",
-    "verify": "improvement.verify",
-    "max_attempts": "improvement.max_attempts",
-    "timeout": "execution.timeout",
-    "improve": "improvement.enabled",
-    "scan": "execution.scan",
-    "review": "execution.review",
-}
+RUN_OPTIONS: dict[str, str] = api_keywords()
 """`arun` keywords that stand for a setting: checked against its type and bounds."""
 
 
@@ -308,17 +326,12 @@ class CodeFlow:
     @property
     def flow(self) -> Flow:
         if self._flow is None:
-            scanner, blocking, fmt = _security_hooks()
-            self._flow = Flow(
-                self.provider,
+            self._flow = build_flow(
+                self.settings,
                 self.executor,
-                scanner=scanner,
-                blocking=blocking,
-                findings_text=fmt,
-                redact=_redactor(self.settings),
-                confirm_install=self._confirm_install,
+                self.provider,
                 fix_provider=self.fix_provider,
-                on_dispatch=_prefetch_security,
+                confirm_install=self._confirm_install,
             )
         return self._flow
 

@@ -10,11 +10,9 @@ client) serves every request.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +23,13 @@ from .config import (
     Settings,
     check_request,
     check_value,
-    decode_utf8,
     did_you_mean,
-    read_text_file,
 )
 from .errors import ProviderError, UsageError
 from .executors import make_executor
 from .executors.base import Executor, OutputCallback
 from .models import ExecutionResult, RunRecord
+from .options import batch_keys
 
 RESET_CODE = """\
 def _codeflow_reset(ip=get_ipython()):
@@ -49,7 +46,7 @@ _codeflow_reset()
 emptied) without its two full garbage collections: a hundred milliseconds of a pooled
 kernel's CPU per request, spent again before every next request it serves. The garbage
 is collected by the interpreter as usual."""
-ITEM_KEYS = {"request", "language", "check", "max_attempts", "focus", "timeout", "verify", "id"}
+ITEM_KEYS = {"request", "check", "id", *batch_keys()}
 
 
 @dataclass(frozen=True)
@@ -60,19 +57,6 @@ class BatchItem:
     id: str | int | None = None
     work_dir: Path | None = None
     """The folder this request's code runs in (default: the pool's work dir)."""
-
-
-ITEM_SETTINGS: dict[str, str] = {
-    "language": "generation.language",
-    "max_attempts": "improvement.max_attempts",
-    "focus": "improvement.focus",
-    "timeout": "execution.timeout",
-    "verify": "improvement.verify",
-}
-"""Per-request JSON keys that stand for a setting: checked against its type and bounds."""
-MAX_PARALLEL = 64
-"""The most kernels a batch may run at once: each is a process of 50-100 MB, and more would
-only queue for the same cores."""
 
 
 def parse_batch(
@@ -130,7 +114,7 @@ def _parse_json_line(line: str, where: str) -> tuple[str, dict[str, Any], str | 
     if item_id is not None and (isinstance(item_id, bool) or not isinstance(item_id, str | int)):
         raise UsageError(f'{where}: "id" must be a string or a whole number')
     opts: dict[str, Any] = {"check": check} if check is not None else {}
-    for key, setting in ITEM_SETTINGS.items():
+    for key, setting in batch_keys().items():
         if key in obj:
             opts[key] = check_value(setting, obj[key], f'{where}: "{key}"')
     return request, opts, item_id
@@ -302,13 +286,18 @@ async def arun_batch(
     pool: KernelPool | None = None,
 ) -> list[RunRecord | None]:
     """Run every item; a provider failure for one item is reported, not fatal to the others."""
-    from .api import _prefetch_security, _redactor, _security_hooks, options_from_settings
-    from .flow import Flow
+    from .api import build_flow, options_from_settings, prefetch_security
     from .providers import make_provider, preload_for
 
     preload_for(settings, cache_mode=cache_mode)  # on its own thread: the first request's wait
     wd = (work_dir or Path.cwd()).resolve()
     provider = make_provider(settings, work_dir=wd, cache_mode=cache_mode)
+    fix_model = settings.improvement.model
+    fix_provider = (
+        make_provider(settings, work_dir=wd, cache_mode=cache_mode, model=fix_model)
+        if fix_model and fix_model != settings.model
+        else None
+    )
     own_pool = pool is None
     pool = pool or KernelPool.create(settings, max(1, min(parallel, len(items))), work_dir=wd)
     # One kernel starts beside the SDK's import (its process runs on another core); the others
@@ -321,10 +310,8 @@ async def arun_batch(
         if not dispatched:
             dispatched = True
             pool.ensure(pool.eager)
-            _prefetch_security()
+            prefetch_security()
 
-    scanner, blocking, fmt = _security_hooks()
-    redact = _redactor(settings)
     results: list[RunRecord | None] = [None] * len(items)
     limit = asyncio.Semaphore(max(1, parallel))
 
@@ -335,14 +322,8 @@ async def arun_batch(
     async def _one(item: BatchItem) -> None:
         executor = _PooledExecutor(pool, item.work_dir)
         try:
-            flow = Flow(
-                provider,
-                executor,
-                scanner=scanner,
-                blocking=blocking,
-                findings_text=fmt,
-                redact=redact,
-                on_dispatch=on_dispatch,
+            flow = build_flow(
+                settings, executor, provider, fix_provider=fix_provider, on_dispatch=on_dispatch
             )
             options = options_from_settings(settings, **item.options)
             record = await flow.run(
@@ -364,6 +345,8 @@ async def arun_batch(
         if own_pool:
             await pool.shutdown()
         await provider.aclose()
+        if fix_provider is not None:
+            await fix_provider.aclose()
     return results
 
 
@@ -373,120 +356,3 @@ def run_batch(
     """Sync twin of `arun_batch` for scripts."""
     items = [r if isinstance(r, BatchItem) else BatchItem(i, r) for i, r in enumerate(requests)]
     return asyncio.run(arun_batch(items, settings, parallel=parallel, **kwargs))
-
-
-class _OrderedPrinter:
-    """Prints records in input order as soon as every earlier one is done."""
-
-    def __init__(self, items: Sequence[BatchItem], fmt: str, bar: Any) -> None:
-        self.pending: dict[int, str] = {}
-        self.next = 0
-        self.fmt = fmt
-        self.bar = bar
-        self.failed = 0
-        self.provider_errors = 0
-        self.hard_provider_errors = 0
-        self.total = len(items)
-
-    def __call__(self, item: BatchItem, record: RunRecord | None, error: str | None) -> None:
-        from .formats import render
-
-        if error is not None:
-            self.provider_errors += 1
-            if record is None or record.stop_reason != "provider_unavailable":
-                self.hard_provider_errors += 1
-        if record is None:
-            data: dict[str, Any] = {
-                "index": item.index,
-                "request": item.request,
-                "success": False,
-                "error": error,
-            }
-            text = (
-                json.dumps(data) + "\n"
-                if self.fmt == "json"
-                else f"[{item.index}] error: {error}\n"
-            )
-        else:
-            if not record.success:
-                self.failed += 1
-            if self.fmt == "json":
-                data = {
-                    "index": item.index,
-                    **({"id": item.id} if item.id is not None else {}),
-                    **record.to_dict(),
-                }
-                text = json.dumps(data, ensure_ascii=False) + "\n"
-            else:
-                text = f"## [{item.index}] {item.request}\n\n" + render(record, self.fmt) + "\n"
-        self.pending[item.index] = text
-        while self.next in self.pending:
-            sys.stdout.write(self.pending.pop(self.next))
-            self.next += 1
-        sys.stdout.flush()
-        if self.bar is not None:
-            self.bar.update(1)
-
-
-def cmd_batch(args: argparse.Namespace) -> int:
-    from .commands import cache_mode_from_args, settings_from_args
-    from .providers import preload_for
-
-    settings = settings_from_args(args)
-    preload_for(settings, cache_mode=cache_mode_from_args(args))  # before reading the input
-    path: Path = args.file
-    if str(path) == "-":
-        source = "stdin"
-        text = decode_utf8(sys.stdin.buffer.read(), source)
-    else:
-        source = str(path)
-        text = read_text_file(path, "batch file")
-    items = parse_batch(text, source, max_chars=settings.generation.max_request_chars)
-    fmt = args.format or "json"
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(items), file=sys.stderr, desc="codeflow batch", unit="req", leave=True)
-    printer = _OrderedPrinter(items, fmt, bar)
-    try:
-        asyncio.run(
-            arun_batch(
-                items,
-                settings,
-                parallel=args.parallel,
-                work_dir=Path(settings.execution.work_dir or Path.cwd()),
-                cache_mode=cache_mode_from_args(args),
-                on_result=printer,
-            )
-        )
-    finally:
-        if bar is not None:
-            bar.close()
-    if printer.provider_errors:  # 3 needs a change by the user; 5 only time
-        return 3 if printer.hard_provider_errors else 5
-    return 1 if printer.failed else 0
-
-
-def register(sub: Any) -> None:
-    from .commands import add_flow_options, whole_number
-
-    p = sub.add_parser(
-        "batch",
-        help="run many requests over a pool of kernels",
-        description="Requests one per line (or JSON lines with per-request options: language, "
-        "check, max_attempts, focus, timeout, verify, id). Prints one JSON record per line.",
-    )
-    p.add_argument("file", type=Path, metavar="FILE", help="requests file ('-': stdin)")
-    p.add_argument(
-        "--parallel",
-        type=whole_number(1, MAX_PARALLEL),
-        default=4,
-        help=f"kernels in the pool (default 4, at most {MAX_PARALLEL})",
-    )
-    p.add_argument(
-        "--format", choices=["json", "markdown", "plain"], help="output format (default json)"
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_flow_options(p)
-    p.set_defaults(func=cmd_batch)

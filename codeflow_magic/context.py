@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .grounding import DATA_EXTENSIONS, DATA_LIBRARIES, human_size, looks_secret
+from .prompts import ENV_CHARS
 
 MARKER = "@@codeflow-probe@@ "
 """Starts the one stdout line that carries the probe's JSON answer."""
-
-ENV_CHARS = 600
-"""Room for the environment line of a prompt."""
 
 NOTEBOOK_CELL_CHARS = 800
 """Room for one notebook cell's source, at most (the whole block has `notebook_chars`)."""

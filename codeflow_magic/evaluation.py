@@ -18,22 +18,18 @@ tokens and time; `--compare` sets two saved runs side by side.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import re
 import shutil
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import read_text_file
 from .errors import UsageError
-from .formats import dollars
 from .models import Output, RunRecord
+from .report import dollars
 
 _CLOSED = re.compile(r"@(\w+)\[(.*?)\]")
 
@@ -335,82 +331,6 @@ async def arun_eval(
         on_result=on_result,
     )
     return [score(t, r, errors.get(i)) for i, (t, r) in enumerate(zip(tasks, records, strict=True))]
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    if args.compare:
-        first, second = (json.loads(read_text_file(p, "eval result")) for p in args.compare)
-        print(render_compare(first, second, (args.compare[0].name, args.compare[1].name)))
-        return 0
-    if args.tasks is None:
-        raise UsageError("give a task file, or --compare A.json B.json")
-    from .commands import cache_mode_from_args, settings_from_args
-
-    tasks_path: Path = args.tasks
-    tasks = load_tasks(tasks_path, labels=args.labels, tables=args.tables)
-    if not any(o.startswith("cache.dir=") for o in args.overrides):
-        args.overrides = [
-            *args.overrides,
-            f"cache.dir={(tasks_path.parent / '.codeflow' / 'cache').resolve()}",
-        ]
-    settings = settings_from_args(args)
-    base = Path(tempfile.mkdtemp(prefix="codeflow-eval-"))
-    started = time.perf_counter()
-    try:
-        results = asyncio.run(
-            arun_eval(
-                tasks,
-                settings,
-                work_dir=base,
-                parallel=args.parallel,
-                cache_mode=cache_mode_from_args(args),
-            )
-        )
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-    summary = summarize(results)
-    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
-    print(render_table(results, summary))
-    if args.output:
-        data = {
-            "task_file": str(tasks_path),
-            "model": settings.model,
-            "settings": settings.as_dict(),
-            "summary": summary,
-            "tasks": [asdict(r) for r in results],
-        }
-        args.output.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
-    return 0 if summary["solved"] == summary["tasks"] else 1
-
-
-def register(sub: Any) -> None:
-    from .batch import MAX_PARALLEL
-    from .commands import add_flow_options, whole_number
-
-    p = sub.add_parser(
-        "eval",
-        help="score codeflow on a task file (pass@1, pass@k, attempts, tokens, time)",
-        description="Run every task of a native JSON-lines task file (request, files, check or "
-        "expected) or of an InfiAgent-DABench question file (with --labels and --tables), each "
-        "in its own work dir over a pool of kernels, and print pass@1, pass@k, attempts per "
-        "solved task, tokens and time. Recorded answers are read from .codeflow/cache beside "
-        "the task file.",
-    )
-    p.add_argument("tasks", type=Path, nargs="?", metavar="TASKS", help="task file (JSON lines)")
-    p.add_argument("--labels", type=Path, help="DABench labels file")
-    p.add_argument("--tables", type=Path, help="DABench tables folder")
-    p.add_argument(
-        "--parallel",
-        type=whole_number(1, MAX_PARALLEL),
-        default=4,
-        help=f"kernels in the pool (default 4, at most {MAX_PARALLEL})",
-    )
-    p.add_argument("--output", type=Path, help="write the results as JSON")
-    p.add_argument(
-        "--compare", type=Path, nargs=2, metavar=("A", "B"), help="compare two saved results"
-    )
-    add_flow_options(p)
-    p.set_defaults(func=cmd_eval)
 
 
 __all__ = ["Task", "TaskResult", "answer_matches", "closed_form", "load_tasks", "summarize"]

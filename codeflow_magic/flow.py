@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from . import analysis, context, prompts
+from . import events as ev
 from .errors import ProviderError, ProviderUnavailable
 from .executors.base import Executor
 from .executors.outputs import output_text_for_prompt
@@ -139,7 +140,7 @@ class Flow(PlanRunner, Snapshots):
         while True:
             try:
                 with retry_notices(
-                    lambda why: run.emit("generating", number, phase=req.purpose, retry=why)
+                    lambda why: run.emit(ev.GeneratingEvent(number, phase=req.purpose, retry=why))
                 ):
                     return await provider.complete(
                         req, on_delta=on_delta, on_dispatch=run.start_executor
@@ -154,7 +155,7 @@ class Flow(PlanRunner, Snapshots):
                         chars=exc.chars,
                     ) from None
                 first = exc
-                run.emit("generating", number, phase=req.purpose, retry=str(exc))
+                run.emit(ev.GeneratingEvent(number, phase=req.purpose, retry=str(exc)))
 
     async def _ask(
         self,
@@ -167,13 +168,13 @@ class Flow(PlanRunner, Snapshots):
     ) -> tuple[LLMResponse, prompts.Extraction | None, asyncio.Task[ExecutionResult] | None, float]:
         """Ask the model; with `allow_early`, start executing at the closing fence."""
         provider = self.provider if req.purpose in ("generate", "plan") else self.fix_provider
-        run.emit("generating", number, phase=req.purpose)
+        run.emit(ev.GeneratingEvent(number, phase=req.purpose))
         chunks: list[str] = []
         early: dict[str, object] = {}
 
         def on_delta(text: str) -> None:
             chunks.append(text)
-            run.emit("delta", number, text=text)
+            run.emit(ev.DeltaEvent(number, text=text))
             if not allow_early or "task" in early or ("`" not in text and "~" not in text):
                 return
             ext = prompts.extract_code("".join(chunks), language, require_closed=True)
@@ -207,7 +208,7 @@ class Flow(PlanRunner, Snapshots):
         for warning in response.extra.get("warnings", ()):
             if isinstance(warning, str) and warning not in run.warnings:
                 run.warnings.append(warning)
-                run.emit("warning", number, message=warning)
+                run.emit(ev.WarningEvent(number, message=warning))
         ext = prompts.extract_code(response.text, language)
         task = early.get("task")
         if isinstance(task, asyncio.Task):
@@ -227,15 +228,15 @@ class Flow(PlanRunner, Snapshots):
         await self.executor.start()  # idempotent; waits if the kernel is still starting
         if run.opts.rollback and run.txn is None:
             run.txn = await self._begin(run)
-        run.emit("executing", number, language=language)
+        run.emit(ev.ExecutingEvent(number, language=language))
         result = await self.executor.execute(
             code,
             language=language,
             timeout=run.opts.timeout,
-            on_output=lambda out: run.emit("output", number, output=self._redact_one(out)),
+            on_output=lambda out: run.emit(ev.OutputEvent(number, output=self._redact_one(out))),
         )
         result = self._redacted(result)
-        run.emit("executed", number, status=result.status, duration_s=result.duration_s)
+        run.emit(ev.ExecutedEvent(number, status=result.status, duration_s=result.duration_s))
         return result
 
     def _redact_one(self, output: Output) -> Output:
@@ -397,7 +398,7 @@ class Flow(PlanRunner, Snapshots):
         started = time.perf_counter()
         run_id = run_id or uuid.uuid4().hex[:12]
         run.run_id = run_id
-        run.emit("start", 0, request=request, max_attempts=opts.max_attempts, run_id=run_id)
+        run.emit(ev.StartEvent(0, request=request, max_attempts=opts.max_attempts, run_id=run_id))
         stop_reason = "max_attempts"
         language = opts.language
         failure: ProviderError | None = None
@@ -449,7 +450,7 @@ class Flow(PlanRunner, Snapshots):
             warnings=tuple(run.warnings),
             undo_key=undo_key if success else "",
         )
-        run.emit("finished", 0, record=record.to_dict())
+        run.emit(ev.FinishedEvent(0, record=record.to_dict()))
         if failure is not None:
             # Raised rather than returned, so that no caller mistakes it for an ordinary
             # failed run; the record keeps the attempts made before it.
@@ -570,7 +571,7 @@ class Flow(PlanRunner, Snapshots):
                 language = ext.language
             code = ext.code
             base = replace(base, code=code, language=ext.language)
-            run.emit("code", number, code=code, language=ext.language)
+            run.emit(ev.CodeEvent(number, code=code, language=ext.language))
             if any(norm_code(code) == norm_code(a.code) for a in run.attempts):
                 if early_task is not None:
                     await early_task
@@ -582,7 +583,7 @@ class Flow(PlanRunner, Snapshots):
                 else []
             )
             if findings:
-                run.emit("scan", number, findings=[f.to_dict() for f in findings])
+                run.emit(ev.ScanEvent(number, findings=tuple(f.to_dict() for f in findings)))
             base = replace(base, findings=tuple(findings))
             if blocked:
                 attempt = replace(base, error=analysis.security_error(blocked, opts.scan_policy))
@@ -649,7 +650,7 @@ class Flow(PlanRunner, Snapshots):
 
     def _record(self, run: RunState, attempt: Attempt) -> None:
         run.attempts.append(attempt)
-        run.emit("attempt", attempt.number, attempt=attempt.to_dict())
+        run.emit(ev.AttemptEvent(attempt.number, record=attempt.to_dict()))
 
     async def _fix_request(
         self,
@@ -716,7 +717,9 @@ class Flow(PlanRunner, Snapshots):
             evidence = analysis.sanity_evidence(result.outputs, run.request)
             if evidence:
                 attempt = replace(attempt, sanity=evidence)
-                run.emit("sanity", base.number, evidence=list(evidence), mode=run.opts.sanity)
+                run.emit(
+                    ev.SanityEvent(base.number, evidence=tuple(evidence), mode=run.opts.sanity)
+                )
                 if run.opts.sanity == "fix":
                     return replace(attempt, error=analysis.sanity_failed(evidence)), (0, 0)
                 note = "the result may be wrong: " + "; ".join(evidence)
@@ -765,7 +768,7 @@ class Flow(PlanRunner, Snapshots):
             return None
         if mode == "ask" and (self.confirm_install is None or not self.confirm_install(package)):
             return None
-        run.emit("install", number, package=package)
+        run.emit(ev.InstallEvent(number, package=package))
         installed = await self.executor.install(package, timeout=max(run.opts.timeout or 0, 300))
         run.execution_s += installed.duration_s
         self._installed_cache = None
@@ -798,7 +801,7 @@ class Flow(PlanRunner, Snapshots):
         try:
             await self._improve_once(run, good)
         except ProviderError as exc:
-            run.emit("improve_skipped", good.number + 1, error=str(exc))
+            run.emit(ev.ImproveSkippedEvent(good.number + 1, error=str(exc)))
 
     async def _improve_once(self, run: RunState, good: Attempt) -> None:
         """With focus optimize/robustness, try one improvement; keep it only if it is better."""

@@ -6,13 +6,7 @@ import json
 from collections.abc import Sequence
 
 from .models import Output, PlanRecord, RunRecord
-
-
-def dollars(value: float) -> str:
-    """A cost in US dollars: cents would hide what one request costs, so small sums keep four
-    decimals."""
-    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
-
+from .report import dollars
 
 FORMATS = ("markdown", "json", "plain")
 

@@ -17,17 +17,15 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from . import __version__
-from .executors import BACKENDS
+from .events import ProgressState
+from .options import lab_fields, lab_settings
+from .version import __version__
 
 COMM_TARGET = "codeflow"
 """The comm target name on both sides."""
 
 WriteBackMode = Literal["below", "replace"]
 
-_BACKENDS = BACKENDS
-_MAX_ATTEMPTS = (1, 50)
-"""The bounds of `improvement.max_attempts` (the settings schema says the same)."""
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +63,10 @@ def current_cell_id(shell: Any) -> str | None:
 def normalize_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Keep only known, valid settings (Python names); a bad value is dropped, not guessed.
 
-    Accepts the Settings Editor's camelCase names too, so either side may rename freely.
+    Accepts the Settings Editor's camelCase names too, so either side may rename freely; the
+    fields and their bounds are the option table's (`options.LAB_OPTIONS`).
     """
-    out: dict[str, Any] = {}
-    model = raw.get("model")
-    if isinstance(model, str):
-        out["model"] = model.strip()
-    attempts = raw.get("max_attempts", raw.get("maxAttempts"))
-    if isinstance(attempts, int) and not isinstance(attempts, bool):
-        low, high = _MAX_ATTEMPTS
-        if low <= attempts <= high:
-            out["max_attempts"] = attempts
-    backend = raw.get("backend")
-    if isinstance(backend, str) and backend.lower() in _BACKENDS:
-        out["backend"] = backend.lower()
-    writeback = raw.get("writeback")
-    if isinstance(writeback, bool):
-        out["writeback"] = writeback
-    return out
+    return lab_settings(raw)
 
 
 class FrontendLink:
@@ -124,12 +108,12 @@ class FrontendLink:
     def config_extra(self) -> dict[str, Any]:
         """Settings as `load_settings(extra=...)` keys; the magic's own options go on top."""
         extra: dict[str, Any] = {}
-        if self._settings.get("model"):
-            extra["generation.model"] = self._settings["model"]
-        if "max_attempts" in self._settings:
-            extra["improvement.max_attempts"] = self._settings["max_attempts"]
-        if "backend" in self._settings:
-            extra["execution.backend"] = self._settings["backend"]
+        for option, _ in lab_fields():
+            if option.setting is None:
+                continue
+            value = self._settings.get(option.setting.split(".")[1])
+            if value not in (None, ""):
+                extra[option.setting] = value
         return extra
 
     def pop_options(self, cell_id: str | None) -> dict[str, Any]:
@@ -245,15 +229,29 @@ class FrontendLink:
 
     # -- outgoing -------------------------------------------------------------------------
 
-    def send_event(self, cell_id: str | None, event: Mapping[str, Any] | Any) -> bool:
-        """Live progress for the sidebar: a FlowEvent or its dict (kind, attempt, data)."""
+    def send_event(
+        self,
+        cell_id: str | None,
+        event: Mapping[str, Any] | Any,
+        state: ProgressState | Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Live progress for the sidebar: a FlowEvent or its dict (kind, attempt, data).
+
+        `state` is the progress state the event led to (`events.reduce`); with it the sidebar
+        words what the run is doing from the same state the magic shows, instead of working
+        it out from the event's kind again. The event itself still goes along: the sidebar
+        keeps each attempt's full record, which the state leaves out.
+        """
         if not isinstance(event, Mapping):
             event = {
                 "kind": getattr(event, "kind", ""),
                 "attempt": getattr(event, "attempt", 0),
                 "data": getattr(event, "data", {}),
             }
-        return self._send({"type": "event", "cell_id": cell_id, "event": dict(event)})
+        message: dict[str, Any] = {"type": "event", "cell_id": cell_id, "event": dict(event)}
+        if state is not None:
+            message["state"] = state.to_dict() if isinstance(state, ProgressState) else dict(state)
+        return self._send(message)
 
     def send_record(self, cell_id: str | None, record: Mapping[str, Any]) -> bool:
         """The finished run's record (`RunRecord.to_dict()`)."""

@@ -26,8 +26,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 from .errors import CodeFlowError, ProviderError
 from .errors import UsageError as CodeflowUsageError
-from .executors import BACKENDS
-from .models import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, PlanRecord, RunRecord, steps_count
+from .models import DEFAULT_MAX_STEPS, PlanRecord, RunRecord
+from .options import MAGIC_OPTIONS, OPTIONS, magic_decorators, settings_from
 from .progress import Progress
 from .review import (
     Origin,
@@ -48,24 +48,9 @@ OVERRIDES_ENV = "CODEFLOW_OVERRIDES"
 """JSON list of `section.name=value` strings applied to every request (set by `codeflow run`)."""
 
 CELL_OPTION_KEYS: dict[str, str] = {
-    "focus": "improvement.focus",
-    "max_attempts": "improvement.max_attempts",
-    "model": "generation.model",
+    name: str(OPTIONS[name].setting) for name in ("focus", "max_attempts", "model")
 }
 """One-shot per-cell options the sidebar may set (Python names) and the settings they change."""
-
-
-def _setting_type(key: str) -> Callable[[str], Any]:
-    """An argparse `type` for an option that sets `key`: the same bounds and wording as the
-    config file and the CLI (the config module loads only when a cell uses the option)."""
-
-    def parse(text: str) -> Any:
-        from .config import option_type
-
-        return option_type(key)(text)
-
-    parse.__name__ = key
-    return parse
 
 
 def _frontend() -> Any:
@@ -194,19 +179,7 @@ class CodeflowMagics(Magics):
         flat.update(panel)
         if args is not None:
             flat.update(parse_overrides(args.overrides))
-            explicit = {
-                "generation.model": args.model,
-                "generation.language": args.language,
-                "improvement.max_attempts": args.max_attempts,
-                "execution.timeout": args.timeout,
-                "execution.backend": args.backend,
-                "execution.scan": args.scan,
-                "improvement.focus": args.focus,
-                "execution.review": "always" if args.review else None,
-            }
-            flat.update({k: v for k, v in explicit.items() if v is not None})
-            if args.no_improve:
-                flat["improvement.enabled"] = False
+            flat.update(settings_from(args, MAGIC_OPTIONS))
         cfg = build_config(work_dir=Path.cwd(), overrides=flat)
         return make_settings(cfg), flat, writeback
 
@@ -273,50 +246,6 @@ class CodeflowMagics(Magics):
 
     # -- %%codeflow --------------------------------------------------------------------------
 
-    @magic_arguments()
-    @argument("--model", help="anthropic:<model>, openai:<model> or a bare Anthropic model name")
-    @argument("--language", choices=["python", "bash", "auto"], help="language of the code")
-    @argument(
-        "--max-attempts",
-        type=_setting_type("improvement.max_attempts"),
-        help="attempts including the first (1 to 50)",
-    )
-    @argument(
-        "--timeout",
-        type=_setting_type("execution.timeout"),
-        help="seconds per execution before it is interrupted (0.1 to 86400)",
-    )
-    @argument("--check", metavar="CODE", help="Python run after the code; must pass")
-    @argument("--focus", choices=["fix_errors", "optimize", "robustness"], help="what fixes aim at")
-    @argument("--verify", action="store_true", default=None, help="let the model score the result")
-    @argument(
-        "--backend",
-        choices=list(BACKENDS),
-        help="where the code runs (default inline; kernel, sandbox, docker and gateway keep "
-        "one kernel per notebook between cells)",
-    )
-    @argument("--scan", choices=["block", "strict", "warn", "off"], help="security scan policy")
-    @argument("--no-cache", action="store_true", help="neither read nor write recorded responses")
-    @argument("--no-improve", action="store_true", help="one attempt, no fixes")
-    @argument(
-        "--review",
-        action="store_true",
-        default=None,
-        help="show the code and run nothing until approved (%%codeflow approve)",
-    )
-    @argument(
-        "--steps",
-        action="store_true",
-        help="plan the request as steps: a markdown and a code cell each, run in order",
-    )
-    @argument(
-        "--max-steps",
-        type=steps_count,
-        help=f"at most this many steps (default {DEFAULT_MAX_STEPS}, 1 to {MAX_STEPS_LIMIT})",
-    )
-    @argument("--replace", action="store_true", help="put the final code into this cell")
-    @argument("--no-writeback", action="store_true", help="do not write the final code back")
-    @argument("overrides", nargs="*", help="settings as section.name=value")
     @cell_magic("codeflow")
     def codeflow_cell(self, line: str, cell: str) -> None:
         """Turn the plain-words request in the cell body into working code, run and fix it.
@@ -330,6 +259,11 @@ class CodeflowMagics(Magics):
             load sales.csv into df and plot monthly revenue
         """
         self._request(line, cell, self._cell_id())
+
+    for _decorate in magic_decorators(argument):  # the options, from the option table
+        codeflow_cell = _decorate(codeflow_cell)
+    codeflow_cell = magic_arguments()(codeflow_cell)
+    del _decorate
 
     def _request(
         self, line: str, cell: str, cell_id: str | None, approved_code: str | None = None
@@ -440,7 +374,7 @@ class CodeflowMagics(Magics):
             argv = shlex.split(line)
         except ValueError as exc:
             raise CodeFlowError(f"cannot read the options: {exc}") from None
-        return self.codeflow_cell.parser.parse_args(argv)
+        return cast(Any, self.codeflow_cell).parser.parse_args(argv)
 
     def _cell_id(self) -> str | None:
         module = _frontend()
@@ -738,8 +672,8 @@ class CodeflowMagics(Magics):
                 executor.pump = None
 
     def _status(self) -> str:
-        from .formats import dollars
         from .providers import resolve_cache_dir, resolve_cache_mode
+        from .report import dollars
 
         settings, flat, _ = self.settings_for(None)
         backend = self._backend(settings, flat)

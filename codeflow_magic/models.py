@@ -7,8 +7,11 @@ dicts, so anything that can show a notebook can show a codeflow result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
+
+# `FlowEvent` lives in `events` (a leaf, with the typed events); it is still imported from here.
+from .events import FlowEvent as FlowEvent
 
 Output = dict[str, Any]
 """One nbformat v4 output (stream, execute_result, display_data or error)."""
@@ -23,6 +26,8 @@ Focus = Literal["fix_errors", "optimize", "robustness"]
 FOCUSES: tuple[str, ...] = ("fix_errors", "optimize", "robustness")
 
 Severity = Literal["critical", "high", "medium", "low"]
+SCAN_LANGUAGES: tuple[str, ...] = ("python", "ipython", "bash")
+"""The languages the scanner reads."""
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
 """Ordered from least to most harmful; index comparison ranks severities."""
 
@@ -360,24 +365,6 @@ class RunRecord:
         )
 
 
-@dataclass(frozen=True)
-class FlowEvent:
-    """Progress the flow reports while it works (for live displays, never for results).
-
-    Kinds: `start`, `generating` (data: phase), `delta` (data: text), `code` (data: code),
-    `scan` (data: findings), `executing`, `output` (data: output), `executed` (data:
-    status, duration_s), `attempt` (data: the attempt dict), `install` (data: package), `finished` (data: the record dict).
-    `generating` carries `retry` (the cause) when a broken answer is asked for again, and
-    `improve_skipped` (data: error) says the model could not be asked for an improvement;
-    `warning` (data: message) is something to show although the run goes on; `sanity` (data:
-    evidence, mode) says the sanity gate saw signs of a wrong result.
-    """
-
-    kind: str
-    attempt: int = 0
-    data: dict[str, Any] = field(default_factory=dict)
-
-
 DEFAULT_MAX_STEPS = 8
 MAX_STEPS_LIMIT = 30
 """How many steps a plan may have by default, and at most (`--max-steps`)."""
@@ -395,6 +382,10 @@ def steps_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{value} is not 1 to {MAX_STEPS_LIMIT}")
     return value
 
+
+MAX_PARALLEL = 64
+"""The most kernels a batch may run at once: each is a process of 50-100 MB, and more would
+only queue for the same cores."""
 
 PLAN_MIME = "application/vnd.codeflow.plan+json"
 """The output of a `--steps` request: the plan and each step's run."""

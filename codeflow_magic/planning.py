@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from . import events as ev
 from . import plan as plan_mod
 from . import prompts
 from .errors import ProviderError
@@ -84,7 +85,7 @@ class PlanRunner:
         run_id = run_id or uuid.uuid4().hex[:12]
         run.run_id = run_id
         started = time.perf_counter()
-        run.emit("plan_start", 0, request=request, max_steps=max_steps, run_id=run_id)
+        run.emit(ev.PlanStartEvent(0, request=request, max_steps=max_steps, run_id=run_id))
         state, ground = await self._grounding(run)
         req = prompts.build_plan(
             request,
@@ -122,7 +123,7 @@ class PlanRunner:
                 error=error,
                 plan_text=response.text,
             )
-            run.emit("plan_finished", 0, plan=plan.to_dict())
+            run.emit(ev.PlanFinishedEvent(0, plan=plan.to_dict()))
             return plan
 
         try:
@@ -130,7 +131,9 @@ class PlanRunner:
             plan_mod.check_steps(steps, max_steps)
         except plan_mod.PlanError as exc:
             return record((), "bad_plan", str(exc))
-        run.emit("plan", 0, steps=[{"number": s.number, "title": s.title} for s in steps])
+        run.emit(
+            ev.PlanEvent(0, steps=tuple({"number": s.number, "title": s.title} for s in steps))
+        )
         done: list[StepRecord] = []
         context = list(opts.notebook)
         stop = "success"
@@ -143,9 +146,9 @@ class PlanRunner:
                 stop = self._plan_budget_stop(opts, spent_tokens, spent_cost)
             if stop != "success":
                 done.append(base)
-                run.emit("step", step.number, state="not_run", title=step.title)
+                run.emit(ev.StepEvent(step.number, state="not_run", title=step.title))
                 continue
-            run.emit("step", step.number, state="running", title=step.title)
+            run.emit(ev.StepEvent(step.number, state="running", title=step.title))
             step_opts = replace(
                 opts,
                 language=step.language,
@@ -178,7 +181,7 @@ class PlanRunner:
             spent_cost += result.metrics.cost_usd
             state = "ok" if result.success else "failed"
             done.append(replace(base, state=state, record=result))
-            run.emit("step", step.number, state=state, title=step.title)
+            run.emit(ev.StepEvent(step.number, state=state, title=step.title))
             context = [("code", result.final_code), ("markdown", plan_mod.step_markdown(step))]
             context += list(step_opts.notebook)
             if not result.success:
@@ -227,7 +230,7 @@ def _tagged(on_event: EventCallback | None, step: int) -> EventCallback | None:
     callback = on_event
 
     def forward(event: FlowEvent) -> None:
-        callback(replace(event, data={**event.data, "step": step}))
+        callback(ev.in_step(event, step))
 
     return forward
 

@@ -1,5 +1,9 @@
 """The live progress of a `%%codeflow` cell: one display updated in place, and the same
-events forwarded to the JupyterLab sidebar."""
+events forwarded to the JupyterLab sidebar (each with the state it led to).
+
+The display renders `events.ProgressState` (built by the shared pure reducer); this module
+only words it and throttles the updates.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,11 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from .models import FlowEvent
+from .events import FlowEvent, ProgressState, initial_state, reduce
 
 PROGRESS_INTERVAL = 0.2
 PROGRESS_DELAY = 0.3
 """A run that finishes sooner shows no progress display at all (no flicker, fewer messages)."""
-TAIL_CHARS = 600
 
 
 def _without_outputs(plan: Any) -> Any:
@@ -31,80 +34,99 @@ def _without_outputs(plan: Any) -> Any:
     return {**plan, "steps": steps}
 
 
+def phase_words(state: ProgressState) -> str:
+    """What the magic's display says the run is doing (the CLI and the sidebar word it their
+    own way from the same state)."""
+    if state.activity == "planning":
+        return "asking the model for a plan"
+    if state.activity == "generating":
+        words = "asking the model" + (" for a fix" if state.purpose == "fix" else "")
+        # An outage: say why it takes long, and that it goes on.
+        return words + (f" again: {state.retry}" if state.retry else "")
+    if state.activity == "scanning":
+        return "checking the code"
+    if state.activity == "executing":
+        return "running the code"
+    if state.activity == "installing":
+        return f"installing {state.package}"
+    return "starting"
+
+
 class Progress:
     """The live progress display: one display id, updated in place at most ~5 times a second.
 
-    `on_event` may be called from any thread; it only records state. `tick` runs on the main
-    thread (from the pump) and renders when something changed.
+    `on_event` may be called from any thread; it only folds the event into the state
+    (`events.reduce`). `tick` runs on the main thread (from the pump) and renders the state
+    when it changed.
     """
 
     def __init__(
         self, request: str, max_attempts: int, link: Any = None, cell_id: str = ""
     ) -> None:
         self.request = request.strip().splitlines()[0][:80] if request.strip() else ""
-        self.max_attempts = max_attempts
         self.started = time.monotonic()
-        self.attempt = 0
-        self.phase = "starting"
-        self.last_error = ""
-        self.tail = ""
+        self.state = initial_state(max_attempts)
         self._lock = threading.Lock()
         self._dirty = True
         self._last_render = 0.0
         self._handle: Any = None
         self._link = link
         self._cell_id = cell_id
-        self._events: deque[dict[str, Any]] = deque(maxlen=500)
+        self._events: deque[tuple[dict[str, Any], ProgressState]] = deque(maxlen=500)
         self.updates = 0
-        self.steps = 0
-        self.step = ""
+
+    # What the display shows, read from the state (kept as attributes for callers and tests).
+
+    @property
+    def phase(self) -> str:
+        return phase_words(self.state)
+
+    @property
+    def attempt(self) -> int:
+        return self.state.attempt
+
+    @property
+    def max_attempts(self) -> int:
+        return self.state.max_attempts
+
+    @property
+    def last_error(self) -> str:
+        err = self.state.last_error
+        return f"{err.category} error: {err.ename}" if err is not None else ""
+
+    @property
+    def tail(self) -> str:
+        return self.state.tail
+
+    @property
+    def steps(self) -> int:
+        return len(self.state.steps)
+
+    @property
+    def step(self) -> str:
         """`step k of N: title` while a plan runs its steps."""
+        current = self.state.current_step
+        if current is None:
+            return ""
+        return f"step {current.number} of {len(self.state.steps)}: {current.title}"
 
     def on_event(self, event: FlowEvent) -> None:
         with self._lock:
+            self.state = state = reduce(self.state, event)
+            self._dirty = True
             kind, data = event.kind, event.data
-            if event.attempt and kind != "step":  # a step event's number is the step's
-                self.attempt = event.attempt
-            if kind == "start":
-                self.max_attempts = int(data.get("max_attempts", self.max_attempts))
-                self.last_error = ""
-            elif kind == "plan_start":
-                self.phase = "asking the model for a plan"
-            elif kind == "plan":
-                self.steps = len(data.get("steps") or ())
-            elif kind == "step" and data.get("state") == "running":
-                self.step = f"step {event.attempt} of {self.steps}: {data.get('title', '')}"
-            elif kind == "generating":
-                self.phase = "asking the model" + (
-                    " for a fix" if data.get("phase") == "fix" else ""
-                )
-                if data.get("retry"):  # an outage: say why it takes long, and that it goes on
-                    self.phase += f" again: {data['retry']}"
-                self.tail = ""
-            elif kind == "delta":
-                self.tail = (self.tail + str(data.get("text", "")))[-TAIL_CHARS:]
-            elif kind == "code":
-                self.tail = str(data.get("code", ""))[-TAIL_CHARS:]
-            elif kind == "scan":
-                self.phase = "checking the code"
-            elif kind == "executing":
-                self.phase = "running the code"
-            elif kind == "install":
-                self.phase = f"installing {data.get('package')}"
-            elif kind == "attempt":
-                err = (data.get("attempt") or {}).get("error") or {}
-                if err:
-                    self.last_error = f"{err.get('category')} error: {err.get('ename')}"
+            if self._link is None or kind in ("finished", "output"):
+                return
             if kind == "plan_finished":  # the sidebar needs no outputs (images can be large)
                 data = {"plan": _without_outputs(data.get("plan"))}
-            if self._link is not None and kind not in ("finished", "output"):
-                if kind == "delta" and self._events and self._events[-1]["kind"] == "delta":
-                    self._events[-1]["data"]["text"] += str(data.get("text", ""))
-                else:
-                    self._events.append(
-                        {"kind": kind, "attempt": event.attempt, "data": dict(data)}
-                    )
-            self._dirty = True
+            last = self._events[-1][0] if self._events else None
+            if kind == "delta" and last is not None and last["kind"] == "delta":
+                last["data"]["text"] += str(data.get("text", ""))
+                self._events[-1] = (last, state)
+            else:
+                self._events.append(
+                    ({"kind": kind, "attempt": event.attempt, "data": dict(data)}, state)
+                )
 
     def text(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -149,9 +171,9 @@ class Progress:
             self._dirty = False
             bundle = self.bundle() if dirty else None
         if self._link is not None:
-            for ev in events:
+            for ev, state in events:
                 try:
-                    self._link.send_event(self._cell_id, ev)
+                    self._link.send_event(self._cell_id, ev, state)
                 except Exception:
                     break
         if bundle is None or not render:

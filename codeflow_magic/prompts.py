@@ -356,6 +356,8 @@ def build_plan(
     )
 
 
+ENV_CHARS = 600
+"""Room for the environment line of a prompt."""
 ERROR_CHARS = 1000
 """Room for each error line of a fix prompt (error, likely cause, failing line): an exception
 message can be megabytes long, and the prompt must not grow with it."""
@@ -557,7 +559,6 @@ def fix_prompt_budget(
 
 def grounding_budget(preview_chars: int, notebook_chars: int) -> int:
     """The most the file previews, the notebook cells and the environment add to a prompt."""
-    from .context import ENV_CHARS
 
     return preview_chars + notebook_chars + ENV_CHARS + 3 * _SECTION_CHARS
 
@@ -576,7 +577,7 @@ def generate_prompt_budget(
     Everything beyond the request and the check comes through capped parts: the state summary
     with its example values (`generation.state_chars`), the file previews
     (`generation.preview_chars`), the notebook cells (`generation.notebook_chars`) and the
-    environment line (`context.ENV_CHARS`).
+    environment line (`ENV_CHARS`).
     """
     bare = build_generate(request, language=language, check=check)
     fixed = len(bare.messages[0].content)

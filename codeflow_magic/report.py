@@ -8,15 +8,13 @@ or ignore anything else. The history is a `<details>` element, closed by default
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .formats import dollars
 from .models import PLAN_MIME, RECORD_MIME, Metrics, PlanRecord, RunRecord
+from .text import strip_ansi
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TRACEBACK_LINES = 12
 CODE_STYLE = (
     "background:#f6f8fa;border:1px solid #d0d7de;border-radius:4px;padding:6px 8px;"
@@ -25,8 +23,10 @@ CODE_STYLE = (
 ERROR_STYLE = CODE_STYLE.replace("#f6f8fa", "#fff5f5").replace("#d0d7de", "#f3b4b4")
 
 
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)
+def dollars(value: float) -> str:
+    """A cost in US dollars: cents would hide what one request costs, so small sums keep four
+    decimals."""
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
 
 
 def seconds(value: float) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .context import parse_marked
+from .events import RollbackEvent, WarningEvent
 from .models import Attempt, ExecutionResult
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class Snapshots:
             )
             if warning not in run.warnings:
                 run.warnings.append(warning)
-                run.emit("warning", 0, message=warning)
+                run.emit(WarningEvent(0, message=warning))
             return None
         return token
 
@@ -149,11 +150,12 @@ class Snapshots:
             return attempt
         kept = tuple(str(k) for k in answer.get("kept", ()))
         run.emit(
-            "rollback",
-            attempt.number,
-            restored=list(answer.get("restored", ())),
-            removed=list(answer.get("removed", ())),
-            kept=list(kept),
+            RollbackEvent(
+                attempt.number,
+                restored=tuple(answer.get("restored", ())),
+                removed=tuple(answer.get("removed", ())),
+                kept=kept,
+            )
         )
         return replace(attempt, rolled_back=True, kept_changes=kept)
 

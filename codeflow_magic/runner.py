@@ -23,15 +23,12 @@ Notebooks are files people care about, so the runner is careful with them:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import re
 import signal
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -40,17 +37,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .errors import BackendError, UsageError
-from .nbfiles import (
-    check_source,
-    check_writable,
-    notebook_locks,
-    read_notebook,
-    remove_stale_temps,
-    write_atomic,
-)
+from .errors import BackendError
 
-EXIT_OK, EXIT_FAILED = 0, 1
 REPORT_SUFFIXES = (".html", ".htm", ".md")
 STOP_SIGNALS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
 KERNEL_SHUTDOWN_WAIT_S = 3.0
@@ -88,122 +76,7 @@ class NotebookRun:
         return not self.errors and not self.failed_requests
 
 
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "run",
-        help="execute notebooks with their %%%%codeflow cells, write the code back, report",
-        description=(
-            "Execute each notebook in a fresh kernel (cwd = the notebook's folder), write the "
-            "final code of every %%codeflow cell into the linked cell below it, save the "
-            "executed notebook with cell timings and widget state, as nbclient does (default "
-            "NAME.out.ipynb beside it), and optionally a report. "
-            "Exit status: 0 done, 1 a cell or request failed, 2 bad input, 6 another run "
-            "holds the notebook, 130/143 stopped by SIGINT/SIGTERM."
-        ),
-    )
-    p.add_argument(
-        "items",
-        nargs="+",
-        metavar="NOTEBOOK|KEY=VALUE",
-        help="notebooks to run, and settings such as improvement.max_attempts=5",
-    )
-    p.add_argument("-o", "--output", help="output notebook (one input) or folder (several)")
-    p.add_argument("--report", help="write a report: FILE.html (self-contained) or FILE.md")
-    p.add_argument(
-        "--inplace", "--in-place", action="store_true", help="overwrite the input notebooks"
-    )
-    p.add_argument(
-        "--allow-errors", action="store_true", help="keep going after a cell raises an error"
-    )
-    p.add_argument(
-        "--wait",
-        action="store_true",
-        help="if another codeflow run holds a notebook, wait for it instead of stopping",
-    )
-    p.add_argument(
-        "--timeout",
-        type=seconds,
-        metavar="SECONDS",
-        help="seconds any cell (%%%%codeflow cells included) may run; a cell past it fails "
-        "the run and nothing is written (default: no limit)",
-    )
-    p.add_argument(
-        "--cell-timeout",
-        type=seconds,
-        metavar="SECONDS",
-        help="seconds a plain code cell may run before the kernel is interrupted, like "
-        "nbconvert's interrupt_on_timeout: the cell keeps its KeyboardInterrupt; with "
-        "--allow-errors the next cells run, otherwise the run stops with exit 1 and saves "
-        "the cells that ran (the rest marked not run). For plain cells it takes the place "
-        "of --timeout; %%%%codeflow cells are never interrupted (their code has "
-        "execution.timeout). Default: no limit",
-    )
-    p.add_argument(
-        "--cache-mode", choices=["rw", "replay", "off"], help="recorded-response cache mode"
-    )
-    p.add_argument(
-        "--review",
-        action="store_true",
-        help="write each request's code into its linked cell without running it (the report "
-        "marks it awaiting review); the scanner's block policy still blocks",
-    )
-    p.add_argument("--kernel", dest="kernel_name", help="kernel name (default: the notebook's)")
-    p.set_defaults(func=run_command)
-
-
-MAX_SECONDS = 86_400.0
-
-
-def seconds(text: str) -> float:
-    """An argparse `type` for a time limit: a finite number of seconds above 0 (a day at
-    most), so `nan` or `-1` is a usage error rather than a crash in the middle of a run."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number; expected seconds above 0, up to {MAX_SECONDS:g}"
-        ) from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a finite number; expected seconds above 0, up to {MAX_SECONDS:g}"
-        )
-    if not 0 < value <= MAX_SECONDS:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is out of range; expected seconds above 0, up to {MAX_SECONDS:g}"
-        )
-    return value
-
-
-def split_items(items: list[str]) -> tuple[list[Path], list[str]]:
-    """Notebook paths and `key=value` overrides, in the order given."""
-    paths: list[Path] = []
-    overrides: list[str] = []
-    for item in items:
-        if "=" in item and not item.endswith(".ipynb") and not Path(item).exists():
-            overrides.append(item)
-        else:
-            paths.append(Path(item))
-    if not paths:
-        raise UsageError("no notebook given; usage: codeflow run NOTEBOOK.ipynb [...]")
-    return paths, overrides
-
-
 # -- output paths -------------------------------------------------------------------------
-
-
-def output_path(source: Path, output: str | None, inplace: bool, many: bool) -> Path:
-    if inplace:
-        return source
-    if output:
-        out = Path(output)
-        if many or out.is_dir() or not out.suffix:
-            return out / source.name.replace(".ipynb", ".out.ipynb")
-        return out
-    return (
-        source.with_name(source.name[: -len(".ipynb")] + ".out.ipynb")
-        if source.name.endswith(".ipynb")
-        else source.with_name(source.name + ".out.ipynb")
-    )
 
 
 def _raise_stopped(signum: int, frame: FrameType | None) -> None:
@@ -239,22 +112,20 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-def stop_status(signum: int) -> int:
-    from .cli import EXIT_INTERRUPTED, EXIT_TERMINATED
-
-    return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
-
-
 # -- running --------------------------------------------------------------------------------
 
 
 def writeback_mode(magic_args: str) -> str:
-    words = magic_args.split()
-    if "--no-writeback" in words:
+    """Where a `%%codeflow` line puts its code, read with the magic's own options (quoting
+    as the magic reads it: `--check "x == '--replace'"` is not `--replace`)."""
+    from .options import read_magic_line
+
+    args = read_magic_line(magic_args)
+    if args is None:
+        return "below"
+    if args.no_writeback:
         return "off"
-    if "--replace" in words:
-        return "replace"
-    return "below"
+    return "replace" if args.replace else "below"
 
 
 def kernel_env(nb_path: Path, cache_mode: str | None, overrides: list[str]) -> dict[str, str]:
@@ -601,7 +472,7 @@ _CELL_LINE = re.compile(r"Cell In\s*\[\d*\],\s*line (\d+)")
 
 def cell_failure(index: int, cell: Any, exc: Any) -> str:
     """One paragraph for a cell that raised: which cell, which error, which line."""
-    from .report import strip_ansi
+    from .text import strip_ansi
 
     ename = str(getattr(exc, "ename", "") or type(exc).__name__)
     evalue = strip_ansi(str(getattr(exc, "evalue", "") or "")).strip()
@@ -619,7 +490,7 @@ def _cell_error(index: int, cell: Any) -> str | None:
 
 
 def _failure_text(index: int, cell: Any, ename: str, evalue: str, traceback: str) -> str:
-    from .report import strip_ansi
+    from .text import strip_ansi
 
     first = evalue.splitlines()[0][:300] if evalue else ""
     text = f"cell {index + 1} raised {ename}" + (f": {first}" if first else "")
@@ -635,203 +506,3 @@ def _failure_text(index: int, cell: Any, ename: str, evalue: str, traceback: str
 
 
 # -- the command ----------------------------------------------------------------------------
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Validate everything, take the locks, run each notebook, save, report."""
-    with stop_signals():
-        try:
-            return _run_command(args)
-        except Stopped as stop:
-            print(
-                f"codeflow: stopped by {signal_name(stop.signum)}; files already written stay, "
-                "nothing else was written",
-                file=sys.stderr,
-            )
-            return stop_status(stop.signum)
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    paths, overrides = split_items(list(args.items))
-    if getattr(args, "review", False):
-        overrides.append("execution.review=always")
-    if overrides:
-        from .config import load_settings
-
-        load_settings(overrides)  # validate now: a typo is a usage error, not a kernel error
-    if args.inplace and args.output:
-        raise UsageError("give either --inplace or -o/--output, not both")
-    report = Path(args.report) if args.report else None
-    if report is not None and report.suffix.lower() not in REPORT_SUFFIXES:
-        raise UsageError(f"--report {report}: name it FILE.html or FILE.md")
-    for path in paths:
-        check_source(path)
-    many = len(paths) > 1
-    runs = [NotebookRun(source=p) for p in paths]
-    outputs: dict[Path, Path] = {}
-    for run in runs:
-        run.output = output_path(run.source, args.output, args.inplace, many)
-        if run.output.resolve() == run.source.resolve() and not args.inplace:
-            raise UsageError(f"{run.source}: the output would overwrite the input; use --inplace")
-        other = outputs.setdefault(run.output.resolve(), run.source)
-        if other != run.source:
-            raise UsageError(
-                f"{other} and {run.source} would both be written to {run.output}; "
-                "give them different names or folders"
-            )
-        check_writable(run.output)
-    if report is not None:
-        check_writable(report, "report")
-    locked = {r.source: r.source for r in runs}
-    locked.update({r.output: r.source for r in runs if r.output is not None})
-    with notebook_locks(locked, wait=args.wait):
-        for run in runs:
-            run.nb = read_notebook(run.source)
-        return _run_all(runs, args, overrides, report)
-
-
-def _run_all(
-    runs: list[NotebookRun], args: argparse.Namespace, overrides: list[str], report: Path | None
-) -> int:
-    from tqdm import tqdm
-
-    status = EXIT_OK
-    stopped: NotebookRun | None = None
-    for run in runs:
-        assert run.output is not None
-        remove_stale_temps(run.output)
-        with tqdm(
-            total=len(run.nb.cells), desc=run.source.name, unit="cell", file=sys.stderr
-        ) as bar:
-            env = kernel_env(run.source, args.cache_mode, overrides)
-            asyncio.run(
-                execute_notebook(
-                    run,
-                    timeout=args.timeout,
-                    cell_timeout=args.cell_timeout,
-                    allow_errors=args.allow_errors,
-                    kernel_name=args.kernel_name,
-                    env=env,
-                    progress=bar,
-                )
-            )
-        if run.stopped_by is not None:
-            _save_stopped(run, args.inplace)
-            stopped = run
-            break
-        for note in run.notes:
-            print(f"codeflow: {run.source}: {note}", file=sys.stderr)
-        if run.errors and run.not_run_from is not None:
-            status = EXIT_FAILED
-            _save_timed_out(run, args.inplace, args.allow_errors)
-            continue
-        if run.errors:
-            status = EXIT_FAILED
-            hint = "" if args.allow_errors else "; add --allow-errors to run past failing cells"
-            for err in run.errors:
-                print(f"codeflow: {run.source}: {err}; nothing written{hint}", file=sys.stderr)
-            run.output = None
-            continue
-        for failed in run.failed_requests:
-            print(f"codeflow: {run.source}: {failed}", file=sys.stderr)
-            if not args.allow_errors:
-                status = EXIT_FAILED
-        _save(run)
-        print(f"wrote {run.output}", file=sys.stderr)
-
-    if report is not None:
-        _write_report(runs, report)
-    if stopped is not None:
-        assert stopped.stopped_by is not None
-        return stop_status(stopped.stopped_by)
-    return status
-
-
-def _save(run: NotebookRun) -> None:
-    import nbformat
-
-    from .notebook import mark_finished
-
-    assert run.output is not None
-    mark_finished(run.nb)
-    write_atomic(run.output, nbformat.writes(run.nb))  # type: ignore[no-untyped-call]
-
-
-def _save_stopped(run: NotebookRun, inplace: bool) -> None:
-    """Save what a stopped run finished (not over the input), and say so in one line."""
-    import nbformat
-
-    from .notebook import mark_not_run
-
-    assert run.stopped_by is not None
-    name = signal_name(run.stopped_by)
-    total = len(run.nb.cells)
-    where = (
-        f"during cell {run.stopped_at + 1} of {total}"
-        if run.stopped_at < total
-        else "after the last cell"
-    )
-    if inplace:
-        run.output = None
-        print(
-            f"codeflow: {run.source}: stopped by {name} {where}; the notebook is unchanged "
-            "(--inplace saves only a finished run)",
-            file=sys.stderr,
-        )
-        return
-    assert run.output is not None
-    not_run = mark_not_run(run.nb, run.stopped_at, f"stopped by {name}")
-    write_atomic(run.output, nbformat.writes(run.nb))  # type: ignore[no-untyped-call]
-    print(
-        f"codeflow: {run.source}: stopped by {name} {where}; wrote {run.output} with the "
-        f"finished cells ({len(not_run)} code cell(s) marked not run)",
-        file=sys.stderr,
-    )
-
-
-def _save_timed_out(run: NotebookRun, inplace: bool, allow_errors: bool) -> None:
-    """Save the cells a run stopped by `--cell-timeout` ran (not over the input: `--inplace`
-    saves only a finished run), the rest marked not run, and say so."""
-    import nbformat
-
-    from .notebook import mark_not_run
-
-    assert run.not_run_from is not None
-    # --allow-errors helps only when the interrupted cell stopped (it then ends before
-    # `not_run_from`); a cell that ignored the interrupt ends any run
-    stopped = run.not_run_from > run.stopped_at
-    hint = "" if allow_errors or not stopped else "; add --allow-errors to run the cells after it"
-    for err in run.errors:
-        print(f"codeflow: {run.source}: {err}{hint}", file=sys.stderr)
-    if inplace:
-        run.output = None
-        print(
-            f"codeflow: {run.source}: the notebook is unchanged (--inplace saves only a "
-            "finished run)",
-            file=sys.stderr,
-        )
-        return
-    assert run.output is not None
-    reason = run.errors[0] if run.errors else "a cell ran past --cell-timeout"
-    not_run = mark_not_run(run.nb, run.not_run_from, reason)
-    write_atomic(run.output, nbformat.writes(run.nb))  # type: ignore[no-untyped-call]
-    print(
-        f"codeflow: {run.source}: wrote {run.output} with the cells that ran "
-        f"({len(not_run)} code cell(s) marked not run)",
-        file=sys.stderr,
-    )
-
-
-def _write_report(runs: list[NotebookRun], report: Path) -> None:
-    from .report import notebook_report_html, notebook_report_markdown, summarize
-
-    summaries = [
-        summarize(run.nb, run.source.name, run.errors) for run in runs if run.nb is not None
-    ]
-    title = "codeflow run: " + ", ".join(r.source.name for r in runs)
-    if report.suffix.lower() == ".md":
-        text = notebook_report_markdown(summaries, title)
-    else:
-        text = notebook_report_html(summaries, title)
-    write_atomic(report, text)
-    print(f"report: {report}", file=sys.stderr)

@@ -57,7 +57,9 @@ def codeflow(
     """`codeflow ARGS` to completion; `prelude` is Python run in the process before the CLI
     (to stage what only a test may change, such as codeflow's default model)."""
     launch = "import sys\nfrom codeflow_magic.cli import main\nsys.exit(main(sys.argv[1:]))"
-    command = [sys.executable, "-c", f"{prelude}\n{launch}", *args] if prelude else [*CODEFLOW, *args]
+    command = (
+        [sys.executable, "-c", f"{prelude}\n{launch}", *args] if prelude else [*CODEFLOW, *args]
+    )
     proc = subprocess.run(
         command,
         cwd=cwd,

@@ -7,7 +7,6 @@ token), so the report is what `--backend X` would meet, not a guess from PATH.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -16,8 +15,8 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import BACKENDS
 
@@ -238,47 +237,3 @@ def run_checks(settings: Settings, backends: list[str] | None = None) -> list[Ch
         except Exception as exc:  # a broken check must not hide the other backends
             out.append(Check(name, False, f"check failed: {exc}"))
     return out
-
-
-def render_text(checks: list[Check]) -> str:
-    lines = []
-    for c in checks:
-        word = "ok" if c.ok else ("-" if not c.configured else "FAIL")
-        lines.append(f"{c.backend:<8} {word:<5} {c.detail}")
-        if c.warning:
-            lines.append(f"{'':<14} note: {c.warning}")
-        if c.fix and not c.ok:
-            lines.append(f"{'':<14} {'fix: ' if c.configured else 'use: '} {c.fix}")
-    return "\n".join(lines)
-
-
-def _cmd_doctor(args: argparse.Namespace) -> int:
-    from ..config import load_settings
-
-    extra: dict[str, Any] = {
-        "execution.gateway_url": args.gateway_url,
-        "execution.gateway_token": args.gateway_token,
-        "execution.kernel_name": args.kernel,
-    }
-    settings = load_settings(args.overrides, extra=extra)
-    backends = [args.backend] if args.backend else None
-    checks = run_checks(settings, backends)
-    if args.format == "json":
-        print(json.dumps({"backends": [asdict(c) for c in checks]}, indent=2))
-    else:
-        print(render_text(checks))
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """`codeflow doctor [--backend B] [--format text|json] [key=value ...]`."""
-    parser = subparsers.add_parser(
-        "doctor", help="Show which execution backends work here and how to fix the others."
-    )
-    parser.add_argument("--backend", choices=list(BACKENDS), help="check only this backend")
-    parser.add_argument("--format", choices=["text", "json"], default="text")
-    parser.add_argument("--gateway-url", default=None, help="gateway to check")
-    parser.add_argument("--gateway-token", default=None, help="token for the gateway")
-    parser.add_argument("--kernel", default=None, help="kernel name to look for")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides")
-    parser.set_defaults(func=_cmd_doctor)

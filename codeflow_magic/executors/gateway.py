@@ -30,7 +30,7 @@ from .base import OutputCallback
 from .messaging import SnippetExecutorMixin
 from .outputs import OutputCollector
 from .snippets import fd_capture_snippet
-from .supervisor import IDLE_AFTER_REPLY_S, Death, Lost, Message, message, supervise
+from .supervisor import Death, Lost, Message, message, supervise
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -398,36 +398,6 @@ class GatewayExecutor(SnippetExecutorMixin):
             store_history=store_history,
         )
 
-    async def _settle_interrupted(self) -> None:
-        """Wait (bounded) until a cancelled request has replied and gone idle, so that the
-        next request's messages all come after the old one's."""
-        msg_id, self._interrupted_id = self._interrupted_id, None
-        if msg_id is None:
-            return
-        deadline = time.monotonic() + self.interrupt_grace + IDLE_AFTER_REPLY_S
-        replied = idle = False
-        try:
-            while not (replied and idle):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return  # it ignores the interrupt: the new run's time limit deals with it
-                msg = await self._next(left)
-                if msg is None:
-                    continue
-                if msg is _CLOSED:
-                    self._queue.put_nowait(_CLOSED)  # for the run, which reports it
-                    return
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                msg_type = msg.get("msg_type") or msg.get("header", {}).get("msg_type")
-                if msg_type == "execute_reply":
-                    replied = True
-                elif msg_type == "status":
-                    idle = msg.get("content", {}).get("execution_state") == "idle"
-        except asyncio.CancelledError:
-            self._interrupted_id = msg_id
-            raise
-
     async def _recover(self, how: str) -> Death:
         await self._reconnect_after_death()
         return Death(cause=f": {how}" if how else "", detail=how)
@@ -449,8 +419,13 @@ class _GatewayTransport:
     def gone(self) -> bool:
         return self.executor._ws is not self._ws or self._ws is None
 
-    async def settle(self) -> None:
-        await self.executor._settle_interrupted()
+    def take_abandoned(self) -> str | None:
+        ex = self.executor
+        msg_id, ex._interrupted_id = ex._interrupted_id, None
+        return msg_id
+
+    def expect_reply(self, msg_id: str) -> None:
+        pass  # the reply comes through the websocket with everything else
 
     async def send(self, code: str, *, silent: bool, store_history: bool) -> str:
         return self.executor._send(
@@ -474,6 +449,7 @@ class _GatewayTransport:
         if msg is None:
             return None
         if msg is _CLOSED:
+            self.executor._queue.put_nowait(_CLOSED)  # closed stays closed for later reads
             return Lost("the connection closed")
         found = message(msg)
         if found.msg_type == "status" and found.content.get("execution_state") in (

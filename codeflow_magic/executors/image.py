@@ -9,7 +9,6 @@ with other packages takes seconds.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -259,65 +258,3 @@ def ensure_image(image: str, packages: Iterable[str] = (), progress: Progress = 
         return
     progress(f"docker image {image} not found; building it now (first use only)")
     build_image(image, packages, progress=progress)
-
-
-def _cmd_build(args: argparse.Namespace) -> int:
-    from ..config import load_settings
-
-    settings = load_settings(getattr(args, "set", None) or ())
-    image = args.image or settings.execution.docker_image
-    if not IMAGE_NAME.fullmatch(image):
-        raise UsageError(
-            f"{image!r} is not a docker image name; write it as name[:tag] in lower case, "
-            "e.g. codeflow-kernel:latest"
-        )
-    packages = list(settings.execution.docker_packages)
-    if args.packages:
-        packages += [p for p in args.packages.split(",") if p.strip()]
-    packages = _validate_packages(packages)  # before docker is even looked for
-    build_image(image, packages)
-    print(image)
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """`codeflow sandbox build [--packages p1,p2] [--image NAME]`."""
-    parser = subparsers.add_parser(
-        "sandbox", help="Manage the docker kernel image used by --backend docker."
-    )
-    sub = parser.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
-    build = sub.add_parser(
-        "build",
-        help="Build the kernel image from a Debian rootfs and host-downloaded wheels.",
-    )
-    build.add_argument(
-        "--packages", default="", help="Extra Python packages, comma separated (p1,p2)."
-    )
-    build.add_argument("--image", default="", help="Image name (default: execution.docker_image).")
-    build.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="Setting override."
-    )
-    build.set_defaults(func=_cmd_build)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m codeflow_magic.executors.image build` (CI builds the image this way)."""
-    from ..cli import ArgumentParser, UsageErrorExit
-    from ..errors import CodeFlowError
-
-    parser = ArgumentParser(prog="codeflow")
-    sub = parser.add_subparsers(dest="command", parser_class=ArgumentParser)
-    register(sub)
-    try:
-        args = parser.parse_args(["sandbox", *(sys.argv[1:] if argv is None else argv)])
-        return int(args.func(args))
-    except UsageErrorExit as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except CodeFlowError as exc:
-        print(f"codeflow: {exc}", file=sys.stderr)
-        return exc.exit_status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -454,7 +454,11 @@ class InlineExecutor:
         *,
         quiet: bool = False,
     ) -> ExecutionResult:
-        """Run `source` in the shell now (on the shell's thread), outputs captured."""
+        """Run `source` in the shell now (on the shell's thread), outputs captured.
+
+        The time limit is handled here, not by `supervisor.py`: the code runs in this process on
+        the main thread (stopped by `interrupt_main`, no kernel to restart or poll for death).
+        """
         lock = threading.Lock()
         collector = OutputCollector(self.max_output_chars, on_output)
         state = {"running": True, "fired": False}

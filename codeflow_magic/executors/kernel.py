@@ -23,7 +23,6 @@ import re
 import shutil
 import signal
 import tempfile
-import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,7 +38,7 @@ from .limits import OomWatch, exit_signal, kill_tagged, signal_text, unresponsiv
 from .messaging import SnippetExecutorMixin
 from .outputs import OutputCollector
 from .snippets import fd_capture_snippet, output_cap_startup
-from .supervisor import IDLE_AFTER_REPLY_S, Death, Lost, Message, message, supervise
+from .supervisor import Death, Lost, Message, message, supervise
 
 if TYPE_CHECKING:
     from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -478,46 +477,6 @@ class KernelExecutor(SnippetExecutorMixin):
             store_history=store_history,
         )
 
-    async def _settle_interrupted(self, kc: AsyncKernelClient) -> None:
-        """Wait (bounded) until a cancelled request has replied and gone idle.
-
-        Its KeyboardInterrupt, reply and idle status are still on the way when the next
-        request is sent right after the cancel; sending only after them keeps every message
-        of the new request after the old one's.
-        """
-        msg_id, self._interrupted_id = self._interrupted_id, None
-        if msg_id is None:
-            return
-        deadline = time.monotonic() + self.interrupt_grace + IDLE_AFTER_REPLY_S
-        reply_task = asyncio.ensure_future(self._await_reply(kc, msg_id))
-        idle = False
-        try:
-            while not (idle and reply_task.done()):
-                left = deadline - time.monotonic()
-                if left <= 0 or self._kc is not kc:
-                    return  # it ignores the interrupt: the new run's time limit deals with it
-                if idle:
-                    await asyncio.wait({reply_task}, timeout=left)
-                    continue
-                try:
-                    msg = await kc.get_iopub_msg(timeout=min(left, _ALIVE_POLL_S))
-                except Empty:
-                    if self._km is None or not await self._km.is_alive():
-                        return  # it died: the new run notices and reports that
-                    continue
-                if (
-                    msg.get("parent_header", {}).get("msg_id") == msg_id
-                    and msg["msg_type"] == "status"
-                    and msg["content"].get("execution_state") == "idle"
-                ):
-                    idle = True
-        except asyncio.CancelledError:
-            self._interrupted_id = msg_id  # still unsettled for whoever runs next
-            raise
-        finally:
-            if not reply_task.done():
-                reply_task.cancel()
-
     @staticmethod
     async def _await_reply(kc: AsyncKernelClient, msg_id: str) -> dict[str, Any]:
         while True:
@@ -619,8 +578,12 @@ class _KernelTransport:
     def gone(self) -> bool:
         return self.executor._shutdowns != self._shutdowns
 
-    async def settle(self) -> None:
-        await self.executor._settle_interrupted(self.kc)
+    def take_abandoned(self) -> str | None:
+        msg_id, self.executor._interrupted_id = self.executor._interrupted_id, None
+        return msg_id
+
+    def expect_reply(self, msg_id: str) -> None:
+        self._reply = asyncio.ensure_future(self.executor._await_reply(self.kc, msg_id))
 
     async def send(self, code: str, *, silent: bool, store_history: bool) -> str:
         msg_id: str = self.kc.execute(
@@ -630,7 +593,7 @@ class _KernelTransport:
             allow_stdin=False,
             stop_on_error=False,
         )
-        self._reply = asyncio.ensure_future(self.executor._await_reply(self.kc, msg_id))
+        self.expect_reply(msg_id)
         return msg_id
 
     def take_reply(self) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..models import Output
+from ..text import strip_ansi
 
 __all__ = [
     "BytesToText",
@@ -37,21 +38,7 @@ __all__ = [
     "strip_ansi",
 ]
 
-_ANSI_RE = re.compile(
-    r"""
-    \x1b\[[0-?]*[ -/]*[@-~]            # CSI: colours, cursor moves
-    | \x1b\][^\x07\x1b]*(?:\x07|\x1b\\) # OSC: titles, hyperlinks
-    | \x1b[@-Z\\-_]                     # two-byte escapes
-    """,
-    re.VERBOSE,
-)
-
 _OUTPUT_MSG_TYPES = frozenset({"stream", "display_data", "execute_result", "error"})
-
-
-def strip_ansi(text: str) -> str:
-    """Remove terminal colour and control sequences (IPython tracebacks are full of them)."""
-    return _ANSI_RE.sub("", text)
 
 
 def drop_marker(dropped: int) -> str:

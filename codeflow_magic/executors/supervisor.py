@@ -5,8 +5,8 @@ local kernel and the sandbox and docker backends built on it, and the gateway): 
 limit interrupts first (state kept) and restarts only if the interrupt is ignored for the
 grace period; death is noticed by polling, because a dead kernel simply stops sending
 messages; a shutdown that pulls the kernel from under a run ends it as "shut down"; a
-cancelled run leaves its request behind for the next run to settle. The results of all of
-these are built here too.
+cancelled run leaves its request behind, and the next run settles it (`settle`) before it
+sends its own. The results of all of these are built here too.
 
 Each backend supplies a `Transport` for one run: how a request is sent, how the next message
 arrives, how the kernel is interrupted, restarted and polled for life, and how a death is
@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 from ..models import ExecutionResult, Output
 from .outputs import OutputCollector, marked_drops
 
-__all__ = ["Death", "Lost", "Message", "Transport", "supervise"]
+__all__ = ["Death", "Lost", "Message", "Transport", "settle", "supervise"]
 
 IDLE_AFTER_REPLY_S = 2.0
 """How long to wait for the idle status after the reply: past it the status was lost."""
@@ -71,11 +71,14 @@ class Transport(Protocol):
     def gone(self) -> bool:
         """Whether the kernel was shut down (or disconnected) since the run began."""
 
-    async def settle(self) -> None:
-        """Wait (bounded) for the request an earlier cancelled run left behind."""
+    def take_abandoned(self) -> str | None:
+        """The request an earlier cancelled run left the kernel busy with (then forgotten)."""
+
+    def expect_reply(self, msg_id: str) -> None:
+        """Watch for the execute reply to `msg_id` (`take_reply` hands it over)."""
 
     async def send(self, code: str, *, silent: bool, store_history: bool) -> str:
-        """Send an execute request; returns its message id."""
+        """Send an execute request (its reply expected); returns its message id."""
 
     def take_reply(self) -> dict[str, Any] | None:
         """The execute reply when it arrives on a channel of its own (else None)."""
@@ -87,7 +90,8 @@ class Transport(Protocol):
         """The run is over: stop waiting for anything of it."""
 
     def abandon(self, msg_id: str) -> None:
-        """The run was cancelled while the kernel is still busy with `msg_id`."""
+        """The run was cancelled while the kernel is still busy with `msg_id`: the next run
+        settles it first (`take_abandoned`)."""
 
     async def interrupt(self) -> None: ...
 
@@ -117,7 +121,7 @@ async def supervise(
     it can recover from (they are in the result)."""
     began = time.monotonic()
     try:
-        await t.settle()
+        await settle(t)
     except Exception:
         if t.gone():
             return shutdown_result(t, collector, began)
@@ -197,6 +201,49 @@ async def supervise(
     if interrupted:
         return timeout_result(t, collector, reply, began, limit, True)
     return finished_result(t, collector, reply, began)
+
+
+async def settle(t: Transport) -> None:
+    """Wait (bounded) until the request a cancelled run left behind has replied and gone idle.
+
+    Its KeyboardInterrupt, reply and idle status are still on the way when the next request is
+    sent right after the cancel; sending only after them keeps every message of the new request
+    after the old one's. A kernel that ignores the interrupt is left to the new run's time
+    limit, and one that died (or whose connection closed) to the new run's death handling.
+    """
+    msg_id = t.take_abandoned()
+    if msg_id is None:
+        return
+    deadline = time.monotonic() + t.interrupt_grace + IDLE_AFTER_REPLY_S
+    replied = idle = False
+    t.expect_reply(msg_id)
+    try:
+        while True:
+            replied = replied or t.take_reply() is not None
+            if replied and idle:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0 or t.gone():
+                return  # it ignores the interrupt: the new run's time limit deals with it
+            # Once idle only the reply is still to come: no need to watch for death meanwhile.
+            msg = await t.next_message(left if idle else min(left, t.poll_interval), idle=idle)
+            if msg is None:
+                if not idle and await t.dead() is not None:
+                    return  # it died: the new run notices and reports that
+                continue
+            if isinstance(msg, Lost):
+                return  # the new run notices the closed connection and reports it
+            if msg.parent_id != msg_id:
+                continue
+            if msg.msg_type == "execute_reply":
+                replied = True
+            elif msg.msg_type == "status":
+                idle = msg.content.get("execution_state") == "idle"
+    except asyncio.CancelledError:
+        t.abandon(msg_id)  # still unsettled for whoever runs next
+        raise
+    finally:
+        t.release()
 
 
 async def _quietly(step: Awaitable[None]) -> None:

@@ -24,7 +24,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, ProviderError, ProviderUnavailable
-from . import CLIENTS, aload_sdk, load_sdk
 from .base import (
     DeltaCallback,
     DispatchCallback,
@@ -35,6 +34,7 @@ from .base import (
 )
 from .catalogue import deprecation_notice
 from .dispatch import dispatching, hooks, http_client_kwargs, make_spare
+from .sdk import CLIENTS, aload_sdk, load_sdk
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic

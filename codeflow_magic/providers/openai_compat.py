@@ -10,10 +10,10 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, UsageError
-from . import CLIENTS, aload_sdk, load_sdk
 from .anthropic import _fingerprint, translate_sdk_error
 from .base import DeltaCallback, DispatchCallback, LLMRequest, LLMResponse
 from .dispatch import dispatching, http_client_kwargs
+from .sdk import CLIENTS, aload_sdk, load_sdk
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI

@@ -13,12 +13,12 @@ import ast
 import warnings
 from typing import Any
 
-from ..models import Finding, severity_rank
+from ..models import SCAN_LANGUAGES, Finding, severity_rank
 from . import rules
 from .bash_rules import exfiltration, scan_bash
 from .python_rules import PythonAnalyzer
 
-LANGUAGES: tuple[str, ...] = ("python", "ipython", "bash")
+LANGUAGES = SCAN_LANGUAGES
 MAX_DEPTH = 6
 
 _transformer: Any = None

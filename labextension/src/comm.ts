@@ -15,7 +15,14 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { CodeflowModel, recordedRequestMetadata } from './model';
 import { applyPlan, applyWriteBack, IWriteBack, toPlanWrite, undoLinked } from './notebookedit';
-import { COMM_TARGET, ICodeflowSettings, IFlowEvent, IRunRecord, METADATA_KEY } from './tokens';
+import {
+  COMM_TARGET,
+  ICodeflowSettings,
+  IFlowEvent,
+  IProgressState,
+  IRunRecord,
+  METADATA_KEY
+} from './tokens';
 import { AskOverwrite, CellStash, IUndoReply, toUndoReply, undoCommand } from './trust';
 
 export interface IKernelLinkOptions {
@@ -312,7 +319,12 @@ export class KernelLink implements IDisposable {
     switch (data.type) {
       case 'event':
         if (cellId && data.event && typeof data.event === 'object') {
-          model.applyEvent(cellId, data.event as IFlowEvent);
+          const event = data.event as IFlowEvent;
+          if (data.state && typeof data.state === 'object') {
+            model.applyEvent(cellId, event, data.state as IProgressState);
+          } else {
+            model.applyEvent(cellId, event);
+          }
         }
         break;
       case 'record':

@@ -15,6 +15,7 @@ import {
   ICodeMetadata,
   IFlowEvent,
   IPlanRecord,
+  IProgressState,
   IRequestMetadata,
   IRunRecord,
   IStepSummary,
@@ -503,14 +504,37 @@ function isPlanMetadata(meta: IRequestMetadata | null): meta is IRequestMetadata
   return meta !== null && Array.isArray(meta.steps);
 }
 
-/** What the sidebar shows for a running step: `generating`, `installing pandas`... */
-function phaseOf(kind: string, data: Record<string, unknown>): string {
-  if (kind === 'install' && typeof data.package === 'string') {
-    return `installing ${data.package}`;
+/** The fields of the kernel's progress state the sidebar words a phase from. */
+type PhaseFacts = Pick<IProgressState, 'last_kind' | 'package' | 'retry'>;
+
+/**
+ * The phase facts of an event: the kernel's reduced state when it sent one, else (a kernel
+ * that sends none) the same fields read from the event itself.
+ */
+function phaseFacts(
+  event: IFlowEvent,
+  data: Record<string, unknown>,
+  state?: IProgressState
+): PhaseFacts {
+  if (state && typeof state.last_kind === 'string') {
+    return state;
   }
-  if (kind === 'generating' && typeof data.retry === 'string' && data.retry) {
+  return {
+    last_kind: event.kind,
+    package: event.kind === 'install' ? (data.package as string) : '',
+    retry: event.kind === 'generating' ? str(data.retry) : ''
+  };
+}
+
+/** What the sidebar shows for a running step: `generating`, `installing pandas`... */
+function phaseOf(facts: PhaseFacts): string {
+  const kind = facts.last_kind;
+  if (kind === 'install' && typeof facts.package === 'string') {
+    return `installing ${facts.package}`;
+  }
+  if (kind === 'generating' && typeof facts.retry === 'string' && facts.retry) {
     // An outage: the request is being sent again; say why it takes long.
-    return `generating again: ${data.retry}`;
+    return `generating again: ${facts.retry}`;
   }
   return PHASES[kind] ?? kind;
 }
@@ -655,8 +679,12 @@ export class CodeflowModel {
     }
   }
 
-  /** A live progress event from the kernel. */
-  applyEvent(cellId: string, event: IFlowEvent): void {
+  /**
+   * A live progress event from the kernel, with the progress state it led to (kernels that
+   * send one). The phase is worded from the state; attempts and records come from the event,
+   * which carries them whole.
+   */
+  applyEvent(cellId: string, event: IFlowEvent, state?: IProgressState): void {
     const data = asObject(event.data) ?? {};
     // The events of a plan step's own run carry the step's number.
     const step = num(data.step);
@@ -698,12 +726,12 @@ export class CodeflowModel {
     }
     if (step || PLAN_KINDS.has(event.kind)) {
       live.plan = live.plan ?? { steps: [], running: 0, record: null };
-      if (this._planEvent(live, live.plan, event, data, step)) {
+      if (this._planEvent(live, live.plan, event, data, step, state)) {
         this._rebuild();
       }
       return;
     }
-    const phase = phaseOf(event.kind, data);
+    const phase = phaseOf(phaseFacts(event, data, state));
     if (event.kind === 'attempt') {
       const attempt = toAttemptView(asObject(data.attempt) ?? data, live.attempts.size);
       live.attempts.set(attempt.number, attempt);
@@ -735,7 +763,8 @@ export class CodeflowModel {
     plan: ILivePlan,
     event: IFlowEvent,
     data: Record<string, unknown>,
-    step: number
+    step: number,
+    state?: IProgressState
   ): boolean {
     if (event.kind === 'plan_start') {
       live.phase = 'planning';
@@ -779,7 +808,7 @@ export class CodeflowModel {
       }
       return true;
     }
-    const phase = `${of}: ${phaseOf(event.kind, data)}`;
+    const phase = `${of}: ${phaseOf(phaseFacts(event, data, state))}`;
     if (event.kind === 'attempt') {
       const attempt = toAttemptView(asObject(data.attempt) ?? data, current.attempts.size);
       current.attempts.set(attempt.number, attempt);

@@ -212,6 +212,41 @@ export interface IFlowEvent {
   data?: Record<string, unknown>;
 }
 
+/**
+ * The kernel's progress state after an event (`events.ProgressState`, built by the one pure
+ * reducer the magic's display and the CLI also render). Sent along with each live event, so
+ * the sidebar words the phase from the same state instead of reading the event's kind again.
+ */
+export interface IProgressState {
+  /** What the run is busy with: starting, planning, generating, scanning, executing, installing. */
+  activity: string;
+  /** The kind of the last event. */
+  last_kind: string;
+  /** What the model was last asked for: generate, fix or improve. */
+  purpose: string;
+  /** Why the current request to the model went out again (empty: it did not). */
+  retry: string;
+  /** The package being installed. */
+  package: string;
+  attempt: number;
+  max_attempts: number;
+  last_error: { category: string; ename: string; evalue: string } | null;
+  last_attempt_ok: boolean | null;
+  /** Characters of the answer received since the model was last asked. */
+  streamed_chars: number;
+  /** The end of the streamed answer (or of the code). */
+  tail: string;
+  /** The plan step whose run sent the event (0: the request's own run). */
+  in_step: number;
+  steps: Array<{ number: number; title: string; state: string }>;
+  /** The step that last started running (0: none yet). */
+  step: number;
+  warnings: string[];
+  finished: boolean;
+  success: boolean | null;
+  interrupted: boolean;
+}
+
 /** The user settings sent to the kernel. */
 export interface ICodeflowSettings {
   model: string;
@@ -222,7 +257,7 @@ export interface ICodeflowSettings {
 
 /** Messages the kernel sends over the comm. */
 export type KernelMessage =
-  | { type: 'event'; cell_id: string | null; event: IFlowEvent }
+  | { type: 'event'; cell_id: string | null; event: IFlowEvent; state?: IProgressState }
   | { type: 'record'; cell_id: string | null; record: IRunRecord }
   | {
       type: 'writeback';

@@ -31,7 +31,7 @@ from codeflow_magic.config import load_settings
 from codeflow_magic.errors import AuthenticationError, ProviderUnavailable
 from codeflow_magic.magic import _LOADED, CodeflowMagics
 from codeflow_magic.models import RECORD_MIME
-from codeflow_magic.report import strip_ansi
+from codeflow_magic.text import strip_ansi
 
 CODEFLOW = [sys.executable, "-m", "codeflow_magic.cli"]
 KEY_ADVICE = (

@@ -10,8 +10,8 @@ import pytest
 from codeflow_magic.errors import UsageError
 from codeflow_magic.executors.base import Executor
 from codeflow_magic.executors.kernel import KernelExecutor
-from codeflow_magic.executors.outputs import strip_ansi
 from codeflow_magic.models import Output
+from codeflow_magic.text import strip_ansi
 
 pytestmark = [pytest.mark.kernel, pytest.mark.asyncio(loop_scope="module")]
 

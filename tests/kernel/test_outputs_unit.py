@@ -10,9 +10,9 @@ from codeflow_magic.executors.outputs import (
     cap_text,
     drop_marker,
     output_text_for_prompt,
-    strip_ansi,
 )
 from codeflow_magic.models import Output
+from codeflow_magic.text import strip_ansi
 
 
 def _msg(msg_type: str, **content: Any) -> dict[str, Any]:

@@ -195,7 +195,13 @@ def test_empty_request_is_a_usage_error(shell: InteractiveShell, server: ModelSe
 
 def test_help_lists_the_options(magics: CodeflowMagics) -> None:
     doc = magics.codeflow_cell.__doc__ or ""
-    for option in ("--max-attempts", "--replace", "--no-writeback", "--check", "overrides"):
+    for option in (
+        "--max-attempts",
+        "--replace",
+        "--no-writeback",
+        "--check",
+        "section.name=value",
+    ):
         assert option in doc
 
 

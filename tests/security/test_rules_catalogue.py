@@ -16,7 +16,11 @@ from codeflow_magic.security.rules import RULES, finding
 
 ROOT = Path(__file__).resolve().parents[2]
 SECURITY = ROOT / "codeflow_magic" / "security"
-VISITORS = ("python_rules.py", "bash_rules.py", "scanner.py")
+VISITORS = (
+    *sorted(p.name for p in SECURITY.glob("*.py") if p.name.startswith(("python_", "bash_"))),
+    "scanner.py",
+)
+"""The modules that detect and refer to rule ids."""
 # Calls that pass an id through rather than naming one: the `add`/`add_verdict` helpers
 # themselves and the Python escalation, which re-rates a finding already made.
 PASS_THROUGH = {"rule", "f.rule"}

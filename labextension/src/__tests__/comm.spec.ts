@@ -287,6 +287,10 @@ describe('kernel messages', () => {
     comm.receive({ type: 'record', cell_id: 'req', record: 'not a record' });
     comm.receive({ type: 'no such type', cell_id: 'req' });
     expect(model.applyEvent.mock.calls).toEqual([['req', event]]);
+    // The progress state the kernel reduced goes along to the model.
+    const state = { last_kind: 'generating', retry: '' };
+    comm.receive({ type: 'event', cell_id: 'req', event, state });
+    expect(model.applyEvent.mock.calls[1]).toEqual(['req', event, state]);
     expect(model.applyRecord.mock.calls).toEqual([['req', { success: true }]]);
   });
 

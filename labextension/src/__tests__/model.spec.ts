@@ -7,7 +7,32 @@ import {
   snapshotCells,
   writeBackRequestMetadata
 } from '../model';
-import { IRunRecord, RECORD_MIME, REQUEST_METADATA_KEYS } from '../tokens';
+import { IProgressState, IRunRecord, RECORD_MIME, REQUEST_METADATA_KEYS } from '../tokens';
+
+/** A progress state shaped like `ProgressState.to_dict()`, with the given fields. */
+function progressState(fields: Partial<IProgressState>): IProgressState {
+  return {
+    activity: 'starting',
+    last_kind: '',
+    purpose: '',
+    retry: '',
+    package: '',
+    attempt: 0,
+    max_attempts: 3,
+    last_error: null,
+    last_attempt_ok: null,
+    streamed_chars: 0,
+    tail: '',
+    in_step: 0,
+    steps: [],
+    step: 0,
+    warnings: [],
+    finished: false,
+    success: null,
+    interrupted: false,
+    ...fields
+  };
+}
 
 /** A record shaped like `RunRecord.to_dict()`: a NameError fixed on the second attempt. */
 function record(success = true): IRunRecord {
@@ -325,6 +350,37 @@ describe('CodeflowModel state', () => {
     expect(entry.seconds).toBe(1.5);
     model.markExecuted('a');
     expect(model.entry('a')?.state).toBe('succeeded');
+  });
+
+  it('words the phase from the progress state the kernel sends with an event', () => {
+    const model = new CodeflowModel();
+    model.sync(snapshotCells([requestCell('a')]));
+    model.markScheduled('a');
+    const state = progressState({
+      last_kind: 'install',
+      activity: 'installing',
+      package: 'pandas'
+    });
+    // The state, not the event's data, says what is installed.
+    model.applyEvent('a', { kind: 'install', attempt: 1, data: {} }, state);
+    expect(model.entry('a')?.phase).toBe('installing pandas');
+    const retry = progressState({ last_kind: 'generating', retry: 'overloaded' });
+    model.applyEvent('a', { kind: 'generating', attempt: 1, data: { phase: 'fix' } }, retry);
+    expect(model.entry('a')?.phase).toBe('generating again: overloaded');
+    // A retry kept in the state from an earlier request is not shown for later events.
+    const delta = progressState({ last_kind: 'delta', retry: 'overloaded' });
+    model.applyEvent('a', { kind: 'delta', attempt: 1, data: { text: 'x' } }, delta);
+    expect(model.entry('a')?.phase).toBe('generating');
+    // Inside a plan step, the step's phase is worded from the state as well.
+    model.applyEvent('a', { kind: 'plan_start', attempt: 0, data: {} }, progressState({}));
+    model.applyEvent('a', {
+      kind: 'plan',
+      attempt: 0,
+      data: { steps: [{ number: 1, title: 't' }] }
+    });
+    const inStep = progressState({ last_kind: 'install', package: 'numpy', in_step: 1 });
+    model.applyEvent('a', { kind: 'install', attempt: 1, data: { step: 1 } }, inStep);
+    expect(model.entry('a')?.phase).toBe('step 1 of 1: installing numpy');
   });
 
   it('goes running -> failed, and a new run starts from no attempts', () => {

@@ -124,7 +124,9 @@ OPTION_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     (
         "unknown-subcommand",
         ["frobnicate"],
-        ("invalid choice: 'frobnicate' (choose from 'ask', 'batch', 'eval', 'run', 'new', 'scan', 'doctor'",),
+        (
+            "invalid choice: 'frobnicate' (choose from 'ask', 'batch', 'eval', 'run', 'new', 'scan', 'doctor'",
+        ),
     ),
     ("no-subcommand", [], ("COMMAND",)),
     (

@@ -1,6 +1,6 @@
 """`codeflow scan FILE...`: the pre-execution scanner as a command, for CI and pre-commit use.
 
-`codeflow scan --rules` prints the rule catalogue (`rules.py`) instead of scanning."""
+`codeflow scan --rules` prints the rule catalogue (`security/rules.py`) instead of scanning."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..models import SEVERITIES, Finding, severity_rank
-from .policy import highest_severity
-from .rules import catalogue, rule_dict, text_table
-from .scanner import LANGUAGES, format_findings, scan_code
+from ..models import SCAN_LANGUAGES, Finding, severity_rank
+from ..options import add_options
+from ..security.policy import highest_severity
+from ..security.rules import catalogue, rule_dict, text_table
+from ..security.scanner import format_findings, scan_code
 
 EXTENSIONS: dict[str, str] = {".py": "python", ".sh": "bash", ".bash": "bash", ".ipy": "ipython"}
 
@@ -32,23 +33,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("files", nargs="*", metavar="FILE", help="files to scan")
-    parser.add_argument(
-        "--rules",
-        action="store_true",
-        help="print the rule catalogue (id, severity, category, summary) and exit",
-    )
-    parser.add_argument(
-        "--language",
-        choices=LANGUAGES,
-        help="language of the files (default: from the extension .py, .ipy, .sh/.bash)",
-    )
-    parser.add_argument("--format", choices=("text", "json"), default="text", dest="fmt")
-    parser.add_argument(
-        "--fail-on",
-        choices=tuple(reversed(SEVERITIES)),
-        default="high",
-        help="lowest severity that makes the command fail (default: high)",
-    )
+    add_options(parser, ("rules", "scan.language", "report.format", "fail_on"))
     parser.set_defaults(func=run_scan)
 
 
@@ -59,7 +44,7 @@ def _language_for(path: Path, forced: str | None) -> str:
     if lang is None:
         raise UsageError(
             f"cannot tell the language of {path} from its extension; pass --language "
-            f"({'|'.join(LANGUAGES)})"
+            f"({'|'.join(SCAN_LANGUAGES)})"
         )
     return lang
 

@@ -1,0 +1,5 @@
+"""`python -m codeflow_magic.cli ...` is `codeflow ...`."""
+
+from .main import entry
+
+entry()
