@@ -3,8 +3,7 @@ package only; the modules it drives (`batch`, `runner`, `evaluation`, ...) never
 
 from __future__ import annotations
 
-from .main import (
-    COMMANDS,
+from ..errors import (
     EXIT_BACKEND,
     EXIT_BUSY,
     EXIT_FAILED,
@@ -14,10 +13,8 @@ from .main import (
     EXIT_TERMINATED,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
-    build_parser,
-    entry,
-    main,
 )
+from .main import COMMANDS, build_parser, entry, main
 
 __all__ = [
     "COMMANDS",

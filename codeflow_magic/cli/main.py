@@ -9,14 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ..errors import (
-    EXIT_BACKEND,
-    EXIT_BUSY,
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_PROVIDER,
-    EXIT_TERMINATED,
-    EXIT_UNAVAILABLE,
     EXIT_USAGE,
     CodeFlowError,
 )
@@ -89,20 +82,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> NoReturn:
     sys.exit(main())
-
-
-__all__ = [
-    "COMMANDS",
-    "EXIT_BACKEND",
-    "EXIT_BUSY",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_PROVIDER",
-    "EXIT_TERMINATED",
-    "EXIT_UNAVAILABLE",
-    "EXIT_USAGE",
-    "build_parser",
-    "entry",
-    "main",
-]

@@ -21,7 +21,7 @@ from modelserver import ModelServer
 import codeflow_magic.providers as providers
 from codeflow_magic.config import load_settings
 from codeflow_magic.errors import UsageError
-from codeflow_magic.providers import dispatch
+from codeflow_magic.providers import dispatch, sdk
 from codeflow_magic.providers.anthropic import AnthropicProvider, warm_up
 from codeflow_magic.providers.base import LLMRequest, Message
 
@@ -172,13 +172,13 @@ def test_loading_the_extension_starts_the_sdk_import_unless_only_recordings_are_
         """
         import json, os, sys
         from IPython.core.interactiveshell import InteractiveShell
-        import codeflow_magic.providers as providers
+        from codeflow_magic.providers import sdk
         shell = InteractiveShell.instance()
         shell.run_line_magic("load_ext", "codeflow_magic")
-        started = sorted(providers._SDKS)
+        started = sorted(sdk._SDKS)
         loaded = [m for m in ("codeflow_magic.api", "codeflow_magic.flow") if m in sys.modules]
         if started:
-            providers._SDKS["anthropic"].result(timeout=120)
+            sdk._SDKS["anthropic"].result(timeout=120)
         print(json.dumps({"started": started, "loaded": loaded}))
         """,
     )
@@ -210,7 +210,7 @@ def test_a_failed_sdk_import_is_reported_where_needed_and_tried_again(
 ) -> None:
     from codeflow_magic.providers.openai_compat import MISSING_PACKAGE, _import_openai
 
-    monkeypatch.delitem(providers._SDKS, "openai", raising=False)
+    monkeypatch.delitem(sdk._SDKS, "openai", raising=False)
     monkeypatch.setitem(providers.SDK_MODULES, "openai", "codeflow_no_such_sdk")
     with pytest.raises(UsageError, match="needs the openai package"):
         _import_openai()
