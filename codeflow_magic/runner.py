@@ -131,7 +131,7 @@ def writeback_mode(magic_args: str) -> str:
 def kernel_env(nb_path: Path, cache_mode: str | None, overrides: list[str]) -> dict[str, str]:
     """The kernel's environment: ours (the magic inside needs the provider's key), plus how the
     magic finds the notebook's cache and the command line's settings."""
-    from .magic import OVERRIDES_ENV
+    from .cellsettings import OVERRIDES_ENV
 
     env = dict(os.environ)
     env["JPY_SESSION_NAME"] = str(nb_path.resolve())
