@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .models import AttemptError, ExecutionResult, Finding
-from .text import strip_ansi
+from .text import readable_texts, strip_ansi
 
 SYNTAX_ENAMES = frozenset({"SyntaxError", "IndentationError", "TabError"})
 IMPORT_ENAMES = frozenset({"ModuleNotFoundError", "ImportError"})
@@ -262,27 +262,6 @@ _ABOUT_MISSING = re.compile(
 )
 
 
-def _texts(outputs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(kind, text) of every result a person would read: streams and plain-text results."""
-    out: list[tuple[str, str]] = []
-    for o in outputs:
-        kind = o.get("output_type")
-        if kind == "stream":
-            text = o.get("text", "")
-            out.append(
-                (
-                    str(o.get("name", "stdout")),
-                    "".join(text) if isinstance(text, list) else str(text),
-                )
-            )
-        elif kind in ("execute_result", "display_data"):
-            data = o.get("data") or {}
-            plain = data.get("text/plain") if isinstance(data, Mapping) else None
-            if plain is not None:
-                out.append(("result", "".join(plain) if isinstance(plain, list) else str(plain)))
-    return out
-
-
 def _quote(text: str) -> str:
     text = strip_ansi(text).strip()
     return text if len(text) <= SANITY_QUOTE_CHARS else text[: SANITY_QUOTE_CHARS - 3] + "..."
@@ -322,7 +301,7 @@ def sanity_evidence(outputs: Sequence[Mapping[str, Any]], request: str = "") -> 
         if item not in evidence and len(evidence) < SANITY_ITEMS:
             evidence.append(item)
 
-    for kind, text in _texts(outputs):
+    for kind, text in readable_texts(outputs):
         text = strip_ansi(text)
         for m in _WARNINGS.finditer(text):
             where = text[m.start(0) : m.start(1)]

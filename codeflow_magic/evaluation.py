@@ -30,6 +30,7 @@ from .config import read_text_file
 from .errors import UsageError
 from .models import Output, RunRecord
 from .report import dollars
+from .text import readable_texts
 
 _CLOSED = re.compile(r"@(\w+)\[(.*?)\]")
 
@@ -166,16 +167,8 @@ def answer_matches(got: str, want: str) -> bool:
 
 
 def output_text(outputs: Sequence[Output]) -> str:
-    parts: list[str] = []
-    for out in outputs:
-        if out.get("output_type") == "stream":
-            text = out.get("text", "")
-            parts.append("".join(text) if isinstance(text, list) else str(text))
-        elif out.get("output_type") in ("execute_result", "display_data"):
-            plain = (out.get("data") or {}).get("text/plain")
-            if plain is not None:
-                parts.append("".join(plain) if isinstance(plain, list) else str(plain))
-    return "\n".join(parts)
+    """The text a task's answer is looked for in: streams and plain-text results."""
+    return "\n".join(text for _, text in readable_texts(outputs))
 
 
 def scored(outputs: Sequence[Output], expected: dict[str, str] | str) -> bool:

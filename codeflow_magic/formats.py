@@ -6,7 +6,8 @@ import json
 from collections.abc import Sequence
 
 from .models import Output, PlanRecord, RunRecord
-from .report import dollars
+from .report import dollars, plan_text
+from .text import joined
 
 FORMATS = ("markdown", "json", "plain")
 
@@ -19,14 +20,14 @@ def outputs_text(outputs: Sequence[Output], limit: int = RESULT_CHARS) -> str:
     for out in outputs:
         kind = out.get("output_type")
         if kind == "stream":
-            parts.append(_text(out.get("text", "")))
+            parts.append(joined(out.get("text", "")))
         elif kind in ("execute_result", "display_data"):
             data = out.get("data", {})
             rich = [m for m in data if m != "text/plain"]
             if "text/plain" in data and not any(m.startswith("image/") for m in rich):
-                parts.append(_text(data["text/plain"]).rstrip("\n") + "\n")
+                parts.append(joined(data["text/plain"]).rstrip("\n") + "\n")
             for mime in rich:
-                size = len(_text(data[mime]))
+                size = len(joined(data[mime]))
                 parts.append(f"[{mime} output, {size:,} bytes]\n")
         elif kind == "error":
             parts.append(f"{out.get('ename', '')}: {out.get('evalue', '')}\n")
@@ -38,12 +39,6 @@ def outputs_text(outputs: Sequence[Output], limit: int = RESULT_CHARS) -> str:
             + text[-limit // 2 :]
         )
     return text
-
-
-def _text(value: object) -> str:
-    if isinstance(value, list):
-        return "".join(str(v) for v in value)
-    return str(value)
 
 
 def to_json(record: RunRecord, indent: int | None = 2) -> str:
@@ -169,7 +164,6 @@ def render_plan(plan: PlanRecord, fmt: str, *, history: bool = True, metrics: bo
 
     if fmt == "json":
         return json.dumps(plan.to_dict(), indent=2, default=str) + "\n"
-    from .report import plan_text
 
     parts = [plan_text(plan)]
     for step in plan.steps:

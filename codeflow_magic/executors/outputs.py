@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..models import Output
-from ..text import strip_ansi
+from ..text import joined, strip_ansi
 
 __all__ = [
     "BytesToText",
@@ -117,7 +117,7 @@ def marked_drops(outputs: Iterable[Mapping[str, Any]]) -> int:
     total = 0
     for out in outputs:
         if out.get("output_type") == "stream":
-            for m in _MARKER_RE.finditer(_join(out.get("text", ""))):
+            for m in _MARKER_RE.finditer(joined(out.get("text", ""))):
                 total += int(m.group(1).replace(",", ""))
     return total
 
@@ -140,13 +140,6 @@ def cap_text(text: str, max_chars: int) -> tuple[str, int]:
     return f"{head}{sep_before}{drop_marker(dropped)}\n{tail}", dropped
 
 
-def _join(value: Any) -> str:
-    """nbformat allows multi-line strings as lists of lines."""
-    if isinstance(value, list):
-        return "".join(str(v) for v in value)
-    return "" if value is None else str(value)
-
-
 def _size_label(n_bytes: int) -> str:
     if n_bytes < 1024:
         return f"{n_bytes} B"
@@ -167,11 +160,11 @@ def _binary_size(payload: str) -> int:
 def _rich_text(data: Mapping[str, Any]) -> str:
     """One rich output as prompt text: placeholders for images and markup, then text/plain."""
     parts: list[str] = []
-    plain = _join(data["text/plain"]) if "text/plain" in data else None
+    plain = joined(data["text/plain"]) if "text/plain" in data else None
     for mime, value in data.items():
         if mime == "text/plain":
             continue
-        text = _join(value) if not isinstance(value, Mapping) else ""
+        text = joined(value) if not isinstance(value, Mapping) else ""
         if mime.startswith("image/"):
             size = _binary_size(text) if mime != "image/svg+xml" else len(text.encode())
             parts.append(f"[{mime}, {_size_label(size)}]")
@@ -196,7 +189,7 @@ def output_text_for_prompt(outputs: Iterable[Mapping[str, Any]], max_chars: int)
     for out in outputs:
         kind = out.get("output_type")
         if kind == "stream":
-            pieces.append(_join(out.get("text")))
+            pieces.append(joined(out.get("text")))
         elif kind in ("display_data", "execute_result"):
             text = _rich_text(out.get("data") or {})
             if text:
@@ -451,7 +444,7 @@ class OutputCollector:
             return True
         plain = data.get("text/plain")
         if text_only and room > 2 * self._frame:
-            text, cut = cap_text(_join(plain), room - 2 * self._frame)
+            text, cut = cap_text(joined(plain), room - 2 * self._frame)
             out["data"] = {"text/plain": text}
             self._rich_chars += len(text) + self._frame
             self._rich_sizes[id(out)] = len(text) + self._frame
