@@ -516,3 +516,34 @@ def reduce_all(
     for event in events:
         result = reduce(result, event)
     return result
+
+
+def activity_line(state: ProgressState, attempt: int, max_attempts: int) -> str | None:
+    """One line saying what the run does now, after the event `state` was reduced with
+    (None: that event changes nothing worth a line). The command line and the MCP server's
+    progress notifications word a run this way."""
+    at = f"attempt {attempt}/{max_attempts}"
+    kind = state.last_kind
+    if kind == "generating":
+        verb = {
+            "generate": "generating",
+            "fix": "asking for a fix",
+            "improve": "improving",
+        }.get(state.purpose, state.purpose)
+        again = f" again: {state.retry}" if state.retry else ""
+        last = f" (last error: {state.last_error.category})" if state.last_error else ""
+        return f"{at}: {verb}{again}{last}"
+    if kind == "delta":
+        return f"{at}: receiving ({state.streamed_chars} chars)"
+    if kind == "executing":
+        return f"{at}: running"
+    if kind == "install":
+        return f"installing {state.package}"
+    if kind == "attempt":
+        err = state.last_error
+        if not state.last_attempt_ok and err is not None:
+            return f"{at}: {err.category} error: {err.ename}"
+        return f"{at}: succeeded"
+    if kind == "finished":
+        return "done: success" if state.success else "done: failed"
+    return None

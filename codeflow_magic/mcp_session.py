@@ -351,19 +351,20 @@ class McpSession:
         run_id: str,
         report: Progress | None,
     ) -> RunRecord:
-        from .models import FlowEvent
+        from .events import FlowEvent, activity_line, initial_state, reduce
 
         pending: set[asyncio.Task[None]] = set()
         attempts = max_attempts or self.settings.improvement.max_attempts
 
+        state = initial_state(attempts)
+
         def on_event(event: FlowEvent) -> None:
-            message = {
-                "generating": f"attempt {event.attempt}: asking the model",
-                "executing": f"attempt {event.attempt}: running",
-                "install": f"installing {event.data.get('package')}",
-                "attempt": f"attempt {event.attempt}: done",
-            }.get(event.kind)
-            if message is None or report is None:
+            nonlocal state
+            state = reduce(state, event)
+            if state.last_kind in ("delta", "finished") or report is None:
+                return  # a notification per streamed chunk would flood the client
+            message = activity_line(state, event.attempt, attempts)
+            if message is None:
                 return
             task = asyncio.ensure_future(report(float(event.attempt), float(attempts), message))
             pending.add(task)

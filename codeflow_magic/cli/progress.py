@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from ..events import FlowEvent, ProgressState, initial_state, reduce
+from ..events import FlowEvent, ProgressState, activity_line, initial_state, reduce
 
 
 class Progress:
@@ -32,29 +32,10 @@ class Progress:
 
     def __call__(self, event: FlowEvent) -> None:
         """Reduce the event (`events.reduce`, as the magic and the sidebar do) and say what
-        the run is doing now."""
-        self.state = s = reduce(self.state, event)
-        at = f"attempt {event.attempt}/{self.max_attempts}"
-        if s.last_kind == "generating":
-            verb = {
-                "generate": "generating",
-                "fix": "asking for a fix",
-                "improve": "improving",
-            }.get(s.purpose, s.purpose)
-            again = f" again: {s.retry}" if s.retry else ""
-            last = f" (last error: {s.last_error.category})" if s.last_error else ""
-            self._show(f"{at}: {verb}{again}{last}")
-        elif s.last_kind == "delta" and self.tty:
-            self._show(f"{at}: receiving ({s.streamed_chars} chars)")
-        elif s.last_kind == "executing":
-            self._show(f"{at}: running")
-        elif s.last_kind == "install":
-            self._show(f"installing {s.package}")
-        elif s.last_kind == "attempt":
-            err = s.last_error
-            if not s.last_attempt_ok and err is not None:
-                self._show(f"{at}: {err.category} error: {err.ename}")
-            else:
-                self._show(f"{at}: succeeded")
-        elif s.last_kind == "finished":
-            self._show("done: success" if s.success else "done: failed", final=True)
+        the run is doing now (`events.activity_line`)."""
+        self.state = reduce(self.state, event)
+        if self.state.last_kind == "delta" and not self.tty:
+            return  # a line per streamed chunk would flood a log
+        line = activity_line(self.state, event.attempt, self.max_attempts)
+        if line is not None:
+            self._show(line, final=self.state.last_kind == "finished")

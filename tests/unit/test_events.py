@@ -230,3 +230,32 @@ def test_the_state_travels_as_json() -> None:
     assert data["steps"] == [{"number": 1, "title": "a", "state": "waiting"}]
     assert data["last_error"] == {"category": "syntax", "ename": "E", "evalue": ""}
     assert set(data) == {f.name for f in dataclasses.fields(ProgressState)}
+
+
+def test_the_activity_line_words_a_failed_attempt_the_fix_and_the_outcome() -> None:
+    state = initial_state(3)
+    lines = []
+    for event in (
+        ev.make_event("start", 0, {"request": "x", "max_attempts": 3}),
+        ev.make_event("generating", 1, {"phase": "generate"}),
+        ev.make_event("executing", 1, {}),
+        ev.make_event(
+            "attempt",
+            1,
+            {"attempt": attempt_record(1, {"category": "runtime", "ename": "KeyError"})},
+        ),
+        ev.make_event("generating", 2, {"phase": "fix", "retry": "overloaded"}),
+        ev.make_event("attempt", 2, {"attempt": attempt_record(2)}),
+        ev.make_event("output", 2, {"output": {"output_type": "stream", "text": "1"}}),
+    ):
+        state = reduce(state, event)
+        lines.append(ev.activity_line(state, event.attempt, 3))
+    assert lines == [
+        None,
+        "attempt 1/3: generating",
+        "attempt 1/3: running",
+        "attempt 1/3: runtime error: KeyError",
+        "attempt 2/3: asking for a fix again: overloaded (last error: runtime)",
+        "attempt 2/3: succeeded",
+        None,
+    ]
