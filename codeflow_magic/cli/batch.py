@@ -13,6 +13,7 @@ from typing import Any
 
 from ..batch import BatchItem, arun_batch, parse_batch
 from ..config import decode_utf8, read_text_file
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_PROVIDER, EXIT_UNAVAILABLE
 from ..models import RunRecord
 from ..options import FLOW_OPTIONS, add_options
 from .common import cache_mode_from_args, settings_from_args
@@ -27,6 +28,7 @@ class _OrderedPrinter:
         self.fmt = fmt
         self.bar = bar
         self.failed = 0
+        self.held = 0
         self.provider_errors = 0
         self.hard_provider_errors = 0
         self.total = len(items)
@@ -51,7 +53,9 @@ class _OrderedPrinter:
                 else f"[{item.index}] error: {error}\n"
             )
         else:
-            if not record.success:
+            if record.stop_reason == "awaiting_review":
+                self.held += 1  # nothing ran, by request: the code is the answer
+            elif not record.success:
                 self.failed += 1
             if self.fmt == "json":
                 data = {
@@ -105,9 +109,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if printer.held:
+        print(
+            f"codeflow: {printer.held} of {len(items)} request(s) awaiting review: their code "
+            "is in the records, nothing of it ran",
+            file=sys.stderr,
+        )
     if printer.provider_errors:  # 3 needs a change by the user; 5 only time
-        return 3 if printer.hard_provider_errors else 5
-    return 1 if printer.failed else 0
+        return EXIT_PROVIDER if printer.hard_provider_errors else EXIT_UNAVAILABLE
+    return EXIT_FAILED if printer.failed else EXIT_OK
 
 
 def register(sub: Any) -> None:
