@@ -35,9 +35,9 @@ context window)."""
 
 
 def _default_model() -> str:
-    from .providers import default_model
+    from .providers.catalogue import DEFAULT_MODEL
 
-    return default_model()
+    return DEFAULT_MODEL
 
 
 class Number(Float):  # type: ignore[type-arg]
