@@ -142,6 +142,12 @@ def rate_codeflow(items: Sequence[Item]) -> dict[str, str]:
     return {i.id: highest_severity(scan_code(i.code, i.language)) for i in items}
 
 
+def _keep_highest(ratings: dict[str, str], item_id: str, severity: str) -> None:
+    """An item's rating is the highest of its findings."""
+    if RANKS[severity] > RANKS.get(ratings.get(item_id, "none"), -1):
+        ratings[item_id] = severity
+
+
 def rate_bandit(items: Sequence[Item]) -> dict[str, str] | None:
     """bandit's highest severity per Python/IPython item; None when bandit is not installed."""
     mapping = {"LOW": "low", "MEDIUM": "medium", "HIGH": "high"}
@@ -170,8 +176,7 @@ def rate_bandit(items: Sequence[Item]) -> dict[str, str] | None:
         if item_id is None:
             continue
         sev = mapping.get(result.get("issue_severity", ""), "none")
-        if RANKS[sev] > RANKS.get(ratings.get(item_id, "none"), -1):
-            ratings[item_id] = sev
+        _keep_highest(ratings, item_id, sev)
     return ratings
 
 
@@ -225,8 +230,7 @@ def rate_semgrep(items: Sequence[Item]) -> dict[str, str] | None:
             continue
         extra = result.get("extra", {})
         sev = extra.get("metadata", {}).get("rating") or severity.get(extra.get("severity"), "low")
-        if RANKS[sev] > RANKS.get(ratings.get(item_id, "none"), -1):
-            ratings[item_id] = sev
+        _keep_highest(ratings, item_id, sev)
     return ratings
 
 
