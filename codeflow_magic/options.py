@@ -615,9 +615,12 @@ def lab_schema() -> dict[str, Any]:
         else:
             trait = option.trait()
             prop = {"type": option.trait_kind(), **prop}
-            values = option.setting_choices(notebook=True)
+            values = list(option.setting_choices(notebook=True) or ())
+            if lab.default in values:  # the Settings Editor lists its default first
+                values.remove(lab.default)
+                values.insert(0, lab.default)
             if values:
-                prop["enum"] = list(values)
+                prop["enum"] = values
             for bound in ("min", "max"):
                 limit = getattr(trait, bound, None)
                 if limit is not None and option.trait_kind() in ("integer", "number"):

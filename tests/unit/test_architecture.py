@@ -207,7 +207,9 @@ def test_the_schema_takes_its_bounds_and_choices_from_the_settings() -> None:
         attempts.max,
     )
     assert props["maxAttempts"]["default"] == attempts.default_value
-    assert props["backend"]["enum"] == list(CodeflowExecution.class_traits()["backend"].values)
+    backends = CodeflowExecution.class_traits()["backend"].values
+    assert sorted(props["backend"]["enum"]) == sorted(backends)
+    assert props["backend"]["enum"][0] == props["backend"]["default"] == "inline"
 
 
 @pytest.mark.parametrize("line", ["--max-attempts 51", "--timeout nan", "--focus speed"])
