@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import UsageError
-from ..executors.image import IMAGE_NAME, _validate_packages, build_image
+from ..executors.image import IMAGE_NAME, build_image, validate_packages
 from ..options import add_options
 
 
@@ -25,7 +25,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     packages = list(settings.execution.docker_packages)
     if args.packages:
         packages += [p for p in args.packages.split(",") if p.strip()]
-    packages = _validate_packages(packages)  # before docker is even looked for
+    packages = validate_packages(packages)  # before docker is even looked for
     build_image(image, packages)
     print(image)
     return 0

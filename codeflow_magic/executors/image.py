@@ -214,7 +214,9 @@ WORKDIR /tmp
 """
 
 
-def _validate_packages(packages: Iterable[str]) -> list[str]:
+def validate_packages(packages: Iterable[str]) -> list[str]:
+    """The requirement strings, checked before docker is looked for: a shell character in one
+    is a usage error, never part of a command."""
     out: list[str] = []
     for raw in packages:
         name = raw.strip()
@@ -238,7 +240,7 @@ def build_image(
         raise BackendUnavailable(
             "the docker CLI is missing; install it with `apt-get install docker.io`"
         )
-    wanted = list(dict.fromkeys([*BASE_PACKAGES, *_validate_packages(packages)]))
+    wanted = list(dict.fromkeys([*BASE_PACKAGES, *validate_packages(packages)]))
     base = base_image(docker, progress)
     wheels = download_wheels(wanted, progress)
     progress(f"building {image}")
