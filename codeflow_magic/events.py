@@ -17,7 +17,7 @@ This module is a leaf: it imports only the standard library (`models` imports fr
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -334,11 +334,6 @@ def in_step(event: FlowEvent, step: int) -> FlowEvent:
     return dataclasses.replace(event, data={**event.data, "step": step})
 
 
-def as_dict(event: FlowEvent) -> dict[str, Any]:
-    """The event as the comm and JSON consumers see it: `kind`, `attempt`, `data`."""
-    return {"kind": event.kind, "attempt": event.attempt, "data": dict(event.data)}
-
-
 # -- the progress state -----------------------------------------------------------------------
 
 Activity = Literal["starting", "planning", "generating", "scanning", "executing", "installing"]
@@ -506,16 +501,6 @@ def reduce(state: ProgressState, event: FlowEvent | Mapping[str, Any]) -> Progre
         case _:
             pass
     return dataclasses.replace(state, **changes)
-
-
-def reduce_all(
-    events: Iterable[FlowEvent | Mapping[str, Any]], state: ProgressState | None = None
-) -> ProgressState:
-    """The state after all `events`, in order (from the initial state by default)."""
-    result = state if state is not None else initial_state()
-    for event in events:
-        result = reduce(result, event)
-    return result
 
 
 def activity_line(state: ProgressState, attempt: int, max_attempts: int) -> str | None:

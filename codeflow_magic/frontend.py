@@ -108,10 +108,10 @@ class FrontendLink:
     def config_extra(self) -> dict[str, Any]:
         """Settings as `load_settings(extra=...)` keys; the magic's own options go on top."""
         extra: dict[str, Any] = {}
-        for option, _ in lab_fields():
+        for option, lab in lab_fields():
             if option.setting is None:
                 continue
-            value = self._settings.get(option.setting.split(".")[1])
+            value = self._settings.get(lab.name)
             if value not in (None, ""):
                 extra[option.setting] = value
         return extra

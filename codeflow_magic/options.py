@@ -12,6 +12,7 @@ codeflow_magic.options`) all come from this table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import sys
@@ -38,6 +39,9 @@ class LabField:
     """How an option shows in JupyterLab's Settings Editor (camelCase key, title)."""
 
     key: str
+    """The Settings Editor's name (camelCase)."""
+    name: str
+    """The Python name the kernel's frontend link keeps the value under."""
     title: str
     description: str
     default: Any = None
@@ -207,6 +211,7 @@ OPTIONS: dict[str, Option] = {
         setting="generation.model",
         lab=LabField(
             "model",
+            "model",
             "Model",
             "Model used to generate code (empty: the kernel's configured default).",
         ),
@@ -225,7 +230,10 @@ OPTIONS: dict[str, Option] = {
         keyword="max_attempts",
         batch_key=True,
         lab=LabField(
-            "maxAttempts", "Maximum attempts", "Attempts per request, the first one included."
+            "maxAttempts",
+            "max_attempts",
+            "Maximum attempts",
+            "Attempts per request, the first one included.",
         ),
     ),
     "timeout": Option(
@@ -263,6 +271,7 @@ OPTIONS: dict[str, Option] = {
         "kernel per notebook between cells)",
         setting="execution.backend",
         lab=LabField(
+            "backend",
             "backend",
             "Execution backend",
             "inline: the notebook's own kernel; kernel: a separate local kernel; sandbox: a "
@@ -358,6 +367,7 @@ OPTIONS: dict[str, Option] = {
         "do not write the final code back",
         action="store_true",
         lab=LabField(
+            "writeback",
             "writeback",
             "Write code back",
             "Put the working code into a code cell below the request.",
@@ -521,6 +531,7 @@ def magic_decorators(argument: Callable[..., Any]) -> list[Callable[[Any], Any]]
     return decorators
 
 
+@functools.cache
 def magic_line_parser() -> argparse.ArgumentParser:
     """`%%codeflow`'s options as a plain parser, for reading a cell without IPython."""
     parser = argparse.ArgumentParser(prog="%%codeflow", add_help=False, exit_on_error=False)
@@ -573,7 +584,13 @@ def batch_keys() -> dict[str, str]:
 
 
 def lab_fields() -> list[tuple[Option, LabField]]:
-    return [(OPTIONS[n], OPTIONS[n].lab) for n in LAB_OPTIONS if OPTIONS[n].lab is not None]  # type: ignore[misc]
+    """The Settings Editor's options, in its order, each with how it shows there."""
+    fields = []
+    for name in LAB_OPTIONS:
+        lab = OPTIONS[name].lab
+        if lab is not None:
+            fields.append((OPTIONS[name], lab))
+    return fields
 
 
 def lab_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -584,9 +601,7 @@ def lab_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for option, lab in lab_fields():
-        name = option.name if option.setting is None else option.setting.split(".")[1]
-        if lab.key == "writeback":
-            name = "writeback"
+        name = lab.name
         value = raw.get(name, raw.get(lab.key))
         if value is None:
             continue

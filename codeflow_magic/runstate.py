@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import context, prompts
-from .events import make_event
 from .models import Attempt, Finding, FlowEvent, Output
 
 if TYPE_CHECKING:
@@ -149,14 +148,11 @@ class RunState:
         if self.start_task is not None and not self.start_task.done():
             await self.start_task
 
-    def emit(self, event: FlowEvent | str, number: int = 0, **data: object) -> None:
-        """Report progress: a typed event (`events.GeneratingEvent(...)`), or for callers not
-        yet typed, a kind with its data (made typed by `events.make_event`)."""
+    def emit(self, event: FlowEvent) -> None:
+        """Report progress with a typed event (`events.GeneratingEvent(...)`)."""
         if self.on_event is None:
             return
         try:
-            if isinstance(event, str):
-                event = make_event(event, number, data)
             self.on_event(event)
         except Exception:  # a broken display must never break the run
             pass

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..config import Settings, load_settings
 from ..errors import UsageError
 from ..options import FLOW_OPTIONS, flag, settings_from
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -25,6 +27,8 @@ class UsageErrorExit(Exception):
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The settings of a request command: file < `key=value` overrides < options."""
+    from ..config import load_settings  # traitlets: only for commands that run requests
+
     extra: dict[str, Any] = settings_from(args, FLOW_OPTIONS)
     work_dir = args.work_dir.resolve() if args.work_dir else Path.cwd()
     if args.work_dir and not work_dir.is_dir():

@@ -61,6 +61,11 @@ def _read_balanced(text: str, i: int, open_ch: str, close_ch: str) -> int:
     return -1
 
 
+def _redirect_at(text: str, i: int) -> bool:
+    """`>&` or `&>` at `i`: a redirection, not a separator."""
+    return text.startswith(">&", i) or text.startswith("&>", i)
+
+
 def lex(text: str, first_line: int = 1) -> _Lexed:
     """Split a script into pipelines of simple commands."""
     pipelines: list[Pipeline] = []
@@ -232,33 +237,30 @@ def lex(text: str, first_line: int = 1) -> _Lexed:
                 hcmd.heredoc = "\n".join(body)
             heredocs.clear()
             continue
-        if c in ";&|()":
+        if c in ";&|()" and not _redirect_at(text, i):  # a redirection is read below
             two = text[i : i + 2]
-            if two == ">&" or (c == "&" and text.startswith("&>", i)):
-                pass  # redirection, handled below
-            else:
-                if two in ("&&", "||", ";;"):
-                    finish_command()
-                    finish_pipeline()
-                    i += 2
-                    continue
-                if two == "|&":
-                    finish_command()
-                    i += 2
-                    continue
-                if c == "|":
-                    finish_command()
-                    i += 1
-                    continue
-                if c == "&":
-                    finish_command(background=True)
-                    finish_pipeline()
-                    i += 1
-                    continue
+            if two in ("&&", "||", ";;"):
                 finish_command()
+                finish_pipeline()
+                i += 2
+                continue
+            if two == "|&":
+                finish_command()
+                i += 2
+                continue
+            if c == "|":
+                finish_command()
+                i += 1
+                continue
+            if c == "&":
+                finish_command(background=True)
                 finish_pipeline()
                 i += 1
                 continue
+            finish_command()
+            finish_pipeline()
+            i += 1
+            continue
         m = re.match(r"(\d*)(>>|>\||>&|<<<|<<-|<<|<>|<&|&>>|&>|>|<)", text[i:])
         if m and (not has_word or "".join(word).isdigit()):
             if has_word:

@@ -17,7 +17,7 @@ from scripted import MemoryExecutor
 
 from codeflow_magic import cli
 from codeflow_magic.batch import RESET_CODE, BatchItem, KernelPool, arun_batch
-from codeflow_magic.cli import ask as commands
+from codeflow_magic.cli import ask as ask_command
 from codeflow_magic.config import load_settings
 from codeflow_magic.errors import UsageError
 
@@ -65,25 +65,25 @@ def test_ask_starts_the_sdk_import_before_it_reads_the_request(
         calls.append("read")
         raise UsageError("stop here")
 
-    monkeypatch.setattr(commands, "_read_request", read)
+    monkeypatch.setattr(ask_command, "_read_request", read)
     with pytest.raises(UsageError, match="stop here"):
-        commands.cmd_ask(_ask_args(tmp_path))
+        ask_command.cmd_ask(_ask_args(tmp_path))
     assert calls == ["preload", "read"]
 
 
 def test_ask_without_any_key_loads_no_sdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import codeflow_magic.providers as providers
 
-    for name in commands.ANTHROPIC_CREDENTIAL_VARS:
+    for name in ask_command.ANTHROPIC_CREDENTIAL_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("CODEFLOW_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", str(tmp_path / "no-such-dir"))
     calls: list[str] = []
     monkeypatch.setattr(providers, "preload_for", lambda *a, **k: calls.append("preload"))
-    monkeypatch.setattr(commands, "_read_request", lambda text, settings: "a request")
+    monkeypatch.setattr(ask_command, "_read_request", lambda text, settings: "a request")
     with pytest.raises(Exception, match="no API key"):
-        commands.cmd_ask(_ask_args(tmp_path, "--no-cache"))
+        ask_command.cmd_ask(_ask_args(tmp_path, "--no-cache"))
     assert calls == []
 
 

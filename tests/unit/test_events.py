@@ -14,6 +14,16 @@ from codeflow_magic.flow import Flow, FlowOptions
 from codeflow_magic.models import FlowEvent
 
 
+def reduce_all(
+    events: list[FlowEvent | dict[str, Any]], state: ProgressState | None = None
+) -> ProgressState:
+    """The state after all `events`, in order."""
+    result = state if state is not None else initial_state()
+    for event in events:
+        result = reduce(result, event)
+    return result
+
+
 def attempt_record(number: int, error: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"number": number, "success": error is None, "error": error, "code": "x = 1"}
 
@@ -89,7 +99,7 @@ def test_the_initial_state_is_starting() -> None:
 
 def test_a_failed_attempt_sets_the_last_error_and_a_start_clears_it() -> None:
     error = {"category": "runtime", "ename": "ZeroDivisionError", "evalue": "division by zero"}
-    state = ev.reduce_all(
+    state = reduce_all(
         [
             ev.StartEvent(0, request="r", max_attempts=3, run_id="id"),
             ev.GeneratingEvent(1, phase="generate"),
@@ -109,7 +119,7 @@ def test_a_failed_attempt_sets_the_last_error_and_a_start_clears_it() -> None:
 
 
 def test_generating_with_a_retry_then_a_fix() -> None:
-    state = ev.reduce_all(
+    state = reduce_all(
         [
             ev.GeneratingEvent(1, phase="generate"),
             ev.DeltaEvent(1, text="Here "),
@@ -148,7 +158,7 @@ def test_scan_install_and_execute_set_the_activity() -> None:
 
 def test_step_events_in_a_plan() -> None:
     steps = ({"number": 1, "title": "load"}, {"number": 2, "title": "plot"})
-    state = ev.reduce_all(
+    state = reduce_all(
         [
             ev.PlanStartEvent(0, request="r", max_steps=8, run_id="p"),
             ev.PlanEvent(0, steps=steps),
@@ -162,7 +172,7 @@ def test_step_events_in_a_plan() -> None:
     assert state.attempt == 0
     state = reduce(state, ev.in_step(ev.GeneratingEvent(1, phase="generate"), 1))
     assert (state.attempt, state.in_step, state.activity) == (1, 1, "generating")
-    state = ev.reduce_all(
+    state = reduce_all(
         [
             ev.in_step(ev.FinishedEvent(0, record={"success": True}), 1),
             ev.StepEvent(1, state="ok", title="load"),
@@ -220,7 +230,7 @@ def test_reduce_is_pure() -> None:
 def test_the_state_travels_as_json() -> None:
     import json
 
-    state = ev.reduce_all(
+    state = reduce_all(
         [
             ev.PlanEvent(0, steps=({"number": 1, "title": "a"},)),
             ev.AttemptEvent(1, record=attempt_record(1, {"category": "syntax", "ename": "E"})),
