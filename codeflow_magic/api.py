@@ -275,10 +275,12 @@ class CodeFlow:
         self._fix_provider: Provider | None = None
         self._confirm_install = confirm_install
         self._flow: Flow | None = None
-        if self._provider is None and (cache_mode or self.settings.cache.mode) != "replay":
-            from .providers import preload_sdk
+        if self._provider is None:
+            from .providers import preload_for
 
-            preload_sdk("anthropic")  # the longest part of a cold start, on its one thread
+            # The longest part of a cold start, on its own thread; nothing in replay mode
+            # (from the option, CODEFLOW_CACHE or the settings), where no model is asked.
+            preload_for(self.settings, cache_mode=cache_mode)
         self._loop: _LoopThread | None = None
         self.history: list[RunRecord] = []
 

@@ -30,8 +30,9 @@ def show_outputs(record: RunRecord) -> None:
         kind = out.get("output_type")
         if kind == "stream":
             stream = sys.stderr if out.get("name") == "stderr" else sys.stdout
+            # No flush: publishing the next display flushes both streams first (ipykernel),
+            # and each flush waits for the kernel's I/O thread.
             stream.write("".join(out.get("text", "")))
-            stream.flush()
         elif kind in ("display_data", "execute_result"):
             publish_display_data(data=dict(out.get("data", {})), metadata=out.get("metadata"))
         elif kind == "error":

@@ -37,10 +37,10 @@ class FdPump:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._closed = False
         self._draining: int | None = None  # the thread whose drain is calling the sink
-        read_end, write_end = os.pipe()
+        read_end, self._write_end = os.pipe()
         self.saved = os.dup(fd)
-        os.dup2(write_end, fd)
-        os.close(write_end)
+        os.dup2(self._write_end, fd)
+        self.attached = True
         os.set_blocking(read_end, False)
         self._read_end = read_end
         self._wake_r, self._wake_w = os.pipe()
@@ -48,6 +48,44 @@ class FdPump:
             target=self._watch, name=f"codeflow-fd{fd}{'-' + name if name else ''}", daemon=True
         )
         self._thread.start()
+
+    def detach(self) -> None:
+        """Point the fd back where it was and deliver what is in the pipe; keep the pipe and
+        its thread for the next `attach` (setting them up costs more than a short run does).
+
+        A child still running keeps the pipe's write end: what it writes between runs goes
+        where the fd points then, and during a later run into that run's output, as a child
+        left running in a plain kernel does (it is no longer killed by a closed pipe).
+        """
+        if not self.attached or os.getpid() != self.pid:
+            return
+        with self.lock:
+            os.dup2(self.saved, self.fd)
+            self.attached = False
+            self.drain()
+            self.sink = self._passthrough
+
+    def attach(self, sink: Callable[[str], Any]) -> None:
+        """Point the fd at the pipe again, delivering to `sink`. Where the fd points is read
+        anew: something may have moved it since the last run."""
+        with self.lock:
+            if self.attached or self._closed:
+                raise RuntimeError(f"fd {self.fd} is already captured, or the pump is closed")
+            self.drain()  # a detached child's last bytes go where they were going
+            saved = os.dup(self.fd)
+            os.close(self.saved)
+            self.saved = saved
+            os.dup2(self._write_end, self.fd)
+            self.sink = sink
+            self.attached = True
+
+    def _passthrough(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        while data:
+            try:
+                data = data[os.write(self.saved, data) :]
+            except OSError:
+                return
 
     def drain(self) -> None:
         """Deliver everything already in the pipe (only in the process that made the pump: a
@@ -103,8 +141,10 @@ class FdPump:
         if self._closed or os.getpid() != self.pid:
             return
         with self.lock:
-            os.dup2(self.saved, self.fd)
-            os.close(self.saved)
+            if self.attached:
+                os.dup2(self.saved, self.fd)
+                self.attached = False
+            os.close(self._write_end)  # a child still running may hold another copy
             self._closed = True
         os.write(self._wake_w, b"x")
         self._thread.join(timeout=2.0)
@@ -113,8 +153,8 @@ class FdPump:
             tail = self._decoder.decode(b"", final=True)
             if tail:
                 self.sink(tail)
-            for fd in (self._read_end, self._wake_r, self._wake_w):
-                os.close(fd)
+            for fd in (self._read_end, self._wake_r, self._wake_w, self.saved):
+                os.close(fd)  # `saved` last: a detached pump's sink writes to it
             self._read_end = -1
 
 

@@ -184,17 +184,52 @@ class _StreamCapture(io.TextIOBase):
         return self.pump.fd
 
 
-def _fd_pumps(out: _StreamCapture, err: _StreamCapture) -> list[FdPump]:
-    """Pumps from fds 1 and 2 into the capturing streams (none where fds cannot be moved)."""
-    pumps: list[FdPump] = []
-    for fd, stream in ((1, out), (2, err)):
-        try:
-            pump = FdPump(fd, stream._emit, stream.name_)
-        except OSError:
-            continue  # no such fd (a service without stdio): nothing to capture
-        stream.pump = pump
-        pumps.append(pump)
-    return pumps
+class _FdCapture:
+    """Pumps from fds 1 and 2 into the capturing streams of the run in progress.
+
+    The pipes and their threads are made at the first run and kept: between runs the fds
+    point where they did before, and each run only moves them (two `dup2` calls), which
+    costs far less than making pumps. A run inside a run gets pumps of its own.
+    """
+
+    def __init__(self) -> None:
+        self._pumps: dict[int, FdPump] = {}
+
+    def start(self, out: _StreamCapture, err: _StreamCapture) -> list[FdPump]:
+        """Point fds 1 and 2 at the streams; return the pumps to `finish` (none where fds
+        cannot be moved, as in a service without stdio)."""
+        nested = any(p.attached for p in self._pumps.values())
+        pumps: list[FdPump] = []
+        for fd, stream in ((1, out), (2, err)):
+            kept = None if nested else self._pumps.get(fd)
+            try:
+                if kept is not None:
+                    kept.attach(stream._emit)
+                    pump = kept
+                else:
+                    pump = FdPump(fd, stream._emit, stream.name_)
+                    if not nested:
+                        self._pumps[fd] = pump
+            except OSError:
+                continue  # no such fd: nothing to capture
+            stream.pump = pump
+            pumps.append(pump)
+        return pumps
+
+    def finish(self, pumps: list[FdPump]) -> None:
+        """The fds back first; what is left in the pipes is this run's."""
+        for pump in pumps:
+            with contextlib.suppress(OSError):
+                if self._pumps.get(pump.fd) is pump:
+                    pump.detach()
+                else:
+                    pump.close()
+
+    def close(self) -> None:
+        for pump in self._pumps.values():
+            with contextlib.suppress(OSError):
+                pump.close()
+        self._pumps.clear()
 
 
 class _CapturePublisher(DisplayPublisher):
@@ -273,6 +308,7 @@ class InlineExecutor:
         self._lock = threading.Lock()
         self._publisher: _CapturePublisher | None = None
         self._hook: _CaptureHook | None = None
+        self._fds = _FdCapture()
 
     @classmethod
     def from_settings(
@@ -291,7 +327,8 @@ class InlineExecutor:
         """Nothing to start: the shell is already running."""
 
     async def shutdown(self) -> None:
-        """The shell belongs to the user: nothing to stop."""
+        """The shell belongs to the user: only codeflow's own fd pumps are stopped."""
+        self._fds.close()
 
     async def execute(
         self,
@@ -422,7 +459,7 @@ class InlineExecutor:
         own_tb = vars(shell).get("_showtraceback")
         # What children and C code write to fds 1 and 2 is output of this run too; otherwise
         # it would go to the notebook cell directly (or the terminal), outside the attempt.
-        pumps = _fd_pumps(out, err)
+        pumps = self._fds.start(out, err)
         sys.stdout, sys.stderr = out, err
         shell.display_pub = publisher
         shell.displayhook = hook
@@ -432,9 +469,7 @@ class InlineExecutor:
         try:
             yield errors
         finally:
-            for pump in pumps:
-                with contextlib.suppress(OSError):
-                    pump.close()  # fds back first; what is left in the pipe is this run's
+            self._fds.finish(pumps)
             out.pump = err.pump = None
             (sys.stdout, sys.stderr, shell.display_pub, shell.displayhook) = saved[:4]
             shell.display_trap.hook = saved[4]

@@ -8,6 +8,7 @@ replaces it. Both paths are covered on the local kernel too.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -183,6 +184,35 @@ async def test_inline_shell(work_dir: Path, capfd: pytest.CaptureFixture[str]) -
     assert result.ok and stream_text(result.outputs, "stdout") == "Y-mark\nC-mark\n", result
     leaked = capfd.readouterr()
     assert not any(m in leaked.out + leaked.err for m in MARKS), leaked
+    os.write(1, b"fd 1 is back\n")
+    assert capfd.readouterr().out == "fd 1 is back\n"
+    await ex.shutdown()
+
+
+async def test_inline_child_outliving_its_run(
+    work_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The fd pipes are kept between runs: a child still writing after its run ended is not
+    killed by a closed pipe, and what it writes between runs goes where fd 1 points then;
+    the next run captures its own output only."""
+    shell = InteractiveShell.instance()
+    ex = InlineExecutor(shell, work_dir=work_dir)
+    marker = work_dir / "child-status"
+    try:
+        started = await ex.execute(
+            "import subprocess\n"
+            "child = subprocess.Popen(['sh', '-c', 'echo early-mark; sleep 0.5; "
+            f"echo late-mark; echo $? > {marker}'])\n"
+            "import time; time.sleep(0.2)"
+        )
+        assert started.ok and stream_text(started.outputs, "stdout") == "early-mark\n", started
+        await asyncio.sleep(1.0)
+        assert marker.read_text().strip() == "0"  # `echo late-mark` did not hit a closed pipe
+        assert "late-mark" in capfd.readouterr().out
+        result = await ex.execute("child.wait(); print('next-mark')")
+        assert result.ok and stream_text(result.outputs, "stdout") == "next-mark\n", result
+    finally:
+        await ex.shutdown()
     os.write(1, b"fd 1 is back\n")
     assert capfd.readouterr().out == "fd 1 is back\n"
 

@@ -255,3 +255,43 @@ async def test_a_warmed_up_provider_still_asks_the_real_server(model_server: Mod
         await provider.aclose()
     assert response.text == "real answer"
     assert [r.last_user for r in model_server.requests] == ["a real question"]
+
+
+@pytest.mark.parametrize("how", ["environment", "option", "settings"])
+def test_a_replay_only_flow_never_imports_the_sdk(
+    model_server: ModelServer, tmp_path: Path, how: str
+) -> None:
+    """Replayed answers need no model: seconds of CPU spent importing the SDK beside the
+    notebook's cells would only slow the replay down, whichever way replay was chosen."""
+    code = f"""
+        import json, os, sys, threading, time
+        how = {how!r}
+        if how == "environment":
+            os.environ["CODEFLOW_CACHE"] = "replay"
+        from codeflow_magic.api import CodeFlow
+        from codeflow_magic.config import load_settings
+        settings = load_settings(["cache.mode=replay"] if how == "settings" else [])
+        flow = CodeFlow(settings, work_dir=".", cache_mode="replay" if how == "option" else None)
+        time.sleep(0.3)
+        names = [t.name for t in threading.enumerate()]
+        flow.close()
+        print(json.dumps({{"names": names, "sdk": "anthropic" in sys.modules}}))
+    """
+    out = _script(model_server, tmp_path, code)
+    assert out["sdk"] is False
+    assert not [n for n in out["names"] if n.startswith("codeflow-import")], out["names"]
+    # A flow that may ask the model starts the import at once.
+    live = _script(
+        model_server,
+        tmp_path,
+        """
+        import json, threading
+        from codeflow_magic.api import CodeFlow
+        from codeflow_magic.config import load_settings
+        flow = CodeFlow(load_settings([]), work_dir=".")
+        names = [t.name for t in threading.enumerate()]
+        flow.close()
+        print(json.dumps({"names": names}))
+        """,
+    )
+    assert "codeflow-import-anthropic" in live["names"]
