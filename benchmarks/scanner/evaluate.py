@@ -6,11 +6,12 @@ semgrep.
 
 The corpus has two splits (see `corpus/README.md`):
 
-* `dev` (`corpus/dev/*.yaml`): our own snippets written alongside the rules, plus items
-  re-created from public advisories and write-ups; rules may be tuned on it.
+* `dev` (`corpus/dev/*.yaml`): our own snippets written alongside the rules, items
+  re-created from public advisories and write-ups, and a retired test split; rules may be
+  tuned on it.
 * `test` (`corpus/test/*.yaml`): items re-created from public advisories, escape collections,
-  incident reports and tutorials, written before the rules of issue 18 and never used to tune
-  them. It measures how the scanner does on code nobody tuned it for.
+  incident reports and tutorials by someone who had not read the rules, and never used to
+  tune them. It measures how the scanner does on code nobody tuned it for.
 
 Every item names its `source`. Harmful items are labelled with the severity their harm
 deserves; everyday code (`benign: true`) with `none` or `low`. Three lines are measured on

@@ -52,8 +52,33 @@ def _net_download(
             s.add_verdict("write-path", paths.write_verdict(_shell_path(args[idx + 1])), line)
     if upload or (prog == "http" and any("=" in a for a in args)):
         s.add("upload", line, f"sends data to {host}")
+    elif _named_https(args, host):
+        s.add("download", line, f"downloads from {host} over https", severity="low")
     else:
-        s.add("download", line, f"downloads from {host}")
+        s.add("download", line, f"downloads from {host}", severity="medium")
+
+
+AUTH_HEADER = re.compile(
+    r"^(?:authorization:\s*(?:bearer|token)\s+|x-api-key:\s*|api-key:\s*|private-token:\s*)"
+    r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$",
+    re.IGNORECASE,
+)
+"""A request header whose whole value is one variable sent to authenticate."""
+
+
+def _named_https(args: list[str], host: str) -> bool:
+    """Every URL is https to a named host and nothing is expanded into the command but an
+    authentication header."""
+    urls = [a for a in args if re.match(r"^[a-z][a-z0-9+.-]*://", a)]
+    if not urls or any(("$" in a or "`" in a) and not AUTH_HEADER.match(a) for a in args):
+        return False
+    for url in urls:
+        m = re.match(r"^https://([^/:?#@\s]+)(?::\d+)?(?:[/?#]|$)", url)
+        if not m or "." not in m.group(1) or re.fullmatch(r"[\d.]+", m.group(1)):
+            return False
+        if m.group(1).lower().startswith(("localhost", "127.")):
+            return False
+    return host != "a network host"
 
 
 def _raw_net(
@@ -369,6 +394,9 @@ def _pip_cmd(
     line: int,
     from_stdin: bool,
 ) -> None:
+    if prog == "easy_install":
+        s._pip(["install", *args], line)
+        return
     s._pip(args, line)
 
 
@@ -498,6 +526,7 @@ HANDLERS: dict[str, Handler] = {
     "tar": _extract,
     "unzip": _extract,
     "pip3": _pip_cmd,
+    "easy_install": _pip_cmd,
     "git": _git,
     "gpg": _gpg,
     "gpg2": _gpg,
@@ -512,3 +541,103 @@ for _prog in RAW_NET:
     HANDLERS[_prog] = _raw_net
 for _prog in REMOTE_COPY:
     HANDLERS[_prog] = _remote
+
+
+SECURITY_AGENTS = (
+    r"auditd|apparmor|firewalld|ufw|nftables|netfilter-persistent|selinux|falcon-sensor|"
+    r"falcond|osqueryd|wazuh-agent|wazuh|ossec|sysmon|clamav-daemon|clamav-freshclam|clamd|"
+    r"fail2ban|aegis|aliyundun|ydservice|cloudmonitor|crowdstrike|sentinelone|cbagentd|"
+    r"elastic-agent|auditbeat|snoopy|tripwire|aide"
+)
+_AGENT = re.compile(rf"(?<![\w-])({SECURITY_AGENTS})(?![\w-])", re.IGNORECASE)
+
+
+def impaired_defence(prog: str, args: list[str], subs_text: str) -> str | None:
+    """What host defence the command turns off (MITRE ATT&CK T1562), or None."""
+    verbs = [a for a in args if not a.startswith("-")]
+    if prog == "setenforce" and verbs and verbs[0].lower() in ("0", "permissive"):
+        return "switches SELinux to permissive (setenforce 0)"
+    if prog == "ufw" and verbs[:1] == ["disable"]:
+        return "turns the ufw firewall off"
+    if prog in ("iptables", "ip6tables") and any(a in ("-F", "--flush", "-X") for a in args):
+        return f"flushes every firewall rule ({prog} {' '.join(args)})"
+    if prog in ("iptables", "ip6tables") and "-P" in args and "ACCEPT" in args:
+        return "sets the firewall's default policy to accept everything"
+    if prog == "nft" and verbs[:2] == ["flush", "ruleset"]:
+        return "flushes every firewall rule (nft flush ruleset)"
+    if prog == "auditctl" and (("-e" in args and "0" in args) or "-D" in args):
+        return "turns kernel auditing off (auditctl)"
+    if prog == "aa-teardown" or (prog == "apparmor_parser" and "-R" in args):
+        return "unloads AppArmor profiles"
+    if prog == "sysctl" and any(re.match(r"^kernel\.", v) and "=" in v for v in verbs):
+        setting = next(v for v in verbs if v.startswith("kernel."))
+        return f"changes the kernel setting {setting}"
+    if prog in ("systemctl", "service") and verbs:
+        action = [v for v in verbs if v in ("stop", "disable", "mask", "kill")]
+        agents = [m.group(1) for v in verbs if (m := _AGENT.search(v))]
+        if action and agents:
+            return f"stops the security service {agents[0]} ({prog} {' '.join(verbs)})"
+    if prog == "tee" and any(a.startswith("/proc/sys/kernel/") for a in args):
+        return "writes a kernel setting under /proc/sys/kernel"
+    if prog in ("kill", "pkill", "killall"):
+        hit = _AGENT.search(" ".join(args) + " " + subs_text)
+        if hit is not None:
+            return f"kills the security agent {hit.group(1)} ({prog})"
+    return None
+
+
+_INET = re.compile(r"/inet[46]?/(tcp|udp)/(\d+)/([\w.:-]+)/(\d+)")
+
+
+def awk_network(prog: str, args: list[str]) -> str | None:
+    """gawk's /inet special files: a raw TCP/UDP connection made from awk."""
+    if not re.fullmatch(r"[gmn]?awk", prog):
+        return None
+    m = _INET.search(" ".join(args))
+    if m is None:
+        return None
+    proto, local, host, port = m.groups()
+    if host == "0" and port == "0":
+        return f"listens on {proto.upper()} port {local} from awk (gawk's /inet special file)"
+    return (
+        f"opens a {proto.upper()} connection to {host}:{port} from awk (gawk's /inet special "
+        "file): a raw network channel, the awk reverse shell"
+    )
+
+
+DOCKER_SOCKET = re.compile(r"(?:/var)?/run/docker\.sock|docker\.sock\b")
+
+
+def docker_socket(prog: str, args: list[str]) -> str | None:
+    """A command that talks to the Docker daemon's socket."""
+    if prog in ("ls", "stat", "test", "[", "file", "echo", "printf"):
+        return None
+    hit = next((a for a in args if DOCKER_SOCKET.search(a)), None)
+    if hit is None:
+        return None
+    sock = DOCKER_SOCKET.search(hit)
+    where = sock.group(0) if sock is not None else hit
+    return (
+        f"{prog} talks to the Docker daemon through {where}: it can start a privileged "
+        "container, which is root on the host"
+    )
+
+
+def dns_exfiltration(prog: str, args: list[str]) -> str | None:
+    """A DNS lookup of a name built from a variable or a command's output."""
+    if prog not in ("nslookup", "dig", "host", "drill", "resolvectl", "getent"):
+        return None
+    for a in args:
+        m = re.search(r"(\$\{?(\w+)\}?|\$\(|`)[^\s]*\.[A-Za-z][\w-]*", a)
+        if m is None:
+            continue
+        name = m.group(2)
+        if name and name != "COMPUTED" and not is_secret_name(name):
+            continue  # `dig $host.example.com` in a loop over names
+        what = f"${name}" if name and name != "COMPUTED" else "a value computed at run time"
+        a = a.replace("${COMPUTED}", "$(...)")
+        return (
+            f"{prog} looks up a host name built from {what} ({a}): the value leaves the "
+            "machine in the DNS query (DNS exfiltration)"
+        )
+    return None

@@ -223,6 +223,17 @@ def _extract(
         for a in args[:1] + [a for a in args if a.startswith("-")]
     ):
         return
+    if prog == "tar" and any(
+        a == "--absolute-names" or re.fullmatch(r"-[a-zA-Z]*P[a-zA-Z]*", a)
+        for a in args[:1] + [a for a in args if a.startswith("-")]
+    ):
+        s.add(
+            "archive-paths",
+            line,
+            "unpacks an archive with absolute member names (tar -P): its members can land "
+            "anywhere, system files included",
+        )
+        return
     target = None
     for idx, a in enumerate(args):
         if a in ("-C", "--directory", "-d") and idx + 1 < len(args):

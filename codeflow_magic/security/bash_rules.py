@@ -19,11 +19,20 @@ from ..models import Finding, severity_rank
 from ..secrets import is_secret_name
 from . import paths, rules
 from .bash_chains import chain_findings, script_chains
-from .bash_commands import HANDLERS
+from .bash_commands import (
+    AUTH_HEADER,
+    HANDLERS,
+    _named_https,
+    awk_network,
+    dns_exfiltration,
+    docker_socket,
+    impaired_defence,
+)
 from .bash_lex import Command, Pipeline, lex
 from .bash_tables import (
     DECODERS,
     DOWNLOADERS,
+    INSPECTION,
     MAX_DEPTH,
     MINER_ARGS,
     MINERS,
@@ -172,9 +181,15 @@ class BashScanner:
             self.add("fork-bomb", line, "starts copies of itself in the background (fork bomb)")
 
     def _secret_vars(self, text: str, first_line: int) -> None:
+        lines = text.split("\n")
         for m in re.finditer(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text):
             if is_secret_name(m.group(1)):
-                line = first_line + text.count("\n", 0, m.start())
+                index = text.count("\n", 0, m.start())
+                line = first_line + index
+                host = _auth_request(lines[index], m.group(1))
+                if host is not None:
+                    self.add("secret-auth", line, f"sends ${m.group(1)} to {host} to authenticate")
+                    continue
                 self.add("secret-variable", line, f"reads the secret variable ${m.group(1)}")
 
     def _loops(self, pipelines: list[Pipeline]) -> None:
@@ -305,6 +320,19 @@ class BashScanner:
                 "for someone else",
             )
             return
+        subs_text = " ".join(t for t, _ in cmd.subs)
+        defence = impaired_defence(prog, args, subs_text)
+        if defence is not None:
+            self.add("impair-defenses", line, f"{defence}: turns off what protects the machine")
+        awk = awk_network(prog, args)
+        if awk is not None:
+            self.add("reverse-shell", line, awk)
+        docker = docker_socket(prog, args)
+        if docker is not None:
+            self.add("docker-socket", line, docker)
+        dns = dns_exfiltration(prog, args)
+        if dns is not None:
+            self.add("exfiltration", line, dns)
         handler = HANDLERS.get(prog)
         if handler is not None:
             handler(self, prog, args, cmd, upstream, line, from_stdin)
@@ -374,6 +402,9 @@ class BashScanner:
         while rest and (rest[0].startswith("-") or "=" in rest[0]):
             opt = rest[0]
             rest = rest[1:]
+            name = opt.split("=", 1)[0]
+            if name in ("LD_PRELOAD", "LD_AUDIT"):
+                self.add("preload", line, f"sets {name} (runs code inside other programs)")
             if opt in ("-u", "-C", "-S") and rest:
                 rest = rest[1:]
         if not rest:
@@ -395,6 +426,13 @@ class BashScanner:
 
     def _redirect(self, op: str, target: str, line: int) -> None:
         path = _shell_path(target)
+        if path.startswith("/proc/sys/kernel/") and op not in ("<", "<>", "<<<"):
+            self.add(
+                "impair-defenses",
+                line,
+                f"writes the kernel setting {path}: turns off what protects the machine",
+            )
+            return
         if path.startswith("/dev/tcp/") or path.startswith("/dev/udp/"):
             self.add(
                 "dev-tcp", line, f"opens a raw network connection through {path} (reverse shell)"
@@ -564,6 +602,48 @@ for _names, _wrapper in (
 ):
     for _name in _names:
         WRAPPERS.setdefault(_name, _wrapper)
+
+
+def _auth_request(text: str, name: str) -> str | None:
+    """The https host a one-line curl/wget sends variable `name` to as an authentication
+    header, when that is the only place the variable is used."""
+    lexed = lex(text, 1)
+    if len(lexed.pipelines) != 1 or len(lexed.pipelines[0].commands) != 1:
+        return None
+    words = lexed.pipelines[0].commands[0].words
+    if not words or words[0].rsplit("/", 1)[-1] not in ("curl", "wget"):
+        return None
+    if len(re.findall(rf"\$\{{?{name}\b", text)) != 1:
+        return None
+    headers = [m.group(1) for w in words if (m := AUTH_HEADER.match(w)) is not None]
+    if headers != [name]:
+        return None
+    host = _host(words[1:])
+    return host if _named_https(words[1:], host) else None
+
+
+def inspects_only(text: str) -> bool:
+    """True when every command of the script only looks at things (`INSPECTION`): nothing
+    is written but to /dev/null, nothing runs in the background, nothing is nested, no
+    variable is set. Such a script is not worth a finding of its own."""
+    lexed = lex(text)
+    if lexed.unbalanced or not lexed.pipelines:
+        return False
+    for pipeline in lexed.pipelines:
+        for cmd in pipeline.commands:
+            if cmd.background or cmd.subs or cmd.heredoc is not None or not cmd.words:
+                return False
+            if any(op != "<" and target != "/dev/null" for op, target in cmd.redirects):
+                return False
+            if any(COMPUTED in w for w in cmd.words):
+                return False
+            program = cmd.words[0]
+            if program not in INSPECTION:
+                return False
+            allowed = INSPECTION[program]
+            if allowed is not None and (len(cmd.words) < 2 or cmd.words[1] not in allowed):
+                return False
+    return True
 
 
 def scan_bash(

@@ -25,6 +25,67 @@ DOWNLOADERS = frozenset({"curl", "wget", "fetch", "aria2c", "http", "https", "lw
 RAW_NET = frozenset({"nc", "ncat", "netcat", "socat", "telnet", "cryptcat", "pwncat"})
 REMOTE_COPY = frozenset({"scp", "sftp", "ftp", "lftp", "tftp", "smbclient", "rclone", "ssh"})
 READ_ONLY_LISTING = frozenset({"ls", "stat", "test", "[", "file", "du", "echo", "printf"})
+# Programs that only look: a notebook's `!ls data/`, `!nvidia-smi` or `head file | cut -f1` is
+# everyday inspection, and a finding on it would only teach people to skip the findings.
+# `None`: any arguments; otherwise the first argument must be one of the listed ones.
+INSPECTION: dict[str, frozenset[str] | None] = {
+    **dict.fromkeys(
+        (
+            "ls",
+            "ll",
+            "head",
+            "tail",
+            "cat",
+            "wc",
+            "cut",
+            "sort",
+            "uniq",
+            "tr",
+            "column",
+            "file",
+            "stat",
+            "du",
+            "df",
+            "free",
+            "nproc",
+            "lscpu",
+            "nvidia-smi",
+            "uname",
+            "pwd",
+            "date",
+            "echo",
+            "printf",
+            "which",
+            "tree",
+            "md5sum",
+            "sha1sum",
+            "sha256sum",
+            "diff",
+            "cmp",
+            "jq",
+            "grep",
+            "egrep",
+            "fgrep",
+            "zcat",
+            "true",
+            "basename",
+            "dirname",
+            "realpath",
+            "nvcc",
+            "hostname",
+            "whoami",
+        ),
+        None,
+    ),
+    "git": frozenset(
+        {"status", "log", "diff", "show", "branch", "rev-parse", "describe", "ls-files", "tag"}
+    ),
+    "pip": frozenset({"list", "show", "freeze", "--version", "-V", "check"}),
+    "pip3": frozenset({"list", "show", "freeze", "--version", "-V", "check"}),
+    "conda": frozenset({"list", "info", "--version", "-V"}),
+    "python": frozenset({"--version", "-V"}),
+    "python3": frozenset({"--version", "-V"}),
+}
 RESERVED = frozenset(
     {
         "if",

@@ -16,6 +16,7 @@ from ..secrets import is_secret_name
 from . import paths, rules
 from .fold import _DECODERS, Folded, as_text
 from .paths import COMPUTED
+from .python_core import _file_key
 from .python_files import FileRules
 from .python_shell import ShellRules
 from .python_tables import (
@@ -36,6 +37,7 @@ from .python_tables import (
     RISKY_ATTRS,
     RISKY_MODULES,
     ROUND_TRIP_DUMPS,
+    SAVE_CALLS,
     SHELL_CALLS,
     SUBPROCESS_CALLS,
     YAML_UNSAFE,
@@ -70,6 +72,43 @@ class CallRules(FileRules):
             )
         if attr in ("extractall", "extract") or q == "shutil.unpack_archive":
             self._extract(node, q or f"….{attr}", attr)
+        self._model_code(node, q or f"….{attr}", attr)
+
+    def _model_code(self, node: ast.Call, q: str, attr: str) -> None:
+        """Loading a model can run code that came with it: a hub repository's hubconf.py,
+        a model repository's Python (`trust_remote_code=True`), a Keras file's Lambda layers
+        (`safe_mode=False`)."""
+        if q == "torch.hub.load":
+            repo = self.folder.fold_str(self._arg(node, 0, "repo_or_dir")) or "a repository"
+            source = self.folder.fold_str(
+                next((k.value for k in node.keywords if k.arg == "source"), None)
+            )
+            if source != "local":
+                self.add(
+                    "remote-code",
+                    node,
+                    f"torch.hub.load runs the hubconf.py of {repo} fetched from GitHub",
+                )
+        for kw in node.keywords:
+            if kw.arg not in ("trust_remote_code", "safe_mode"):
+                continue
+            folded = self.folder.fold(kw.value)
+            value = folded.value if folded is not None else None
+            if kw.arg == "trust_remote_code" and value is not False:
+                model = self.folder.fold_str(self._arg(node, 0, "pretrained_model_name_or_path"))
+                self.add(
+                    "remote-code",
+                    node,
+                    f"{q} with trust_remote_code runs the Python code shipped with "
+                    f"{model or 'the model'} from the hub",
+                )
+            elif kw.arg == "safe_mode" and value is not True and attr == "load_model":
+                self.add(
+                    "unpickle-unsafe",
+                    node,
+                    f"{q} with safe_mode=False deserializes Lambda layers: a model file can run "
+                    "any code when it is loaded",
+                )
 
     def _indirect_capability(self, node: ast.Call, q: str) -> None:
         """`importlib.import_module("os").system("ls")` is as capable as a plain call, and it
@@ -163,7 +202,20 @@ class CallRules(FileRules):
         folded = self.folder.fold(arg) if arg is not None else None
         name = as_text(folded.value) if folded is not None else None
         if name is None:
-            self.add("computed-import", node, f"{q} imports a module whose name is computed")
+            candidates = self._candidates(arg) if arg is not None else None
+            if candidates is None:
+                self.add("computed-import", node, f"{q} imports a module whose name is computed")
+                return
+            risky = sorted(c for c in candidates if c.split(".")[0] in RISKY_MODULES)
+            if risky:
+                self.add(
+                    "hidden-import",
+                    node,
+                    f"{q} imports {', '.join(risky)} under a name chosen at run time",
+                    severity="medium",
+                )
+            if any(c.split(".")[0] == "ctypes" for c in candidates):
+                self._import_rule("ctypes", node)
             return
         top = name.split(".")[0]
         if not isinstance(arg, ast.Constant) and top in RISKY_MODULES:
@@ -176,6 +228,56 @@ class CallRules(FileRules):
         if top == "ctypes":
             self._import_rule(name, node)
 
+    def _candidates(self, node: ast.AST, depth: int = 0) -> set[str] | None:
+        """Every string `node` can be, when all are written in the code (a literal, a
+        conditional of literals, a loop over a literal list), else None."""
+        if depth > 4:
+            return None
+        folded = self.folder.fold(node)
+        if folded is not None:
+            text = as_text(folded.value)
+            return {text} if text is not None and not folded.decoded else None
+        if isinstance(node, ast.IfExp):
+            body, orelse = (
+                self._candidates(node.body, depth + 1),
+                self._candidates(node.orelse, depth + 1),
+            )
+            return body | orelse if body is not None and orelse is not None else None
+        if isinstance(node, ast.Name):
+            loop = self._loop_iter(node)
+            if loop is not None:
+                if node.id in self.b.assigns:
+                    return None
+                values = self.folder.fold(loop)
+                if (
+                    values is not None
+                    and not values.decoded
+                    and isinstance(values.value, list | tuple | set | frozenset)
+                    and values.value
+                    and all(isinstance(v, str) for v in values.value)
+                ):
+                    return {str(v) for v in values.value}
+                return None
+            bound = self.binding(node.id)
+            if bound is not None and bound is not node:
+                return self._candidates(bound, depth + 1)
+        return None
+
+    def _dangerous_object(self, target: ast.AST) -> str | None:
+        """What makes `target` dangerous to reach attributes of by computed name: a module
+        with process, file, network or code capability, or a dunder walk."""
+        base = self.qual(target)
+        if base is not None:
+            top = base.split(".")[0]
+            if top in RISKY_MODULES or top in ("<globals>", "builtins"):
+                return base
+        if any(a in DUNDERS or a == "__dict__" for a in self._dunder_chain(target)):
+            return "an object reached through interpreter internals"
+        how = self._indirection(target)
+        if how is not None:
+            return f"an object reached through {how}"
+        return None
+
     def _getattr(self, node: ast.Call, q: str) -> None:
         if len(node.args) < 2:
             return
@@ -186,35 +288,31 @@ class CallRules(FileRules):
         if name is None:
             if q == "hasattr":
                 return
-            plain_local = (
-                isinstance(target, ast.Name)
-                and self.b.bound(target.id)
-                and (target.id not in self.b.imports)
-                and base is None
-            )
-            harmless_module = (
-                base is not None
-                and base.split(".")[0] not in RISKY_MODULES
-                and base.split(".")[0] not in ("<globals>", "builtins")
-                and self._indirection(target) is None
-                and any(base.split(".")[0] == t for t in self.b.import_tops)
-            )
-            if (
-                plain_local
-                or harmless_module
-                or (isinstance(target, ast.Name) and target.id == "self")
-            ):
+            candidates = self._candidates(name_node)
+            if candidates is not None:
+                risky = sorted(c for c in candidates if c in RISKY_ATTRS or c in DUNDERS)
+                if risky:
+                    self.add(
+                        "hidden-attribute",
+                        node,
+                        f"{q} picks the attribute {', '.join(repr(r) for r in risky)} of "
+                        f"{base or 'an object'} at run time",
+                    )
+                return
+            dangerous = self._dangerous_object(target)
+            if dangerous is not None:
                 self.add(
                     "computed-attribute",
                     node,
-                    f"{q} on {base or 'a local value'} with a computed attribute name",
-                    severity="low",
+                    f"{q} reaches an attribute of {dangerous} by a computed attribute name: "
+                    "any function of it can be called",
                 )
             else:
                 self.add(
                     "computed-attribute",
                     node,
-                    f"{q} on {base or 'an object'} with a computed attribute name",
+                    f"{q} on {base or 'a value'} with a computed attribute name",
+                    severity="low",
                 )
             return
         if not isinstance(name_node, ast.Constant) and (name in RISKY_ATTRS or name in DUNDERS):
@@ -262,6 +360,17 @@ class CallRules(FileRules):
         arg = self._arg(node, 0, "data")
         if arg is None:
             arg = self._arg(node, 0, "file")
+        if arg is None:
+            arg = self._arg(node, 0, "filepath_or_buffer")
+        downloaded = self._downloaded_file(arg) if arg is not None else None
+        if downloaded is not None:
+            name, host = downloaded
+            self.add(
+                "pickle-network",
+                node,
+                f"{q} unpickles {name} downloaded from {host}: runs code from the network",
+            )
+            return
         if isinstance(arg, ast.Call) and self.qual(arg.func) in ROUND_TRIP_DUMPS:
             return  # `pickle.loads(pickle.dumps(obj))` copies an object already in memory
         url = self.folder.fold_str(arg) if arg is not None else None
@@ -297,6 +406,8 @@ class CallRules(FileRules):
             ):
                 text = folded.value
                 where = paths.locate(paths.normalize(text))
+                if where in (paths.WORK, paths.TMP) and _file_key(text) in self._saved_pickles():
+                    return  # `joblib.dump(model, p)` ... `joblib.load(p)`: its own object back
                 if where in (paths.WORK, paths.TMP):
                     self.add(
                         "unpickle-file",
@@ -318,6 +429,8 @@ class CallRules(FileRules):
             opened = self.b.sources[arg.id]
         if isinstance(opened, ast.Call) and self.qual(opened.func) in OPEN_CALLS:
             opened_path = self._path_text(self._arg(opened, 0, "file"))
+            if opened_path is not None and _file_key(opened_path) in self._saved_pickles():
+                return  # its own object back, as above
             if opened_path is not None and paths.locate(paths.normalize(opened_path)) in (
                 paths.WORK,
                 paths.TMP,
@@ -337,6 +450,66 @@ class CallRules(FileRules):
             )
             return
         self.add("unpickle", node, f"{q} unpickles data of unknown origin")
+
+    def _downloaded_file(self, arg: ast.AST) -> tuple[str, str] | None:
+        """(file, host) when `arg` is, or opens, a file the code saved from the network."""
+        downloads = self._downloads()
+        if not downloads:
+            return None
+        opened: ast.AST | None = arg
+        if isinstance(arg, ast.Name) and arg.id in self.b.sources:
+            opened = self.b.sources[arg.id]
+        if isinstance(opened, ast.Call) and self.qual(opened.func) in OPEN_CALLS:
+            opened = self._arg(opened, 0, "file")
+        name = self.folder.fold_str(opened) if opened is not None else None
+        if name is None:
+            return None
+        host = downloads.get(_file_key(name))
+        return (name, host) if host is not None else None
+
+    def _saved_pickles(self) -> set[str]:
+        """Files this code itself pickles into (`joblib.dump(m, "m.joblib")`, `torch.save`,
+        `pickle.dump(obj, open(p, "wb"))`, `df.to_pickle(p)`): loading one back is a round trip
+        of the code's own objects, not of data from elsewhere."""
+        saved: set[str] = set()
+        for sub in ast.walk(self.tree):
+            if not isinstance(sub, ast.Call):
+                continue
+            q = self.qual(sub.func) or ""
+            target: ast.AST | None
+            if q in SAVE_CALLS:
+                index = SAVE_CALLS[q]
+                target = sub.args[index] if len(sub.args) > index else None
+            elif isinstance(sub.func, ast.Attribute) and sub.func.attr == "to_pickle":
+                target = sub.args[0] if sub.args else None
+            else:
+                continue
+            if isinstance(target, ast.Name) and target.id in self.b.sources:
+                target = self.b.sources[target.id]  # `with open(p, "wb") as f: pickle.dump(o, f)`
+            if isinstance(target, ast.Call) and self.qual(target.func) in OPEN_CALLS:
+                target = self._arg(target, 0, "file")
+            name = self.folder.fold_str(target) if target is not None else None
+            if name is not None and COMPUTED not in name:
+                saved.add(_file_key(name))
+        return saved
+
+    def _dns_lookup(self, node: ast.Call, q: str) -> None:
+        """A host name built from a secret or the environment, looked up: DNS exfiltration."""
+        name = self._arg(node, 0, "host")
+        if name is None:
+            name = self._arg(node, 0, "qname")
+        if name is None or isinstance(name, ast.Constant):
+            return
+        probe = ast.Call(func=node.func, args=[name], keywords=[])
+        self._parents[id(probe)] = node
+        secret = self._carries_secret(probe)
+        if secret is not None:
+            self.add(
+                "exfiltration",
+                node,
+                f"{q} looks up a host name built from {secret}: the value leaves the machine "
+                "in the DNS query (DNS exfiltration)",
+            )
 
     def _marshal(self, node: ast.Call, q: str) -> None:
         self.add("marshal", node, f"{q} builds code objects from bytes")
@@ -377,8 +550,10 @@ class CallRules(FileRules):
             self.add("upload-literal", node, f"{q} sends fixed data written in the code to {host}")
         elif sends:
             self.add("upload", node, f"{q} sends data to {host}")
+        elif self._https_host(node) is not None and self._carries_secret(node) is None:
+            self.add("download", node, f"{q} fetches from {host} over https", severity="low")
         else:
-            self.add("download", node, f"{q} fetches from {host}")
+            self.add("download", node, f"{q} fetches from {host}", severity="medium")
 
     def _allocation(self, node: ast.Call, q: str) -> None:
         arg = self._arg(node, 0, "shape")
@@ -501,6 +676,18 @@ CALL_HANDLERS = {
         (
             (*NETWORK_SEND, *NETWORK_FETCH, "socket.socket", "socket.fromfd"),
             CallRules._network,
+        ),
+        (
+            (
+                "socket.gethostbyname",
+                "socket.gethostbyname_ex",
+                "socket.getaddrinfo",
+                "dns.resolver.resolve",
+                "dns.resolver.query",
+                "dns.resolver.Resolver().resolve",
+                "dns.resolver.Resolver().query",
+            ),
+            CallRules._dns_lookup,
         ),
         (("os.fork", "os.forkpty"), CallRules._fork),
         (("os.dup2",), CallRules._dup2),

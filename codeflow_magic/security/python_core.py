@@ -8,12 +8,14 @@ each rule module only says what a callee does.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable
 
 from ..models import Finding, severity_rank
+from ..secrets import is_secret_name
 from . import paths, rules
 from .fold import _DECODERS, Folder
-from .paths import Verdict
+from .paths import COMPUTED, Verdict
 from .python_bindings import _BindingCollector
 from .python_tables import (
     BUILTIN_NAMES,
@@ -33,6 +35,33 @@ from .python_tables import (
     _canon,
     _star_members,
 )
+
+CREDENTIAL_KEYS = frozenset(
+    {
+        "key",
+        "api-key",
+        "apikey",
+        "token",
+        "access-token",
+        "auth",
+        "authorization",
+        "x-api-key",
+        "appid",
+    }
+)
+"""params/headers entries whose value authenticates (compared lower-case, `_` as `-`)."""
+ENV_GETTERS = frozenset(
+    {"os.getenv", "os.environ.get", "os.environ.pop", "os.getenvb", "os.environ.setdefault"}
+)
+
+
+def _file_key(name: str) -> str:
+    """A file name as the code may write it (`./m.pkl`, `m.pkl`), for matching."""
+    name = name.strip().strip("'\"")
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
 
 BashScan = Callable[[str, int, int], list[Finding]]
 CodeScan = Callable[[str, str, int, int], list[Finding]]
@@ -72,6 +101,7 @@ class AnalyzerCore:
         self._handled_consts: set[int] = set()
         self._shell_lines: list[tuple[str, int]] = []
         self._name_loads: dict[str, list[ast.Name]] | None = None
+        self._download_memo: dict[str, str] | None = None
 
     def line(self, node: ast.AST | None) -> int:
         lineno = getattr(node, "lineno", 1) if node is not None else 1
@@ -492,24 +522,299 @@ class AnalyzerCore:
             self._name_loads = table
         return self._name_loads.get(name, [])
 
-    def _authenticates(self, node: ast.AST, depth: int = 0) -> str | None:
-        """The client or setting a secret value goes to, when that is all that happens to it."""
-        parent = self.parent(node)
-        if isinstance(parent, ast.Assign) and depth == 0 and len(parent.targets) == 1:
-            target = parent.targets[0]
-            if isinstance(target, ast.Attribute):
-                return self.qual(target) or ast.unparse(target)
-            if isinstance(target, ast.Name) and target.id not in self.b.opaque:
-                uses = self._loads(target.id)
-                found = [self._authenticates(u, depth + 1) for u in uses]
-                if uses and all(f is not None for f in found):
-                    return ", ".join(sorted({f for f in found if f is not None}))
+    def _loop_iter(self, name: ast.Name) -> ast.expr | None:
+        """The iterable of the nearest loop or comprehension that binds `name`."""
+        current = self.parent(name)
+        while current is not None:
+            if (
+                isinstance(current, ast.For | ast.AsyncFor)
+                and isinstance(current.target, ast.Name)
+                and current.target.id == name.id
+            ):
+                return current.iter
+            if isinstance(current, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
+                for gen in current.generators:
+                    if isinstance(gen.target, ast.Name) and gen.target.id == name.id:
+                        return gen.iter
+            current = self.parent(current)
+        return None
+
+    def _fetch_host(self, node: ast.AST, depth: int = 0) -> str | None:
+        """The host a value was fetched from (`requests.get(url).content`), following names."""
+        if depth > 3:
             return None
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call):
+                q = self.qual(sub.func) or ""
+                if q in NETWORK_FETCH or q.startswith(("requests.", "httpx.", "urllib.request.")):
+                    url = self.folder.fold_str(self._arg(sub, 0, "url"))
+                    m = re.match(r"^[a-z][a-z0-9+.-]*://([^/:?#]+)", url or "")
+                    return m.group(1) if m else "the network"
+            elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                bound = self.binding(sub.id)
+                if bound is not None and bound is not node:
+                    host = self._fetch_host(bound, depth + 1)
+                    if host is not None:
+                        return host
+        return None
+
+    def _downloads(self) -> dict[str, str]:
+        """Files the code saves from the network: file name -> host it came from."""
+        if self._download_memo is not None:
+            return self._download_memo
+        found: dict[str, str] = {}
+        for sub in ast.walk(self.tree):
+            if not isinstance(sub, ast.Call):
+                continue
+            q = self.qual(sub.func) or ""
+            if q in ("urllib.request.urlretrieve", "wget.download"):
+                url = self.folder.fold_str(self._arg(sub, 0, "url")) or ""
+                out = self._arg(sub, 1, "filename" if q != "wget.download" else "out")
+                name = self.folder.fold_str(out) if out is not None else None
+                if name is None and url:
+                    name = url.rstrip("/").rsplit("/", 1)[-1]
+                m = re.match(r"^[a-z][a-z0-9+.-]*://([^/:?#]+)", url)
+                if name:
+                    found[_file_key(name)] = m.group(1) if m else "the network"
+            elif q in OPEN_CALLS and any(c in self._open_mode(sub) for c in "wax"):
+                name = self.folder.fold_str(self._arg(sub, 0, "file"))
+                if name is None:
+                    continue
+                region: list[ast.AST] = []
+                parent = self.parent(sub)
+                if isinstance(parent, ast.withitem):
+                    with_node = self.parent(parent)
+                    if isinstance(with_node, ast.With | ast.AsyncWith):
+                        region = list(with_node.body)
+                else:
+                    current: ast.AST | None = parent
+                    while current is not None and not isinstance(current, ast.stmt):
+                        current = self.parent(current)
+                    if current is not None:
+                        region = [current]
+                for stmt in region:
+                    for call in ast.walk(stmt):
+                        if not isinstance(call, ast.Call):
+                            continue
+                        for value in [*call.args, *(k.value for k in call.keywords)]:
+                            host = self._fetch_host(value)
+                            if host is not None:
+                                found[_file_key(name)] = host
+        for line in self.source.splitlines():
+            if not re.search(r"\b(wget|curl)\b", line):
+                continue
+            url_m = re.search(r"(https?|ftp)://([^/\s'\"]+)(\S*?)(?=[\s'\"]|$)", line)
+            if url_m is None:
+                continue
+            out_m = re.search(
+                r"\s(?:-[A-Za-z]*[oO]|--output-document|--output)[ =]?\s*([^\s'\"]+)", line
+            )
+            saved = out_m.group(1) if out_m else ""
+            if not saved or "://" in saved:
+                saved = url_m.group(3).rstrip("/").rsplit("/", 1)[-1]
+            if saved and saved != "-":
+                found[_file_key(saved)] = url_m.group(2)
+        self._download_memo = found
+        return found
+
+    def _https_host(self, call: ast.Call) -> str | None:
+        """The host of a request's https URL when the URL names it (not an IP, not computed)."""
+        q = self.qual(call.func) or ""
+        url_node = (
+            self._arg(call, 1, "url")
+            if q.endswith(".request") and not q.startswith("urllib.request")
+            else self._arg(call, 0, "url")
+        )
+        if url_node is None:
+            return None
+        text, decoded = self.folder.fold_text(url_node)
+        if not text or decoded:
+            return None
+        m = re.match(r"^https://([^/:?#@\s]+)(?::\d+)?(?:[/?#]|$)", text)
+        if not m:
+            return None
+        host = m.group(1).lower()
+        if (
+            COMPUTED in host
+            or "." not in host
+            or re.fullmatch(r"[\d.]+", host)
+            or host.startswith(("localhost", "127."))
+        ):
+            return None
+        return host
+
+    def _auth_slot(self, use: ast.AST, depth: int = 0) -> str | None:
+        """The https host `use` is sent to as an authentication value (a params/headers entry
+        named like a credential, `auth=`), else None."""
+        if depth > 3:
+            return None
+        cur: ast.AST = use
+        parent = self.parent(cur)
+        while isinstance(parent, ast.FormattedValue | ast.JoinedStr | ast.BinOp):
+            cur, parent = parent, self.parent(parent)
+        slots: tuple[str, ...] = ("auth",)
+        if isinstance(parent, ast.Tuple):
+            cur, parent = parent, self.parent(parent)
+        elif isinstance(parent, ast.Dict):
+            index = next((i for i, v in enumerate(parent.values) if v is cur), None)
+            if index is None:
+                return None
+            name = self.folder.fold_str(parent.keys[index])
+            if name is None or name.lower().replace("_", "-") not in CREDENTIAL_KEYS:
+                return None
+            cur, parent = parent, self.parent(parent)
+            slots = ("params", "headers")
+            if (
+                isinstance(parent, ast.Assign)
+                and len(parent.targets) == 1
+                and isinstance(parent.targets[0], ast.Name)
+                and parent.targets[0].id not in self.b.opaque
+            ):
+                uses = self._loads(parent.targets[0].id)
+                hosts = {self._request_host(u, slots) for u in uses}
+                if uses and None not in hosts:
+                    return ", ".join(sorted(h for h in hosts if h is not None))
+                return None
+        return self._request_host(cur, slots)
+
+    def _request_host(self, value: ast.AST, slots: tuple[str, ...]) -> str | None:
+        parent = self.parent(value)
+        if not isinstance(parent, ast.keyword) or parent.arg not in slots:
+            return None
+        call = self.parent(parent)
+        if not isinstance(call, ast.Call):
+            return None
+        q = self.qual(call.func) or ""
+        if (
+            q not in NETWORK_FETCH
+            and q not in NETWORK_SEND
+            and not q.startswith(("requests.", "httpx."))
+        ):
+            return None
+        return self._https_host(call)
+
+    def _env_value(self, node: ast.AST) -> str | None:
+        """The secret (or unknown) environment variable `node` reads, or "the environment"
+        when it takes all of it; None otherwise."""
+        key: str | None
+        if isinstance(node, ast.Call):
+            q = self.qual(node.func)
+            if q in ENV_GETTERS:
+                key = self.folder.fold_str(self._arg(node, 0, "key"))
+                if key is None:
+                    return "an environment variable"
+                return key if is_secret_name(key) else None
+            return None
+        if isinstance(node, ast.Subscript) and self.qual(node.value) in (
+            "os.environ",
+            "os.environb",
+        ):
+            key = self.folder.fold_str(node.slice)
+            if key is None:
+                return "an environment variable"
+            return key if is_secret_name(key) else None
+        if isinstance(node, ast.Name | ast.Attribute) and self.qual(node) in (
+            "os.environ",
+            "os.environb",
+        ):
+            parent = self.parent(node)
+            if not isinstance(parent, ast.Subscript | ast.Attribute):
+                return "the environment"
+        return None
+
+    def _carries_secret(self, call: ast.Call) -> str | None:
+        """The secret (or "the environment") that goes into this call other than as an
+        authentication value sent to an https host."""
+        todo: list[tuple[ast.AST, int]] = [(a, 0) for a in call.args]
+        todo += [(k.value, 0) for k in call.keywords]
+        seen: set[str] = set()
+        while todo:
+            current, depth = todo.pop()
+            for sub in ast.walk(current):
+                label = self._env_value(sub)
+                if label is not None:
+                    if self._auth_slot(sub) is None:
+                        return label
+                elif (
+                    isinstance(sub, ast.Name)
+                    and isinstance(sub.ctx, ast.Load)
+                    and sub.id not in seen
+                    and depth < 4
+                ):
+                    seen.add(sub.id)
+                    bound = self.binding(sub.id)
+                    if bound is None:
+                        continue
+                    labels = [x for x in map(self._env_value, ast.walk(bound)) if x is not None]
+                    if labels:
+                        if self._auth_slot(sub) is None:
+                            return labels[0]
+                    else:
+                        todo.append((bound, depth + 1))
+        return None
+
+    def _secret_use(self, node: ast.AST, depth: int = 0) -> tuple[str, str]:
+        """What happens to a secret value: ("net-auth", host) sent to authenticate,
+        ("auth", client) passed to a client, ("kept", "") only checked or stored in a
+        variable nobody shows, ("leak", where) shown, written, sent or lost track of."""
+        if depth > 4:
+            return "leak", "code the scanner cannot follow"
+        host = self._auth_slot(node)
+        if host is not None:
+            return "net-auth", host
+        cur: ast.AST = node
+        parent = self.parent(cur)
+        wrapped = False
+        while True:
+            if isinstance(parent, ast.BoolOp) or (
+                isinstance(parent, ast.IfExp) and parent.test is not cur
+            ):
+                cur, parent = parent, self.parent(parent)
+            elif (
+                isinstance(parent, ast.Attribute)
+                and isinstance(self.parent(parent), ast.Call)
+                and parent.attr in ("strip", "rstrip", "lstrip", "lower", "upper")
+            ):
+                cur = self.parent(parent) or parent
+                parent = self.parent(cur)
+            elif isinstance(
+                parent, ast.FormattedValue | ast.JoinedStr | ast.BinOp | ast.Tuple | ast.List
+            ) or (isinstance(parent, ast.Dict) and cur in parent.values):
+                wrapped = True
+                cur, parent = parent, self.parent(parent)
+            else:
+                break
+        if isinstance(parent, ast.Compare | ast.UnaryOp | ast.If | ast.While | ast.Assert) or (
+            isinstance(parent, ast.IfExp) and parent.test is cur
+        ):
+            return "kept", ""
+        if isinstance(parent, ast.Assign | ast.AnnAssign) and parent.value is cur:
+            targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
+            target = targets[0] if len(targets) == 1 else None
+            if isinstance(target, ast.Attribute) and not wrapped:
+                return "auth", self.qual(target) or ast.unparse(target)
+            if isinstance(target, ast.Name) and target.id not in self.b.opaque:
+                found = [self._secret_use(u, depth + 1) for u in self._loads(target.id)]
+                leaks = [f for f in found if f[0] == "leak"]
+                if leaks:
+                    return leaks[0]
+                hosts = sorted({f[1] for f in found if f[0] == "net-auth"})
+                clients = sorted({f[1] for f in found if f[0] == "auth"})
+                if hosts and not clients:
+                    return "net-auth", ", ".join(hosts)
+                if clients or hosts:
+                    return "auth", ", ".join(clients + hosts)
+                return "kept", ""
+            return "leak", "code the scanner cannot follow"
+        if isinstance(parent, ast.Expr):
+            if self.tree.body and parent is self.tree.body[-1]:
+                return "leak", "the cell's output"
+            return "kept", ""
         call = self.parent(parent) if isinstance(parent, ast.keyword) else parent
-        if isinstance(call, ast.Call) and (isinstance(parent, ast.keyword) or node in call.args):
+        if isinstance(call, ast.Call) and (isinstance(parent, ast.keyword) or cur in call.args):
             cq = self.qual(call.func) or ""
             attr = call.func.attr if isinstance(call.func, ast.Attribute) else ""
-            leaks = (
+            leaky = (
                 not cq
                 or cq in OUTPUT_CALLS
                 or cq in NETWORK_SEND
@@ -521,22 +826,34 @@ class AnalyzerCore:
                 or cq in ("str", "repr", "format", "len", "list", "bytes", "base64.b64encode")
                 or attr in ("write", "send", "sendall", "post", "put", "info", "debug", "warning")
             )
-            if not leaks:
-                return cq
-        return None
+            if not leaky and not wrapped:
+                return "auth", cq
+            return "leak", cq or attr or "a call"
+        if isinstance(parent, ast.Return | ast.Yield | ast.YieldFrom | ast.Lambda):
+            return "leak", "the caller (returns it)"
+        return "leak", "code the scanner cannot follow"
 
     def _secret_read(self, node: ast.AST, key: str) -> None:
-        """A secret passed to a client or login call authenticates; anything else (printed,
-        sent, written) is rated as a read of the secret."""
-        target = self._authenticates(node)
-        if target is not None:
+        """A secret passed to a client or login call authenticates; one only checked or kept
+        is a low read; printed, sent or written it is a high one."""
+        kind, target = self._secret_use(node)
+        if kind == "net-auth":
+            self.add("secret-auth", node, f"sends {key} to {target} to authenticate")
+        elif kind == "auth":
             self.add(
                 "secret-auth",
                 node,
                 f"passes the secret variable {key} to {target} (to authenticate)",
             )
-            return
-        self.add("secret-variable", node, f"reads the secret variable {key}")
+        elif kind == "kept":
+            self.add("secret-variable", node, f"reads the secret variable {key}", severity="low")
+        else:
+            self.add(
+                "secret-variable",
+                node,
+                f"reads the secret variable {key} and passes it to {target}",
+                severity="high",
+            )
 
     def _preload(self, node: ast.AST, name: str) -> None:
         self.add(

@@ -11,6 +11,7 @@ import re
 
 from . import paths
 from .paths import COMPUTED
+from .python_core import _file_key
 from .python_shell import ShellRules
 from .python_tables import (
     DELETE_CALLS,
@@ -68,9 +69,60 @@ class FileRules(ShellRules):
     def _open_call(self, node: ast.Call, q: str) -> None:
         self._open(node, q, self._arg(node, 0, "file"))
 
+    def _archive_member(self, path_node: ast.AST | None, depth: int = 0) -> str | None:
+        """The archive listing (`z.namelist()`) a written path is taken from, unless only its
+        base name is used."""
+        if path_node is None or depth > 2:
+            return None
+        todo: list[ast.AST] = [path_node]
+        while todo:
+            current = todo.pop()
+            if isinstance(current, ast.Call) and self.qual(current.func) in (
+                "os.path.basename",
+                "posixpath.basename",
+            ):
+                continue
+            if isinstance(current, ast.Attribute) and current.attr in ("name", "stem"):
+                inner = current.value
+                if isinstance(inner, ast.Call) and self.qual(inner.func) == "pathlib.Path":
+                    continue
+            if isinstance(current, ast.Name) and isinstance(current.ctx, ast.Load):
+                source = self._loop_iter(current)
+                if (
+                    isinstance(source, ast.Call)
+                    and isinstance(source.func, ast.Attribute)
+                    and source.func.attr in ("namelist", "getnames", "getmembers", "infolist")
+                ):
+                    return ast.unparse(source)
+                bound = self.binding(current.id)
+                if bound is not None and bound is not path_node:
+                    found = self._archive_member(bound, depth + 1)
+                    if found is not None:
+                        return found
+            todo.extend(ast.iter_child_nodes(current))
+        return None
+
+    def _archive_write(self, node: ast.Call, path_node: ast.AST | None) -> None:
+        listing = self._archive_member(path_node)
+        if listing is not None:
+            self.add(
+                "archive-paths",
+                node,
+                f"writes archive members to the paths the archive names ({listing}): a member "
+                "named ../x escapes the folder",
+            )
+
     def _open(self, node: ast.Call, q: str, path_node: ast.AST | None) -> None:
         text = self._path_text(path_node)
         mode = self._open_mode(node)
+        if any(c in mode for c in "wax+"):
+            self._archive_write(node, path_node)
+            if text is not None and paths.normalize(text).startswith("/proc/sys/kernel/"):
+                self.add(
+                    "impair-defenses",
+                    node,
+                    f"{q} writes the kernel setting {text}: turns off what protects the machine",
+                )
         if any(c in mode for c in "wax+?"):
             self.add_verdict(
                 "write-path",
@@ -91,6 +143,7 @@ class FileRules(ShellRules):
         elif method in ("write_text", "write_bytes", "touch", "symlink_to", "hardlink_to", "mkdir"):
             if method != "mkdir":
                 self.add_verdict("write-path", paths.write_verdict(text), node, f"Path.{method}")
+                self._archive_write(node, node.func.value)
         elif method == "open":
             self._open_path_method(node, text)
         elif method in ("glob", "rglob", "iterdir"):
@@ -110,11 +163,13 @@ class FileRules(ShellRules):
     def _extract(self, node: ast.Call, q: str, attr: str) -> None:
         index, keyword = (1, "extract_dir") if q == "shutil.unpack_archive" else (0, "path")
         text = self._path_text(self._arg(node, index, keyword))
-        if text is None:
-            return
         flt = next((k.value for k in node.keywords if k.arg == "filter"), None)
         if flt is not None and self.folder.fold_str(flt) in ("data", "tar"):
             return  # the extraction filter refuses members that leave the target folder
+        if attr == "extractall" and flt is None:
+            self._downloaded_tar(node)
+        if text is None:
+            return
         where = paths.locate(paths.normalize(text))
         if where in (paths.ROOT, paths.SYSTEM):
             self.add(
@@ -129,6 +184,36 @@ class FileRules(ShellRules):
                 f"{q} unpacks an archive into {text} (its members can replace start-up files "
                 "and keys in the home directory)",
                 severity="high" if where == paths.HOME else "medium",
+            )
+
+    def _downloaded_tar(self, node: ast.Call) -> None:
+        """`tarfile.open(f).extractall()` with no filter, where f came from the network."""
+        if not isinstance(node.func, ast.Attribute):
+            return
+        receiver: ast.AST | None = node.func.value
+        if isinstance(receiver, ast.Name):
+            receiver = self.b.sources.get(receiver.id) or self.binding(receiver.id)
+        if not isinstance(receiver, ast.Call) or self.qual(receiver.func) != "tarfile.open":
+            return
+        source = self._arg(receiver, 0, "name")
+        fileobj = next((k.value for k in receiver.keywords if k.arg == "fileobj"), None)
+        where: str | None = None
+        if source is not None:
+            name = self.folder.fold_str(source)
+            host = self._downloads().get(_file_key(name)) if name is not None else None
+            if host is not None:
+                where = f"{name}, downloaded from {host}"
+        for value in (source, fileobj):
+            if where is None and value is not None:
+                host = self._fetch_host(value)
+                if host is not None:
+                    where = f"an archive downloaded from {host}"
+        if where is not None:
+            self.add(
+                "archive-paths",
+                node,
+                f"extractall unpacks {where} with no filter=: writes archive members to the "
+                "paths the archive names, and ../ escapes the folder",
             )
 
     def _delete_in_loop(

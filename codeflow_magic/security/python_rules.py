@@ -236,6 +236,8 @@ class PythonAnalyzer(CallRules):
             )
             if sets:
                 self._preload(node, node.value)
+        if "docker.sock" in node.value:
+            self._docker_socket(node, node.value)
         verdict = paths.mention_verdict(node.value)
         if verdict is not None:
             self.add(
@@ -245,6 +247,25 @@ class PythonAnalyzer(CallRules):
                 severity=verdict.severity,
                 category=verdict.category,
             )
+
+    def _docker_socket(self, node: ast.Constant, text: str) -> None:
+        """The Docker daemon's socket passed to anything but an existence check."""
+        parent = self.parent(node)
+        call = self.parent(parent) if isinstance(parent, ast.keyword) else parent
+        if isinstance(call, ast.Call):
+            q = self.qual(call.func) or ""
+            attr = call.func.attr if isinstance(call.func, ast.Attribute) else ""
+            if q in ("os.path.exists", "os.path.isfile", "os.stat", "print") or attr in (
+                "exists",
+                "is_socket",
+            ):
+                return
+        self.add(
+            "docker-socket",
+            node,
+            f"talks to the Docker daemon through {text}: root on the host (it can start "
+            "a privileged container)",
+        )
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
         if isinstance(node.op, ast.Mult):

@@ -12,6 +12,7 @@ import re
 from ..models import Finding, severity_rank
 from ..secrets import is_secret_name
 from . import paths
+from .bash_rules import inspects_only
 from .fold import as_text
 from .paths import COMPUTED
 from .python_core import AnalyzerCore
@@ -34,6 +35,7 @@ class ShellRules(AnalyzerCore):
             self.add("computed-command", node, f"{display} runs a computed command")
             return
         inner = self.bash_scan(command, self.line(node), self.depth + 1)
+        self._pip_source(node, inner)
         shown = command if len(command) <= 80 else command[:77] + "..."
         shown = shown.replace(COMPUTED, "…")
         severity = "low"
@@ -47,6 +49,8 @@ class ShellRules(AnalyzerCore):
         for f in inner:
             if top is None or severity_rank(f.severity) > severity_rank(top.severity):
                 top = f
+        if top is None and severity == "low" and inspects_only(command):
+            return  # `!ls data/`, `subprocess.run(["git", "status"])`: only looks
         if top is not None and severity_rank(top.severity) >= severity_rank(severity):
             severity, reason = top.severity, top.message
         message = f"{display} runs {shown!r}" + (f": {reason}" if reason else "")
@@ -167,9 +171,22 @@ class ShellRules(AnalyzerCore):
             ):
                 self.add("download", node, "%load downloads code from the network")
         elif name in ("pip", "conda", "mamba"):
-            self.findings.extend(
-                f for f in self.bash_scan(f"pip {line_text or ''}", self.line(node), self.depth + 1)
-            )
+            inner = self.bash_scan(f"pip {line_text or ''}", self.line(node), self.depth + 1)
+            self.findings.extend(inner)
+            self._pip_source(node, inner)
+
+    def _pip_source(self, node: ast.Call, inner: list[Finding]) -> None:
+        """pip run from the kernel (`!pip`, `%pip`, `subprocess ... -m pip`) installing from a
+        URL or another index: its set-up code runs in this session, as with pip.main."""
+        for f in inner:
+            if f.rule in ("pip-url", "pip-index"):
+                self.add(
+                    "pip-main-url",
+                    node,
+                    f"pip, run from the notebook, {f.message}: its set-up code runs with your "
+                    "rights in this session",
+                )
+                return
 
     def _cell_magic(self, node: ast.Call, q: str) -> None:
         """`%%name` run through `get_ipython()`: its body is scanned in its own language."""
@@ -190,7 +207,7 @@ class ShellRules(AnalyzerCore):
                 self.findings.append(
                     Finding(f.rule, f.severity, f.category, f.line, f"%%{name}: {f.message}")
                 )
-            if not inner:
+            if not inner and not inspects_only(body):
                 self.add("shell-cell", node, f"%%{name} runs a shell script")
         elif re.match(r"^(python\d?(\.\d+)?|pypy\d?)$", interp):
             self._nested(body, "python", node, f"%%{name}", first_body_line)

@@ -293,6 +293,15 @@ INDIRECT_LOOKUPS = frozenset(
 ROUND_TRIP_DUMPS = frozenset(
     {"pickle.dumps", "dill.dumps", "cloudpickle.dumps", "_pickle.dumps", "copy.deepcopy"}
 )
+SAVE_CALLS: dict[str, int] = {
+    # call -> position of the path (or open file) it writes a pickle to
+    "pickle.dump": 1,
+    "dill.dump": 1,
+    "cloudpickle.dump": 1,
+    "joblib.dump": 1,
+    "torch.save": 1,
+    "numpy.save": 0,
+}
 PIP_MAIN = frozenset({"pip.main", "pip._internal.main", "pip._internal.cli.main.main"})
 OUTPUT_CALLS = frozenset(
     {"print", "sys.stdout.write", "sys.stderr.write", "IPython.display.display", "display"}

