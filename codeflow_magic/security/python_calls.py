@@ -16,7 +16,6 @@ from ..secrets import is_secret_name
 from . import paths, rules
 from .fold import _DECODERS, Folded, as_text
 from .paths import COMPUTED
-from .python_core import _file_key
 from .python_files import FileRules
 from .python_shell import ShellRules
 from .python_tables import (
@@ -41,6 +40,7 @@ from .python_tables import (
     SHELL_CALLS,
     SUBPROCESS_CALLS,
     YAML_UNSAFE,
+    _file_key,
     _join_argv,
     _looks_like_code,
 )

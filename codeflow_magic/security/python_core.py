@@ -19,8 +19,10 @@ from .paths import COMPUTED, Verdict
 from .python_bindings import _BindingCollector
 from .python_tables import (
     BUILTIN_NAMES,
+    CREDENTIAL_KEYS,
     DELETE_CALLS,
     DYNAMIC_CALLS,
+    ENV_GETTERS,
     EXEC_CALLS,
     INDIRECT_LOOKUPS,
     MOVE_CALLS,
@@ -33,35 +35,9 @@ from .python_tables import (
     SHELL_CALLS,
     SUBPROCESS_CALLS,
     _canon,
+    _file_key,
     _star_members,
 )
-
-CREDENTIAL_KEYS = frozenset(
-    {
-        "key",
-        "api-key",
-        "apikey",
-        "token",
-        "access-token",
-        "auth",
-        "authorization",
-        "x-api-key",
-        "appid",
-    }
-)
-"""params/headers entries whose value authenticates (compared lower-case, `_` as `-`)."""
-ENV_GETTERS = frozenset(
-    {"os.getenv", "os.environ.get", "os.environ.pop", "os.getenvb", "os.environ.setdefault"}
-)
-
-
-def _file_key(name: str) -> str:
-    """A file name as the code may write it (`./m.pkl`, `m.pkl`), for matching."""
-    name = name.strip().strip("'\"")
-    while name.startswith("./"):
-        name = name[2:]
-    return name
-
 
 BashScan = Callable[[str, int, int], list[Finding]]
 CodeScan = Callable[[str, str, int, int], list[Finding]]
@@ -419,11 +395,31 @@ class AnalyzerCore:
             return "filesystem", "opens files"
         return None
 
-    def _indirection(self, node: ast.AST, depth: int = 0) -> str | None:
-        """How `node` hides what it names: a computed import, getattr, a dict or dunder walk."""
-        if depth > 4:
+    def _through_names(
+        self, node: ast.AST, probe: Callable[[ast.AST], str | None], limit: int
+    ) -> str | None:
+        """The first answer `probe` gives for a node inside `node`, following each name read
+        there to what it is bound to (at most `limit` names deep)."""
+
+        def search(current: ast.AST, depth: int) -> str | None:
+            for sub in ast.walk(current):
+                found = probe(sub)
+                if found is not None:
+                    return found
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and depth < limit:
+                    bound = self.binding(sub.id)
+                    if bound is not None and bound is not current:
+                        found = search(bound, depth + 1)
+                        if found is not None:
+                            return found
             return None
-        for sub in ast.walk(node):
+
+        return search(node, 0)
+
+    def _indirection(self, node: ast.AST) -> str | None:
+        """How `node` hides what it names: a computed import, getattr, a dict or dunder walk."""
+
+        def probe(sub: ast.AST) -> str | None:
             if isinstance(sub, ast.Call):
                 fq = self.qual(sub.func)
                 if fq in INDIRECT_LOOKUPS or fq in ("globals", "locals", "sys.modules.get"):
@@ -444,13 +440,9 @@ class AnalyzerCore:
                 "__subclasses__",
             ):
                 return f"an attribute walk ({sub.attr})"
-            elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                bound = self.binding(sub.id)
-                if bound is not None and bound is not node:
-                    how = self._indirection(bound, depth + 1)
-                    if how is not None:
-                        return how
-        return None
+            return None
+
+        return self._through_names(node, probe, limit=4)
 
     def _assembled(self, node: ast.AST, depth: int = 0) -> bool:
         """Whether a string is put together at run time (format, join, +, f-string, chr)."""
@@ -539,24 +531,20 @@ class AnalyzerCore:
             current = self.parent(current)
         return None
 
-    def _fetch_host(self, node: ast.AST, depth: int = 0) -> str | None:
+    def _fetch_host(self, node: ast.AST) -> str | None:
         """The host a value was fetched from (`requests.get(url).content`), following names."""
-        if depth > 3:
+
+        def probe(sub: ast.AST) -> str | None:
+            if not isinstance(sub, ast.Call):
+                return None
+            q = self.qual(sub.func) or ""
+            if q in NETWORK_FETCH or q.startswith(("requests.", "httpx.", "urllib.request.")):
+                url = self.folder.fold_str(self._arg(sub, 0, "url"))
+                m = re.match(r"^[a-z][a-z0-9+.-]*://([^/:?#]+)", url or "")
+                return m.group(1) if m else "the network"
             return None
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Call):
-                q = self.qual(sub.func) or ""
-                if q in NETWORK_FETCH or q.startswith(("requests.", "httpx.", "urllib.request.")):
-                    url = self.folder.fold_str(self._arg(sub, 0, "url"))
-                    m = re.match(r"^[a-z][a-z0-9+.-]*://([^/:?#]+)", url or "")
-                    return m.group(1) if m else "the network"
-            elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                bound = self.binding(sub.id)
-                if bound is not None and bound is not node:
-                    host = self._fetch_host(bound, depth + 1)
-                    if host is not None:
-                        return host
-        return None
+
+        return self._through_names(node, probe, limit=3)
 
     def _downloads(self) -> dict[str, str]:
         """Files the code saves from the network: file name -> host it came from."""

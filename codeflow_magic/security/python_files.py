@@ -11,12 +11,12 @@ import re
 
 from . import paths
 from .paths import COMPUTED
-from .python_core import _file_key
 from .python_shell import ShellRules
 from .python_tables import (
     DELETE_CALLS,
     READ_METHODS,
     WRITE_METHODS,
+    _file_key,
 )
 
 

@@ -445,3 +445,30 @@ def _join_argv(parts: list[str]) -> str:
         else:
             out.append(shlex.quote(p))
     return " ".join(out)
+
+
+CREDENTIAL_KEYS = frozenset(
+    {
+        "key",
+        "api-key",
+        "apikey",
+        "token",
+        "access-token",
+        "auth",
+        "authorization",
+        "x-api-key",
+        "appid",
+    }
+)
+"""params/headers entries whose value authenticates (compared lower-case, `_` as `-`)."""
+ENV_GETTERS = frozenset(
+    {"os.getenv", "os.environ.get", "os.environ.pop", "os.getenvb", "os.environ.setdefault"}
+)
+
+
+def _file_key(name: str) -> str:
+    """A file name as the code may write it (`./m.pkl`, `m.pkl`), for matching."""
+    name = name.strip().strip("'\"")
+    while name.startswith("./"):
+        name = name[2:]
+    return name
