@@ -38,6 +38,11 @@ _SECRET_PATTERNS: tuple[tuple[str, str, str], ...] = (
     (r"(^|/)\.config/gcloud(/|$)", "critical", "reads Google Cloud credentials"),
     (r"(^|/)application_default_credentials\.json$", "critical", "reads Google Cloud credentials"),
     (r"(^|/)\.kube/config$", "critical", "reads Kubernetes credentials"),
+    (
+        r"^/(var/)?run/secrets(/|$)",
+        "critical",
+        "reads mounted service credentials (a Kubernetes service account token, Docker secrets)",
+    ),
     (r"(^|/)\.docker/config\.json$", "critical", "reads Docker registry credentials"),
     (r"(^|/)\.netrc$", "critical", "reads stored login passwords (.netrc)"),
     (r"(^|/)\.git-credentials$", "critical", "reads stored git credentials"),

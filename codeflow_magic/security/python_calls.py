@@ -467,6 +467,17 @@ class CallRules(FileRules):
         host = downloads.get(_file_key(name))
         return (name, host) if host is not None else None
 
+    def _run_script(self, node: ast.Call, q: str) -> None:
+        """Running (or importing) a script by path; one the code saved from the network runs
+        code from the network."""
+        path = self._arg(node, 1 if q.endswith("spec_from_file_location") else 0, "path")
+        downloaded = self._downloaded_file(path) if path is not None else None
+        if downloaded is not None:
+            name, host = downloaded
+            self.add("download-exec", node, f"{q} runs {name} downloaded from {host}")
+        elif not q.endswith("spec_from_file_location"):
+            self.add("run-script", node, f"{q} runs another script")
+
     def _saved_pickles(self) -> set[str]:
         """Files this code itself pickles into (`joblib.dump(m, "m.joblib")`, `torch.save`,
         `pickle.dump(obj, open(p, "wb"))`, `df.to_pickle(p)`): loading one back is a round trip
@@ -737,8 +748,9 @@ CALL_HANDLERS = {
         ),
         (
             ("runpy.run_path", "runpy.run_module", "get_ipython().run_line_magic.run"),
-            ShellRules._run_script,
+            CallRules._run_script,
         ),
+        (("importlib.util.spec_from_file_location",), CallRules._run_script),
         ((*_DECODERS, "codecs.decode"), CallRules._decoder),
     ).items()
     # the elif chain this replaces tested the pathlib catch-all first

@@ -21,6 +21,7 @@ from .python_tables import (
     PANDAS_AT_REACH,
     QUERY_COMMAND,
     QUERY_REACH,
+    _file_key,
     _join_argv,
 )
 
@@ -164,7 +165,12 @@ class ShellRules(AnalyzerCore):
             elif "=" not in words[0] and " " not in words[0] and is_secret_name(words[0]):
                 self.add("secret-variable", node, f"%env reads the secret variable {words[0]}")
         elif name in ("run",):
-            self.add("run-script", node, "%run runs another script")
+            script = next((w for w in (line_text or "").split() if not w.startswith("-")), "")
+            host = self._downloads().get(_file_key(script)) if script else None
+            if host is not None:
+                self.add("download-exec", node, f"%run runs {script} downloaded from {host}")
+            else:
+                self.add("run-script", node, "%run runs another script")
         elif name in ("load", "loadpy"):
             if line_text and re.match(
                 r"https?://", line_text.split()[-1] if line_text.split() else ""
@@ -302,6 +308,3 @@ class ShellRules(AnalyzerCore):
 
     def _privilege(self, node: ast.Call, q: str) -> None:
         self.add("privilege", node, f"{q} changes process privileges")
-
-    def _run_script(self, node: ast.Call, q: str) -> None:
-        self.add("run-script", node, f"{q} runs another script")
