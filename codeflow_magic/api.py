@@ -78,8 +78,10 @@ def _security_hooks() -> tuple[Any, Any, Any]:
 
 
 def _prefetch(module: str) -> None:
-    """Import a module on a daemon thread, so that it is (nearly) loaded when first used."""
-    threading.Thread(target=_import_quietly, args=(module,), daemon=True).start()
+    """Import a module on a thread, so that it is (nearly) loaded when first used."""
+    from .providers.sdk import import_in_background
+
+    import_in_background(_import_quietly, module, name=f"codeflow-prefetch-{module}")
 
 
 def _import_quietly(module: str) -> None:

@@ -7,9 +7,11 @@ Below the providers: `anthropic` and `openai_compat` get their SDK and client fr
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
@@ -22,6 +24,33 @@ SDK_MODULES: dict[str, str] = {"anthropic": "anthropic", "openai": "openai"}
 
 _SDKS: dict[str, Future[ModuleType]] = {}
 _SDKS_LOCK = threading.Lock()
+_IMPORTERS: list[threading.Thread] = []
+EXIT_WAIT_S = 10.0
+"""How long an exiting process waits for codeflow's import threads."""
+
+
+def import_in_background(target: Callable[..., None], *args: Any, name: str) -> threading.Thread:
+    """Run an import on a daemon thread that the process still waits for when it exits.
+
+    A daemon thread that is still importing when the interpreter finalizes dies holding the
+    import lock, and the exit then hangs for good in a module lock's clean-up callback. So an
+    exiting process (a CLI run that never needed the scanner, a script that quits while the SDK
+    loads) first lets these threads finish, for at most `EXIT_WAIT_S`.
+    """
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    with _SDKS_LOCK:
+        if not _IMPORTERS:
+            atexit.register(_wait_for_importers)
+        _IMPORTERS[:] = [t for t in _IMPORTERS if t.is_alive()]
+        _IMPORTERS.append(thread)
+    thread.start()
+    return thread
+
+
+def _wait_for_importers() -> None:
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for thread in list(_IMPORTERS):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def start_import(
@@ -53,13 +82,7 @@ def start_import(
     if loaded is not None and not getattr(loaded.__spec__, "_initializing", False):
         future.set_result(loaded)  # already imported (and warmed, or used) by someone else
         return future
-    thread = threading.Thread(
-        target=_import_sdk,
-        args=(module, future, warmer),
-        name=f"codeflow-import-{provider}",
-        daemon=True,
-    )
-    thread.start()
+    import_in_background(_import_sdk, module, future, warmer, name=f"codeflow-import-{provider}")
     return future
 
 

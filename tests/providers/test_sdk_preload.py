@@ -295,3 +295,28 @@ def test_a_replay_only_flow_never_imports_the_sdk(
         """,
     )
     assert "codeflow-import-anthropic" in live["names"]
+
+
+def test_an_exiting_process_waits_for_codeflow_import_threads(tmp_path: Path) -> None:
+    """A daemon thread still importing when the interpreter finalizes dies holding the import
+    lock, and the exit then hangs for good; codeflow's import threads are waited for instead."""
+    marker = tmp_path / "imported"
+    code = textwrap.dedent(
+        f"""
+        import time
+        from codeflow_magic.providers.sdk import import_in_background
+
+        def slow_import():
+            time.sleep(0.5)
+            import codeflow_magic.security  # a real import, still running at exit
+            open({str(marker)!r}, "w").write("done")
+
+        import_in_background(slow_import, name="codeflow-test-import")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEFLOW_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text() == "done"  # the exit waited for the thread to finish
