@@ -46,6 +46,9 @@ class ShellRules(AnalyzerCore):
             severity, reason = "high", "the program name is computed"
         if decoded:
             severity, reason = "high", "the command was hidden by encoding"
+        if display.startswith("os.exec"):
+            severity = "high"
+            reason = "it replaces the kernel's own process (the kernel and its variables are gone)"
         top: Finding | None = None
         for f in inner:
             if top is None or severity_rank(f.severity) > severity_rank(top.severity):

@@ -161,7 +161,8 @@ _RULES: list[Rule] = [
     # -- processes ------------------------------------------------------------------------
     Rule("shell-command", "low", "process", "runs a shell command from Python",
        "rated by what the command does (its Bash findings); at least high when the program "
-       "name is computed or the command was hidden by encoding", PY,
+       "name is computed, the command was hidden by encoding or os.exec* replaces the "
+       "kernel's own process", PY,
        severities=SEVERITIES, graded_by="the worst finding of the command it runs"),
     Rule("ipython-shell", "low", "process", "runs an IPython shell escape (!cmd, %system, %sx)",
        "rated like shell-command", PY,

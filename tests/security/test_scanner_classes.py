@@ -859,6 +859,24 @@ CASES: list[tuple[str, str, str, str, bool, str | None, str | None]] = [
         "read-secret",
         "critical",
     ),
+    (
+        "o-execv-replaces-kernel",
+        "python",
+        "import os\nos.execv('/bin/sh', ['sh', '-c', 'id'])\n",
+        "high",
+        False,
+        "shell-command",
+        "high",
+    ),
+    (
+        "o-spawn-inspection",
+        "python",
+        "import os\nos.spawnv(os.P_WAIT, '/bin/ls', ['ls', 'data'])\n",
+        "none",
+        True,
+        None,
+        None,
+    ),
 ]
 
 
