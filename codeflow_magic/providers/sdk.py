@@ -38,15 +38,14 @@ def import_in_background(target: Callable[..., None], *args: Any, name: str) -> 
     loads) first lets these threads finish, for at most `EXIT_WAIT_S`.
     """
     thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
     with _SDKS_LOCK:
-        if not _IMPORTERS:
-            atexit.register(_wait_for_importers)
         _IMPORTERS[:] = [t for t in _IMPORTERS if t.is_alive()]
         _IMPORTERS.append(thread)
-    thread.start()
     return thread
 
 
+@atexit.register
 def _wait_for_importers() -> None:
     deadline = time.monotonic() + EXIT_WAIT_S
     for thread in list(_IMPORTERS):

@@ -32,7 +32,7 @@ def _file_key(path: str, cwd: str) -> str:
     return paths.normalize(p)
 
 
-def _download_files(prog: str, args: list[str]) -> tuple[list[str], str]:
+def download_files(prog: str, args: list[str]) -> tuple[list[str], str]:
     """Files a curl/wget command writes, and the URL it fetches."""
     url = next((a for a in args if re.match(r"^[a-z]+://", a)), "")
     files: list[str] = []
@@ -89,7 +89,7 @@ def chain_findings(pipelines: list[Pipeline], *, across_lines: bool = False) -> 
                 cwd = args[0]
                 continue
             if prog in DOWNLOADERS:
-                files, url = _download_files(prog, args)
+                files, url = download_files(prog, args)
                 fetched_url = url or "a URL"
                 for f in files + outs:
                     made[_file_key(f, cwd)] = ("downloaded", cmd.line, fetched_url)

@@ -152,13 +152,7 @@ class CallRules(FileRules):
                 continue
             verdict = paths.mention_verdict(text)
             if verdict is not None:
-                self.add(
-                    "mention",
-                    arg,
-                    verdict.reason,
-                    severity=verdict.severity,
-                    category=verdict.category,
-                )
+                self.add_verdict("mention", verdict, arg)
 
     def _dynamic(self, node: ast.Call, q: str) -> None:
         arg = self._arg(node, 0, "source")
@@ -482,6 +476,8 @@ class CallRules(FileRules):
         """Files this code itself pickles into (`joblib.dump(m, "m.joblib")`, `torch.save`,
         `pickle.dump(obj, open(p, "wb"))`, `df.to_pickle(p)`): loading one back is a round trip
         of the code's own objects, not of data from elsewhere."""
+        if self._saved_memo is not None:
+            return self._saved_memo
         saved: set[str] = set()
         for sub in ast.walk(self.tree):
             if not isinstance(sub, ast.Call):
@@ -502,6 +498,7 @@ class CallRules(FileRules):
             name = self.folder.fold_str(target) if target is not None else None
             if name is not None and COMPUTED not in name:
                 saved.add(_file_key(name))
+        self._saved_memo = saved
         return saved
 
     def _dns_lookup(self, node: ast.Call, q: str) -> None:

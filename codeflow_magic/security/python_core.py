@@ -14,6 +14,8 @@ from collections.abc import Callable
 from ..models import Finding, severity_rank
 from ..secrets import is_secret_name
 from . import paths, rules
+from .bash_chains import download_files
+from .bash_lex import lex
 from .fold import _DECODERS, Folder
 from .paths import COMPUTED, Verdict
 from .python_bindings import _BindingCollector
@@ -78,6 +80,7 @@ class AnalyzerCore:
         self._shell_lines: list[tuple[str, int]] = []
         self._name_loads: dict[str, list[ast.Name]] | None = None
         self._download_memo: dict[str, str] | None = None
+        self._saved_memo: set[str] | None = None
 
     def line(self, node: ast.AST | None) -> int:
         lineno = getattr(node, "lineno", 1) if node is not None else 1
@@ -588,20 +591,21 @@ class AnalyzerCore:
                             host = self._fetch_host(value)
                             if host is not None:
                                 found[_file_key(name)] = host
-        for line in self.source.splitlines():
-            if not re.search(r"\b(wget|curl)\b", line):
+        # Shell lines (`!wget -O m.pkl URL`, a `%%bash` body): read as the Bash rules read them.
+        shell = [line.strip().lstrip("!").strip() for line in self.source.splitlines()]
+        shell += [text for text, _ in self._shell_lines]
+        for text in shell:
+            if not re.search(r"\b(wget|curl)\b", text):
                 continue
-            url_m = re.search(r"(https?|ftp)://([^/\s'\"]+)(\S*?)(?=[\s'\"]|$)", line)
-            if url_m is None:
-                continue
-            out_m = re.search(
-                r"\s(?:-[A-Za-z]*[oO]|--output-document|--output)[ =]?\s*([^\s'\"]+)", line
-            )
-            saved = out_m.group(1) if out_m else ""
-            if not saved or "://" in saved:
-                saved = url_m.group(3).rstrip("/").rsplit("/", 1)[-1]
-            if saved and saved != "-":
-                found[_file_key(saved)] = url_m.group(2)
+            for pipeline in lex(text).pipelines:
+                for cmd in pipeline.commands:
+                    prog = cmd.words[0].rsplit("/", 1)[-1] if cmd.words else ""
+                    if prog not in ("wget", "curl"):
+                        continue
+                    files, url = download_files(prog, cmd.words[1:])
+                    m = re.match(r"^[a-z][a-z0-9+.-]*://([^/:?#]+)", url)
+                    for saved in files:
+                        found[_file_key(saved)] = m.group(1) if m else "the network"
         self._download_memo = found
         return found
 

@@ -240,13 +240,7 @@ class PythonAnalyzer(CallRules):
             self._docker_socket(node, node.value)
         verdict = paths.mention_verdict(node.value)
         if verdict is not None:
-            self.add(
-                "mention",
-                node,
-                verdict.reason,
-                severity=verdict.severity,
-                category=verdict.category,
-            )
+            self.add_verdict("mention", verdict, node)
 
     def _docker_socket(self, node: ast.Constant, text: str) -> None:
         """The Docker daemon's socket passed to anything but an existence check."""

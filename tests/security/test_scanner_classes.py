@@ -877,6 +877,15 @@ CASES: list[tuple[str, str, str, str, bool, str | None, str | None]] = [
         None,
         None,
     ),
+    (
+        "o-wget-prefix-then-load",
+        "ipython",
+        "!wget -q -P models https://example.org/m.joblib\nimport joblib\nm = joblib.load('models/m.joblib')\n",
+        "critical",
+        False,
+        "pickle-network",
+        "critical",
+    ),
 ]
 
 
